@@ -1,0 +1,86 @@
+"""The data lake: Hive-style Parquet partitions under one root (contract section 1).
+
+Paths are built here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import pyarrow as pa
+
+from data_lake.storage import Storage
+from driftline.errors import InputError, RunError
+
+
+@dataclass(frozen=True)
+class Lake(Storage):
+    @classmethod
+    def open(cls, uri: str) -> Lake:
+        storage = Storage.from_uri(uri)
+        return cls(storage.fs, storage.root)
+
+    # paths ---------------------------------------------------------------------------------
+    def scored_dir(self, model: str, batch_date: date) -> str:
+        return f"{self.root}/scored/model={model}/batch_date={batch_date.isoformat()}"
+
+    def labels_dir(self, model: str, arrival_date: date) -> str:
+        return f"{self.root}/labels/model={model}/arrival_date={arrival_date.isoformat()}"
+
+    def result_path(self, model: str, batch_date: date) -> str:
+        day = batch_date.isoformat()
+        return f"{self.root}/monitoring/model={model}/batch_date={day}/result.json"
+
+    # listing -------------------------------------------------------------------------------
+    def _partition_dates(self, base: str, key: str) -> list[date]:
+        found = []
+        for name in self.subdirs(base):
+            if name.startswith(f"{key}="):
+                try:
+                    found.append(date.fromisoformat(name.split("=", 1)[1]))
+                except ValueError:
+                    continue  # not one of ours; a stray folder must not break the run
+        return sorted(found)
+
+    def scored_dates(self, model: str) -> list[date]:
+        return self._partition_dates(f"{self.root}/scored/model={model}", "batch_date")
+
+    def label_arrival_dates(self, model: str) -> list[date]:
+        return self._partition_dates(f"{self.root}/labels/model={model}", "arrival_date")
+
+    def result_dates(self, model: str) -> list[date]:
+        return self._partition_dates(f"{self.root}/monitoring/model={model}", "batch_date")
+
+    # reading -------------------------------------------------------------------------------
+    def read_scored(
+        self, model: str, batch_date: date, columns: Sequence[str] | None = None
+    ) -> pa.Table:
+        """All files of one scored batch, concatenated; a missing partition is a failed run."""
+        directory = self.scored_dir(model, batch_date)
+        files = self.files(directory, ".parquet")
+        if not files:
+            raise RunError(
+                f"no scored batch for model={model} batch_date={batch_date}: "
+                f"no *.parquet under {self.uri_of(directory)}"
+            )
+        tables = [self.read_parquet(f, columns) for f in files]
+        first = tables[0].schema
+        for path, table in zip(files[1:], tables[1:], strict=True):
+            if not table.schema.equals(first):
+                raise InputError(
+                    f"{self.uri_of(path)}: schema differs from {self.uri_of(files[0])} "
+                    f"(expected {first.names}, found {table.schema.names}); "
+                    "write every file of a batch with the same columns and types"
+                )
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+    # writing -------------------------------------------------------------------------------
+    def replace_partition(self, directory: str, name: str, table: pa.Table) -> None:
+        """Write `name` into `directory` and drop the partition's other files (idempotent rewrite)."""
+        target = f"{directory}/{name}"
+        self.write_table(target, table)
+        for other in self.files(directory, ".parquet"):
+            if other != target:
+                self.fs.delete_file(other)

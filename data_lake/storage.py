@@ -1,0 +1,98 @@
+"""Storage under one root on any pyarrow filesystem: local paths or URIs such as s3://bucket/prefix.
+
+Every write goes to a temporary name beside its target and is moved into place, so a reader sees
+the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from driftline.errors import InputError
+
+
+@dataclass(frozen=True)
+class Storage:
+    fs: pafs.FileSystem
+    root: str
+
+    @classmethod
+    def from_uri(cls, uri: str) -> Storage:
+        """Open a local path or any URI `pyarrow.fs.FileSystem.from_uri` understands."""
+        if "://" not in uri:
+            return cls(pafs.LocalFileSystem(), Path(uri).expanduser().resolve().as_posix())
+        try:
+            fs, root = pafs.FileSystem.from_uri(uri)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"cannot open {uri!r}: {exc}") from exc
+        return cls(fs, root.rstrip("/"))
+
+    def uri_of(self, path: str) -> str:
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            return path
+        return f"{self.fs.type_name}://{path}"
+
+    def subdirs(self, directory: str) -> list[str]:
+        selector = pafs.FileSelector(directory, allow_not_found=True)
+        return sorted(
+            info.base_name
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.Directory
+        )
+
+    def files(self, directory: str, suffix: str = "") -> list[str]:
+        selector = pafs.FileSelector(directory, allow_not_found=True)
+        return sorted(
+            info.path
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File
+            and info.base_name.endswith(suffix)
+            and not info.base_name.startswith(".")
+        )
+
+    def exists(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+
+    def read_bytes(self, path: str) -> bytes | None:
+        if not self.fs.get_file_info(path).is_file:
+            return None
+        with self.fs.open_input_stream(path) as handle:
+            return handle.read()
+
+    def read_parquet(self, path: str, columns: Sequence[str] | None = None) -> pa.Table:
+        """Read one Parquet file; an unreadable one is bad input that names the file."""
+        try:
+            with self.fs.open_input_file(path) as handle:
+                return pq.read_table(handle, columns=list(columns) if columns else None)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+            reason = str(exc).splitlines()[0]
+            raise InputError(
+                f"{self.uri_of(path)}: not a readable Parquet file ({reason}); "
+                "rewrite it with pyarrow or pandas.to_parquet"
+            ) from exc
+
+    def _write_atomically(self, path: str, write: Callable[[pa.NativeFile], object]) -> None:
+        parent, name = path.rsplit("/", 1)
+        self.fs.create_dir(parent, recursive=True)
+        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{name}"
+        try:
+            with self.fs.open_output_stream(tmp) as out:
+                write(out)
+            self.fs.move(tmp, path)
+        except BaseException:
+            if self.fs.get_file_info(tmp).is_file:
+                self.fs.delete_file(tmp)
+            raise
+
+    def write_table(self, path: str, table: pa.Table) -> None:
+        self._write_atomically(path, lambda out: pq.write_table(table, out, compression="zstd"))
+
+    def write_bytes(self, path: str, payload: bytes) -> None:
+        self._write_atomically(path, lambda out: out.write(payload))

@@ -1,0 +1,47 @@
+"""The nightly monitor flow: one batch day of one model."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime, timedelta
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from driftline.settings import DEFAULT_MODEL, load_settings
+from tasks import monitoring, steps
+from tasks.results import MonitoringResult
+
+
+def yesterday_utc() -> date:
+    return datetime.now(UTC).date() - timedelta(days=1)
+
+
+def _run_name() -> str:
+    params = flow_run.parameters
+    return f"monitor-{params['model']}-{params.get('batch_date') or yesterday_utc()}"
+
+
+@flow(name="monitor", flow_run_name=_run_name, log_prints=False)
+def monitor(
+    model: str = DEFAULT_MODEL,
+    batch_date: date | None = None,
+    push: bool = True,
+) -> MonitoringResult:
+    """Drift and performance of `model` for `batch_date` (default: yesterday, UTC)."""
+    started = time.time()
+    day = batch_date or yesterday_utc()
+    settings = load_settings()
+    context = steps.load_model(settings, model)
+    batch = steps.load_batch(settings, context, day)
+    drift = steps.compute_drift(settings, context, batch)
+    performance = steps.compute_performance(settings, context, batch, day)
+    result = monitoring.assemble(context, day, batch, drift, performance, settings)
+    steps.write_result(settings, result)
+    steps.publish_artifacts(result)
+    if push:
+        steps.push_metrics.with_options(
+            retries=len(settings.push_retry_delays_seconds),
+            retry_delay_seconds=list(settings.push_retry_delays_seconds),
+        )(settings, result, started)
+    return result

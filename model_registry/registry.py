@@ -1,0 +1,247 @@
+"""The model registry (contract section 2): immutable versions, an alias, hashes checked first.
+
+Layout under the root: `<model>/<version>/{model.joblib, reference.parquet, card.json}` and
+`<model>/aliases.json`. The card is written last, so a version without a card is unfinished and
+is never listed. Every file's sha256 is in the card and is checked before a byte is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import joblib
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data_lake.storage import Storage
+from driftline.errors import InputError
+
+FeatureKind = Literal["numeric", "categorical"]
+MODEL_FILE = "model.joblib"
+REFERENCE_FILE = "reference.parquet"
+CARD_FILE = "card.json"
+PRODUCTION = "production"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    kind: FeatureKind
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HoldoutMetrics:
+    mae: float
+    rmse: float
+    mape: float
+    r2: float
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    version: str
+    created_at: str
+    target: str
+    features: tuple[FeatureSpec, ...]
+    metrics: HoldoutMetrics
+    sha256: Mapping[str, str]
+    libraries: Mapping[str, str]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def to_json(self) -> str:
+        payload = asdict(self)
+        payload["features"] = [
+            {"name": f.name, "kind": f.kind, "categories": list(f.categories)}
+            for f in self.features
+        ]
+        return json.dumps(payload, indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str) -> ModelCard:
+        try:
+            raw = json.loads(text)
+            return cls(
+                name=raw["name"],
+                version=raw["version"],
+                created_at=raw["created_at"],
+                target=raw["target"],
+                features=tuple(
+                    FeatureSpec(f["name"], f["kind"], tuple(f.get("categories") or ()))
+                    for f in raw["features"]
+                ),
+                metrics=HoldoutMetrics(**raw["metrics"]),
+                sha256=dict(raw["sha256"]),
+                libraries=dict(raw.get("libraries", {})),
+                extra=dict(raw.get("extra", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(
+                f"{source}: not a valid model card ({exc!r}); re-register the model"
+            ) from exc
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    card: ModelCard
+    estimator: Any
+    reference: pa.Table
+
+
+def sha256_of(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def check_name(kind: str, name: str) -> str:
+    """Model names become paths and label values: keep them to a safe alphabet."""
+    if not _NAME.match(name):
+        raise InputError(
+            f"{kind} name {name!r} is not allowed: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+class Registry:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    @classmethod
+    def open(cls, uri: str) -> Registry:
+        return cls(Storage.from_uri(uri))
+
+    def _dir(self, model: str, version: str | None = None) -> str:
+        base = f"{self.storage.root}/{check_name('model', model)}"
+        return base if version is None else f"{base}/{version}"
+
+    # reading -------------------------------------------------------------------------------
+    def versions(self, model: str) -> list[str]:
+        """Finished versions, oldest first."""
+        found = [
+            v
+            for v in self.storage.subdirs(self._dir(model))
+            if v.startswith("v")
+            and v[1:].isdigit()
+            and self.storage.exists(f"{self._dir(model, v)}/{CARD_FILE}")
+        ]
+        return sorted(found, key=lambda v: int(v[1:]))
+
+    def models(self) -> list[str]:
+        return [
+            m
+            for m in self.storage.subdirs(self.storage.root)
+            if _NAME.match(m) and self.versions(m)
+        ]
+
+    def aliases(self, model: str) -> dict[str, str]:
+        raw = self.storage.read_bytes(f"{self._dir(model)}/aliases.json")
+        return {} if raw is None else dict(json.loads(raw))
+
+    def resolve(self, model: str, version: str = PRODUCTION) -> str:
+        """A version id from a version or an alias."""
+        if version in self.versions(model):
+            return version
+        aliases = self.aliases(model)
+        if version in aliases:
+            return aliases[version]
+        known = ", ".join(self.models()) or "none"
+        raise InputError(
+            f"model {model!r} has no version or alias {version!r} in registry "
+            f"{self.storage.uri_of(self.storage.root)} (models: {known}); "
+            "run `driftline train` or `driftline register` first"
+        )
+
+    def card(self, model: str, version: str = PRODUCTION) -> ModelCard:
+        resolved = self.resolve(model, version)
+        path = f"{self._dir(model, resolved)}/{CARD_FILE}"
+        raw = self.storage.read_bytes(path)
+        if raw is None:
+            raise InputError(f"{self.storage.uri_of(path)}: model card is missing; re-register")
+        return ModelCard.from_json(raw.decode(), source=self.storage.uri_of(path))
+
+    def read_verified(self, card: ModelCard, filename: str) -> bytes:
+        """A version's file, only if its sha256 matches the card."""
+        path = f"{self._dir(card.name, card.version)}/{filename}"
+        shown = self.storage.uri_of(path)
+        expected = card.sha256.get(filename)
+        payload = self.storage.read_bytes(path)
+        if expected is None or payload is None:
+            raise InputError(f"{shown}: missing from the registry or its card; re-register")
+        actual = sha256_of(payload)
+        if actual != expected:
+            raise InputError(
+                f"{shown}: sha256 {actual[:12]}... does not match its card ({expected[:12]}...); "
+                "the file changed after registration and was not loaded: register the model "
+                "again with `driftline register` (or `driftline train`)"
+            )
+        return payload
+
+    def load(self, model: str, version: str = PRODUCTION) -> LoadedModel:
+        card = self.card(model, version)
+        reference = self.load_reference(card)
+        estimator = joblib.load(io.BytesIO(self.read_verified(card, MODEL_FILE)))
+        return LoadedModel(card=card, estimator=estimator, reference=reference)
+
+    def load_reference(self, card: ModelCard) -> pa.Table:
+        return pq.read_table(pa.BufferReader(self.read_verified(card, REFERENCE_FILE)))
+
+    # writing -------------------------------------------------------------------------------
+    def register(
+        self,
+        *,
+        model: str,
+        estimator_bytes: bytes,
+        reference_bytes: bytes,
+        target: str,
+        features: tuple[FeatureSpec, ...],
+        metrics: HoldoutMetrics,
+        libraries: Mapping[str, str],
+        extra_files: Mapping[str, bytes] | None = None,
+        extra: Mapping[str, Any] | None = None,
+        alias: str | None = PRODUCTION,
+    ) -> ModelCard:
+        """Write a new immutable version; point `alias` at it."""
+        # count unfinished attempts too: a version id is never reused
+        taken = [int(v[1:]) for v in self.storage.subdirs(self._dir(model)) if v[1:].isdigit()]
+        version = f"v{max(taken, default=0) + 1}"
+        directory = self._dir(model, version)
+        files = {
+            MODEL_FILE: estimator_bytes,
+            REFERENCE_FILE: reference_bytes,
+            **(extra_files or {}),
+        }
+        for name, payload in files.items():
+            self.storage.write_bytes(f"{directory}/{name}", payload)
+        card = ModelCard(
+            name=model,
+            version=version,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            target=target,
+            features=features,
+            metrics=metrics,
+            sha256={name: sha256_of(payload) for name, payload in files.items()},
+            libraries=dict(libraries),
+            extra=dict(extra or {}),
+        )
+        self.storage.write_bytes(f"{directory}/{CARD_FILE}", card.to_json().encode())
+        if alias:
+            self.set_alias(model, alias, version)
+        return card
+
+    def set_alias(self, model: str, alias: str, version: str) -> None:
+        aliases = self.aliases(model) | {alias: self.resolve(model, version)}
+        payload = json.dumps(aliases, indent=2, sort_keys=True).encode()
+        self.storage.write_bytes(f"{self._dir(model)}/aliases.json", payload)

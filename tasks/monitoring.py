@@ -1,0 +1,161 @@
+"""One nightly run's work, step by step, as plain functions over the lake and the registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import pandas as pd
+import pyarrow as pa
+
+from data_lake.lake import Lake
+from driftline.errors import InputError
+from driftline.settings import DriftRule, Settings
+from model_registry.registry import ModelCard, Registry
+from tasks.columns import as_float, category_counts
+from tasks.drift import FeatureDrift, chi2_drift, decide, decide_single, ks_drift
+from tasks.performance import BatchPerformance, performance_by_batch
+from tasks.profile import CategoricalProfile, NumericProfile, ReferenceProfile, build_profile
+from tasks.results import MonitoringResult
+from tasks.validation import PREDICTION, ROW_ID, ValidatedBatch, validate_batch, validate_labels
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    card: ModelCard
+    profile: ReferenceProfile
+
+
+@dataclass(frozen=True)
+class DriftOutcome:
+    features: tuple[FeatureDrift, ...]
+    prediction: FeatureDrift
+
+
+@dataclass(frozen=True)
+class PerformanceOutcome:
+    batches: tuple[BatchPerformance, ...]
+    unmatched_labels: int
+    warnings: tuple[str, ...]
+
+
+def load_model_context(registry: Registry, model: str, version: str = "production") -> ModelContext:
+    """The card and the reference profile; the model file itself is not needed to monitor."""
+    card = registry.card(model, version)
+    return ModelContext(card, build_profile(registry.load_reference(card), card))
+
+
+def as_of(batch_date: date) -> date:
+    """The nightly run for day D runs on D+1 and sees labels arrived up to then."""
+    return batch_date + timedelta(days=1)
+
+
+def read_batch(lake: Lake, card: ModelCard, batch_date: date) -> ValidatedBatch:
+    table = lake.read_scored(card.name, batch_date)
+    source = f"batch {batch_date} ({lake.uri_of(lake.scored_dir(card.name, batch_date))})"
+    return validate_batch(table, card, source=source)
+
+
+def compute_drift(profile: ReferenceProfile, batch: pa.Table, rule: DriftRule) -> DriftOutcome:
+    drifts = []
+    for name, ref in profile.features.items():
+        column = batch.column(name)
+        if isinstance(ref, NumericProfile):
+            drifts.append(
+                ks_drift(ref.values_sorted, as_float(column), feature=name,
+                         min_samples=rule.min_samples)
+            )
+        else:
+            counts, missing = category_counts(column)
+            drifts.append(
+                chi2_drift(ref.counts, counts, feature=name, n_current_missing=missing,
+                           min_samples=rule.min_samples)
+            )
+    prediction = ks_drift(
+        profile.prediction.values_sorted, as_float(batch.column(PREDICTION)),
+        feature=PREDICTION, min_samples=rule.min_samples,
+    )
+    return DriftOutcome(tuple(decide(drifts, rule)), decide_single(prediction, rule))
+
+
+def read_performance_inputs(
+    lake: Lake, card: ModelCard, batch: ValidatedBatch, batch_date: date, *, window_days: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Predictions of the window's batches and the labels arrived for them as of the run."""
+    first = batch_date - timedelta(days=window_days - 1)
+    frames = [batch.table.select([ROW_ID, PREDICTION]).to_pandas().assign(batch_date=batch_date)]
+    for day in lake.scored_dates(card.name):
+        if first <= day < batch_date:
+            table = lake.read_scored(card.name, day, columns=[ROW_ID, PREDICTION])
+            frames.append(table.to_pandas().assign(batch_date=day))
+    scored = pd.concat(frames, ignore_index=True)
+    label_frames = []
+    for arrival in lake.label_arrival_dates(card.name):
+        # a label for a batch in the window arrives after the window opens
+        if first < arrival <= as_of(batch_date):
+            for path in lake.files(lake.labels_dir(card.name, arrival), ".parquet"):
+                table = validate_labels(
+                    lake.read_parquet(path), target=card.target, source=lake.uri_of(path)
+                )
+                label_frames.append(table.to_pandas().assign(arrival_date=arrival))
+    columns = [ROW_ID, card.target, "arrival_date"]
+    labels = pd.concat(label_frames, ignore_index=True) if label_frames else pd.DataFrame(
+        {c: pd.Series(dtype="float64" if c == card.target else "object") for c in columns}
+    )
+    if scored[ROW_ID].duplicated().any():
+        dup = scored.loc[scored[ROW_ID].duplicated(), ROW_ID].iloc[0]
+        raise InputError(
+            f"row_id {dup!r} appears in more than one batch of model {card.name!r}; "
+            "row_id must be unique within a model"
+        )
+    return scored, labels
+
+
+def compute_performance(
+    scored: pd.DataFrame, labels: pd.DataFrame, *, target: str
+) -> PerformanceOutcome:
+    batches, unmatched = performance_by_batch(scored, labels, target=target)
+    warnings = (
+        (f"{unmatched} label(s) match no scored row of the last batches and were skipped",)
+        if unmatched
+        else ()
+    )
+    return PerformanceOutcome(tuple(batches), unmatched, warnings)
+
+
+def assemble(
+    context: ModelContext,
+    batch_date: date,
+    batch: ValidatedBatch,
+    drift: DriftOutcome,
+    performance: PerformanceOutcome,
+    settings: Settings,
+) -> MonitoringResult:
+    card = context.card
+    return MonitoringResult(
+        model=card.name,
+        model_version=card.version,
+        batch_date=batch_date,
+        as_of=as_of(batch_date),
+        n_rows=batch.table.num_rows,
+        features=drift.features,
+        prediction=drift.prediction,
+        performance=performance.batches,
+        baseline=card.metrics,
+        min_label_coverage=settings.min_label_coverage,
+        unmatched_labels=performance.unmatched_labels,
+        warnings=batch.warnings + performance.warnings,
+    )
+
+
+def monitor_day(
+    lake: Lake, context: ModelContext, batch_date: date, settings: Settings
+) -> MonitoringResult:
+    """The nightly run's computation for one day, in one call (used by backfill)."""
+    batch = read_batch(lake, context.card, batch_date)
+    drift = compute_drift(context.profile, batch.table, settings.drift_rule)
+    scored, labels = read_performance_inputs(
+        lake, context.card, batch, batch_date, window_days=settings.performance_window_days
+    )
+    performance = compute_performance(scored, labels, target=context.card.target)
+    return assemble(context, batch_date, batch, drift, performance, settings)

@@ -1,0 +1,108 @@
+"""The result of one nightly run, and its JSON form in the lake's monitoring area."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Any
+
+from model_registry.registry import HoldoutMetrics
+from tasks.drift import FeatureDrift
+from tasks.performance import BatchPerformance, RegressionMetrics
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MonitoringResult:
+    model: str
+    model_version: str
+    batch_date: date
+    as_of: date  # labels arrived up to and including this day were used
+    n_rows: int
+    features: tuple[FeatureDrift, ...]
+    prediction: FeatureDrift | None
+    performance: tuple[BatchPerformance, ...]  # every batch of the window, oldest first
+    baseline: HoldoutMetrics
+    min_label_coverage: float
+    unmatched_labels: int
+    warnings: tuple[str, ...]
+
+    @property
+    def drifted_features(self) -> list[str]:
+        return [f.feature for f in self.features if f.is_drifted]
+
+    @property
+    def current_performance(self) -> BatchPerformance | None:
+        """The latest batch with enough labels: the one whose metrics are reported."""
+        covered = [
+            p
+            for p in self.performance
+            if p.label_coverage_ratio >= self.min_label_coverage and p.metrics is not None
+        ]
+        return covered[-1] if covered else None
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: write null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _nan(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def to_json(result: MonitoringResult) -> bytes:
+    payload = {"schema_version": SCHEMA_VERSION, **asdict(result)}
+    return (json.dumps(_clean(payload), indent=1, allow_nan=False) + "\n").encode()
+
+
+def _drift(raw: dict[str, Any]) -> FeatureDrift:
+    return FeatureDrift(
+        **{
+            **raw,
+            "score": _nan(raw["score"]),
+            "p_value": _nan(raw["p_value"]),
+            "p_value_adjusted": _nan(raw["p_value_adjusted"]),
+            "missing_ratio": _nan(raw["missing_ratio"]),
+        }
+    )
+
+
+def from_json(payload: bytes) -> MonitoringResult:
+    raw = json.loads(payload)
+    return MonitoringResult(
+        model=raw["model"],
+        model_version=raw["model_version"],
+        batch_date=date.fromisoformat(raw["batch_date"]),
+        as_of=date.fromisoformat(raw["as_of"]),
+        n_rows=raw["n_rows"],
+        features=tuple(_drift(f) for f in raw["features"]),
+        prediction=_drift(raw["prediction"]) if raw["prediction"] else None,
+        performance=tuple(
+            BatchPerformance(
+                batch_date=date.fromisoformat(p["batch_date"]),
+                n_rows=p["n_rows"],
+                n_labelled=p["n_labelled"],
+                label_coverage_ratio=p["label_coverage_ratio"],
+                metrics=RegressionMetrics(**{k: _nan(v) for k, v in p["metrics"].items()})
+                if p["metrics"]
+                else None,
+            )
+            for p in raw["performance"]
+        ),
+        baseline=HoldoutMetrics(**{k: _nan(v) for k, v in raw["baseline"].items()}),
+        min_label_coverage=raw["min_label_coverage"],
+        unmatched_labels=raw["unmatched_labels"],
+        warnings=tuple(raw["warnings"]),
+    )

@@ -1,0 +1,164 @@
+"""Prefect tasks: each wraps one step's plain function with a name, retries on I/O, and logging."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import date
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from data_lake.lake import Lake
+from driftline.errors import DriftlineError
+from driftline.settings import Settings
+from model_registry.registry import Registry
+from tasks import metrics, monitoring
+from tasks.monitoring import DriftOutcome, ModelContext, PerformanceOutcome
+from tasks.results import MonitoringResult, to_json
+from tasks.validation import ValidatedBatch
+
+IO_RETRY_DELAYS = [2, 10, 30]
+
+
+def transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry what may pass (network, storage); bad input and missing batches will not."""
+    return not isinstance(state.data, DriftlineError)
+
+
+io_task = task(
+    retries=3, retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=transient,
+    cache_policy=NO_CACHE,
+)
+
+
+def artifact_key(kind: str, model: str) -> str:
+    """Artifact keys allow lowercase letters, digits and dashes only."""
+    return f"{kind}-" + re.sub(r"[^a-z0-9-]+", "-", model.lower()).strip("-")
+
+
+@io_task(name="load-model")
+def load_model(settings: Settings, model: str) -> ModelContext:
+    context = monitoring.load_model_context(Registry.open(settings.model_registry_uri), model)
+    get_run_logger().info(
+        "model %s version %s: %d features, reference of %d rows",
+        model, context.card.version, len(context.card.features), context.profile.n_rows,
+    )
+    return context
+
+
+@io_task(name="load-batch")
+def load_batch(settings: Settings, context: ModelContext, batch_date: date) -> ValidatedBatch:
+    batch = monitoring.read_batch(Lake.open(settings.data_lake_uri), context.card, batch_date)
+    logger = get_run_logger()
+    logger.info("batch %s: %d rows", batch_date, batch.table.num_rows)
+    for warning in batch.warnings:
+        logger.warning(warning)
+    return batch
+
+
+@task(name="compute-drift", cache_policy=NO_CACHE)
+def compute_drift(settings: Settings, context: ModelContext, batch: ValidatedBatch) -> DriftOutcome:
+    outcome = monitoring.compute_drift(context.profile, batch.table, settings.drift_rule)
+    drifted = [d.feature for d in outcome.features if d.is_drifted]
+    get_run_logger().info(
+        "drifted features: %s; prediction drift: %s",
+        ", ".join(drifted) or "none", outcome.prediction.is_drifted,
+    )
+    return outcome
+
+
+@io_task(name="compute-performance")
+def compute_performance(
+    settings: Settings, context: ModelContext, batch: ValidatedBatch, batch_date: date
+) -> PerformanceOutcome:
+    scored, labels = monitoring.read_performance_inputs(
+        Lake.open(settings.data_lake_uri), context.card, batch, batch_date,
+        window_days=settings.performance_window_days,
+    )
+    outcome = monitoring.compute_performance(scored, labels, target=context.card.target)
+    logger = get_run_logger()
+    for warning in outcome.warnings:
+        logger.warning(warning)
+    return outcome
+
+
+@io_task(name="write-result")
+def write_result(settings: Settings, result: MonitoringResult) -> str:
+    lake = Lake.open(settings.data_lake_uri)
+    path = lake.result_path(result.model, result.batch_date)
+    lake.write_bytes(path, to_json(result))
+    get_run_logger().info("results written to %s", lake.uri_of(path))
+    return lake.uri_of(path)
+
+
+@task(name="publish-artifacts", cache_policy=NO_CACHE)
+def publish_artifacts(result: MonitoringResult) -> None:
+    rows = [
+        {
+            "feature": d.feature,
+            "test": d.test,
+            "score": round(d.score, 4) if d.status == "ok" else None,
+            "p_value": d.p_value if d.status == "ok" else None,
+            "p_value_adjusted": d.p_value_adjusted if d.status == "ok" else None,
+            "missing_ratio": round(d.missing_ratio, 4),
+            "drifted": d.is_drifted,
+            "status": d.status,
+        }
+        for d in (*result.features, *([result.prediction] if result.prediction else []))
+    ]
+    create_table_artifact(
+        key=artifact_key("drift", result.model),
+        table=rows,
+        description=f"Drift of {result.model} {result.model_version}, batch {result.batch_date}",
+    )
+    create_markdown_artifact(
+        key=artifact_key("summary", result.model), markdown=summary_markdown(result),
+        description=f"Monitoring summary, batch {result.batch_date}",
+    )
+
+
+def summary_markdown(result: MonitoringResult) -> str:
+    drifted = result.drifted_features
+    perf = result.current_performance
+    lines = [
+        f"# {result.model} {result.model_version}: batch {result.batch_date}",
+        "",
+        f"- rows: {result.n_rows}",
+        f"- drifted features: {', '.join(drifted) if drifted else 'none'} "
+        f"(of {sum(d.status == 'ok' for d in result.features)} tested)",
+    ]
+    if result.prediction is not None and result.prediction.status == "ok":
+        lines.append(
+            f"- prediction drift: D = {result.prediction.score:.3f}, "
+            f"p = {result.prediction.p_value:.3g}, drifted: {result.prediction.is_drifted}"
+        )
+    if perf is not None and perf.metrics is not None:
+        ratio = perf.metrics.mae / result.baseline.mae if result.baseline.mae else float("nan")
+        lines.append(
+            f"- performance on batch {perf.batch_date} ({perf.label_coverage_ratio:.0%} labelled): "
+            f"MAE {perf.metrics.mae:.4g} = {ratio:.2f} x baseline {result.baseline.mae:.4g}, "
+            f"R² {perf.metrics.r2:.3f}"
+        )
+    else:
+        lines.append(
+            f"- performance: no batch of the window has {result.min_label_coverage:.0%} "
+            "of its labels yet"
+        )
+    lines += [f"- warning: {w}" for w in result.warnings]
+    return "\n".join(lines) + "\n"
+
+
+@task(name="push-metrics", cache_policy=NO_CACHE, retry_condition_fn=transient)
+def push_metrics(settings: Settings, result: MonitoringResult, started_at: float) -> None:
+    finished = time.time()
+    metrics.push(
+        result,
+        metrics.RunStamp(finished_at_seconds=finished, duration_seconds=finished - started_at),
+        gateway=settings.pushgateway_url,
+        handler=metrics.auth_handler(settings.pushgateway_username, settings.pushgateway_password),
+    )
+    get_run_logger().info("pushed to %s (job=%s, model=%s)", settings.pushgateway_url,
+                          metrics.JOB, result.model)

@@ -1,0 +1,141 @@
+"""Fitting the example model and describing any model for the registry."""
+
+from __future__ import annotations
+
+import io
+import platform
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OrdinalEncoder
+
+from driftline.errors import InputError
+from model_registry.registry import FeatureSpec, HoldoutMetrics
+from tasks.performance import regression_metrics
+
+PREDICTION = "prediction"
+LIBRARIES = ("scikit-learn", "numpy", "pandas", "pyarrow", "scipy", "joblib", "driftline")
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    """Everything the registry stores for a version, before it is written."""
+
+    estimator_bytes: bytes
+    reference_bytes: bytes
+    target: str
+    features: tuple[FeatureSpec, ...]
+    metrics: HoldoutMetrics
+    libraries: dict[str, str]
+
+
+def random_forest_pipeline(categorical: list[str], *, seed: int) -> Pipeline:
+    """Ordinal-encode the categoricals, pass numerics through, fit a random forest."""
+    encode = ColumnTransformer(
+        [
+            (
+                "categorical",
+                OrdinalEncoder(
+                    handle_unknown="use_encoded_value",
+                    unknown_value=-1,
+                    encoded_missing_value=-1,
+                ),
+                categorical,
+            )
+        ],
+        remainder="passthrough",
+        verbose_feature_names_out=False,
+    )
+    forest = RandomForestRegressor(
+        n_estimators=60, min_samples_leaf=3, max_features=0.7, n_jobs=-1, random_state=seed
+    )
+    return Pipeline([("encode", encode), ("forest", forest)])
+
+
+def describe_features(
+    frame: pd.DataFrame, *, target: str, categorical: list[str] | None = None
+) -> tuple[FeatureSpec, ...]:
+    """Feature specs from a reference frame: numeric unless named or typed as categorical."""
+    named = set(categorical or [])
+    unknown = named - set(frame.columns)
+    if unknown:
+        raise InputError(
+            f"--categorical names {sorted(unknown)} that are not reference columns "
+            f"(found {', '.join(frame.columns)})"
+        )
+    specs = []
+    for name in frame.columns:
+        if name in (target, PREDICTION, "row_id"):
+            continue
+        column = frame[name]
+        numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+        if name in named or not numeric:
+            values = column.dropna().astype(str)
+            specs.append(FeatureSpec(name, "categorical", tuple(sorted(values.unique()))))
+        else:
+            specs.append(FeatureSpec(name, "numeric"))
+    return tuple(specs)
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def prepare(
+    estimator: Any, reference: pd.DataFrame, *, target: str, features: tuple[FeatureSpec, ...]
+) -> PreparedModel:
+    """Predict the reference if it has no predictions, and compute the holdout metrics."""
+    names = [f.name for f in features]
+    reference = reference.reset_index(drop=True)
+    if PREDICTION not in reference.columns:
+        reference[PREDICTION] = np.asarray(estimator.predict(reference[names]), dtype=np.float64)
+    labelled = reference[reference[target].notna()]
+    if labelled.empty:
+        raise InputError(f"the reference has no rows with target {target!r}; expected labelled rows")
+    m = regression_metrics(
+        labelled[target].to_numpy(np.float64), labelled[PREDICTION].to_numpy(np.float64)
+    )
+    buffer = io.BytesIO()
+    joblib.dump(estimator, buffer, compress=3)
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        pa.Table.from_pandas(reference[[*names, target, PREDICTION]], preserve_index=False),
+        sink,
+        compression="zstd",
+    )
+    return PreparedModel(
+        estimator_bytes=buffer.getvalue(),
+        reference_bytes=sink.getvalue().to_pybytes(),
+        target=target,
+        features=features,
+        metrics=HoldoutMetrics(mae=m.mae, rmse=m.rmse, mape=m.mape, r2=m.r2),
+        libraries=library_versions(),
+    )
+
+
+def train_random_forest(
+    table: pd.DataFrame, *, target: str, categorical: list[str], seed: int = 42
+) -> PreparedModel:
+    """Fit on 75 % of the rows; the other 25 % become the out-of-sample reference."""
+    train, reference = train_test_split(table, test_size=0.25, random_state=seed)
+    features = describe_features(reference, target=target, categorical=categorical)
+    names = [f.name for f in features]
+    pipeline = random_forest_pipeline(categorical, seed=seed)
+    pipeline.fit(train[names], train[target])
+    return prepare(pipeline, reference, target=target, features=features)
