@@ -6,16 +6,14 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pandas as pd
-import pyarrow as pa
 
 from data_lake.lake import Lake
 from driftline.errors import InputError
-from driftline.settings import DriftRule, Settings
+from driftline.settings import Settings
 from model_registry.registry import ModelCard, Registry
-from tasks.columns import as_float, category_counts
-from tasks.drift import FeatureDrift, chi2_drift, decide, decide_single, ks_drift
+from tasks.drift_report import DriftOutcome, drift_report
 from tasks.performance import BatchPerformance, performance_by_batch
-from tasks.profile import CategoricalProfile, NumericProfile, ReferenceProfile, build_profile
+from tasks.profile import ReferenceProfile, build_profile
 from tasks.results import MonitoringResult
 from tasks.validation import PREDICTION, ROW_ID, ValidatedBatch, validate_batch, validate_labels
 
@@ -24,12 +22,6 @@ from tasks.validation import PREDICTION, ROW_ID, ValidatedBatch, validate_batch,
 class ModelContext:
     card: ModelCard
     profile: ReferenceProfile
-
-
-@dataclass(frozen=True)
-class DriftOutcome:
-    features: tuple[FeatureDrift, ...]
-    prediction: FeatureDrift
 
 
 @dataclass(frozen=True)
@@ -56,28 +48,6 @@ def read_batch(lake: Lake, card: ModelCard, batch_date: date) -> ValidatedBatch:
     return validate_batch(table, card, source=source)
 
 
-def compute_drift(profile: ReferenceProfile, batch: pa.Table, rule: DriftRule) -> DriftOutcome:
-    drifts = []
-    for name, ref in profile.features.items():
-        column = batch.column(name)
-        if isinstance(ref, NumericProfile):
-            drifts.append(
-                ks_drift(ref.values_sorted, as_float(column), feature=name,
-                         min_samples=rule.min_samples)
-            )
-        else:
-            counts, missing = category_counts(column)
-            drifts.append(
-                chi2_drift(ref.counts, counts, feature=name, n_current_missing=missing,
-                           min_samples=rule.min_samples)
-            )
-    prediction = ks_drift(
-        profile.prediction.values_sorted, as_float(batch.column(PREDICTION)),
-        feature=PREDICTION, min_samples=rule.min_samples,
-    )
-    return DriftOutcome(tuple(decide(drifts, rule)), decide_single(prediction, rule))
-
-
 def read_performance_inputs(
     lake: Lake, card: ModelCard, batch: ValidatedBatch, batch_date: date, *, window_days: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -99,8 +69,12 @@ def read_performance_inputs(
                 )
                 label_frames.append(table.to_pandas().assign(arrival_date=arrival))
     columns = [ROW_ID, card.target, "arrival_date"]
-    labels = pd.concat(label_frames, ignore_index=True) if label_frames else pd.DataFrame(
-        {c: pd.Series(dtype="float64" if c == card.target else "object") for c in columns}
+    labels = (
+        pd.concat(label_frames, ignore_index=True)
+        if label_frames
+        else pd.DataFrame(
+            {c: pd.Series(dtype="float64" if c == card.target else "object") for c in columns}
+        )
     )
     if scored[ROW_ID].duplicated().any():
         dup = scored.loc[scored[ROW_ID].duplicated(), ROW_ID].iloc[0]
@@ -153,7 +127,7 @@ def monitor_day(
 ) -> MonitoringResult:
     """The nightly run's computation for one day, in one call (used by backfill)."""
     batch = read_batch(lake, context.card, batch_date)
-    drift = compute_drift(context.profile, batch.table, settings.drift_rule)
+    drift = drift_report(context.profile, batch.table, settings.drift_rule)
     scored, labels = read_performance_inputs(
         lake, context.card, batch, batch_date, window_days=settings.performance_window_days
     )

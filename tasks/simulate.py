@@ -2,7 +2,7 @@
 
 Rows are drawn from a pool of labelled rows (by default the model's own out-of-sample reference,
 so any registered model can be simulated) and scored by the model. Scenarios, from `drift_start`:
-- `data-drift`: covariate shift. Rows are redrawn with weight exp(0.4 z) of the first numeric
+- `data-drift`: covariate shift. Rows are redrawn with weight exp(0.35 z) of the first numeric
   feature (for diamonds, `carat`): larger stones become common, so the size features shift, while
   the true relation from features to target is unchanged.
 - `concept-drift`: features as before, the true target is 30 % higher than before for the same
@@ -28,7 +28,7 @@ SCENARIOS: tuple[Scenario, ...] = ("none", "data-drift", "concept-drift", "both"
 LABEL_DELAY_DAYS = np.arange(1, 8)
 LABEL_DELAY_WEIGHTS = np.array([0.30, 0.25, 0.15, 0.12, 0.08, 0.06, 0.04])
 LABEL_NEVER_RATIO = 0.03
-COVARIATE_TILT = 0.4
+COVARIATE_TILT = 0.35
 CONCEPT_FACTOR = 1.3
 
 

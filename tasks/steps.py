@@ -16,7 +16,8 @@ from driftline.errors import DriftlineError
 from driftline.settings import Settings
 from model_registry.registry import Registry
 from tasks import metrics, monitoring
-from tasks.monitoring import DriftOutcome, ModelContext, PerformanceOutcome
+from tasks.drift_report import DriftOutcome, drift_report
+from tasks.monitoring import ModelContext, PerformanceOutcome
 from tasks.results import MonitoringResult, to_json
 from tasks.validation import ValidatedBatch
 
@@ -29,7 +30,9 @@ def transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 io_task = task(
-    retries=3, retry_delay_seconds=IO_RETRY_DELAYS, retry_condition_fn=transient,
+    retries=3,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=transient,
     cache_policy=NO_CACHE,
 )
 
@@ -44,7 +47,10 @@ def load_model(settings: Settings, model: str) -> ModelContext:
     context = monitoring.load_model_context(Registry.open(settings.model_registry_uri), model)
     get_run_logger().info(
         "model %s version %s: %d features, reference of %d rows",
-        model, context.card.version, len(context.card.features), context.profile.n_rows,
+        model,
+        context.card.version,
+        len(context.card.features),
+        context.profile.n_rows,
     )
     return context
 
@@ -61,11 +67,12 @@ def load_batch(settings: Settings, context: ModelContext, batch_date: date) -> V
 
 @task(name="compute-drift", cache_policy=NO_CACHE)
 def compute_drift(settings: Settings, context: ModelContext, batch: ValidatedBatch) -> DriftOutcome:
-    outcome = monitoring.compute_drift(context.profile, batch.table, settings.drift_rule)
+    outcome = drift_report(context.profile, batch.table, settings.drift_rule)
     drifted = [d.feature for d in outcome.features if d.is_drifted]
     get_run_logger().info(
         "drifted features: %s; prediction drift: %s",
-        ", ".join(drifted) or "none", outcome.prediction.is_drifted,
+        ", ".join(drifted) or "none",
+        outcome.prediction.is_drifted,
     )
     return outcome
 
@@ -75,7 +82,10 @@ def compute_performance(
     settings: Settings, context: ModelContext, batch: ValidatedBatch, batch_date: date
 ) -> PerformanceOutcome:
     scored, labels = monitoring.read_performance_inputs(
-        Lake.open(settings.data_lake_uri), context.card, batch, batch_date,
+        Lake.open(settings.data_lake_uri),
+        context.card,
+        batch,
+        batch_date,
         window_days=settings.performance_window_days,
     )
     outcome = monitoring.compute_performance(scored, labels, target=context.card.target)
@@ -115,7 +125,8 @@ def publish_artifacts(result: MonitoringResult) -> None:
         description=f"Drift of {result.model} {result.model_version}, batch {result.batch_date}",
     )
     create_markdown_artifact(
-        key=artifact_key("summary", result.model), markdown=summary_markdown(result),
+        key=artifact_key("summary", result.model),
+        markdown=summary_markdown(result),
         description=f"Monitoring summary, batch {result.batch_date}",
     )
 
@@ -160,5 +171,6 @@ def push_metrics(settings: Settings, result: MonitoringResult, started_at: float
         gateway=settings.pushgateway_url,
         handler=metrics.auth_handler(settings.pushgateway_username, settings.pushgateway_password),
     )
-    get_run_logger().info("pushed to %s (job=%s, model=%s)", settings.pushgateway_url,
-                          metrics.JOB, result.model)
+    get_run_logger().info(
+        "pushed to %s (job=%s, model=%s)", settings.pushgateway_url, metrics.JOB, result.model
+    )

@@ -107,7 +107,9 @@ def prepare(
         reference[PREDICTION] = np.asarray(estimator.predict(reference[names]), dtype=np.float64)
     labelled = reference[reference[target].notna()]
     if labelled.empty:
-        raise InputError(f"the reference has no rows with target {target!r}; expected labelled rows")
+        raise InputError(
+            f"the reference has no rows with target {target!r}; expected labelled rows"
+        )
     m = regression_metrics(
         labelled[target].to_numpy(np.float64), labelled[PREDICTION].to_numpy(np.float64)
     )
