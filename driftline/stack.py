@@ -1,0 +1,481 @@
+"""Local Prometheus, Pushgateway and Alertmanager on loopback, from the binaries on PATH."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+Component = Literal["pushgateway", "alertmanager", "prometheus"]
+
+# Start order: Prometheus last, so its first scrape and first alert delivery find the others up.
+COMPONENTS: tuple[Component, ...] = ("pushgateway", "alertmanager", "prometheus")
+
+# Debian's binary names; the Debian packages are named the same.
+BINARIES: Mapping[Component, str] = {
+    "prometheus": "prometheus",
+    "pushgateway": "prometheus-pushgateway",
+    "alertmanager": "prometheus-alertmanager",
+}
+
+INFRA_DIR = Path(__file__).resolve().parents[1] / "infra"
+STATE_FILE = "stack.json"
+
+
+class StackError(RuntimeError):
+    """The local stack could not be started, stopped or read."""
+
+
+class MissingBinaryError(StackError):
+    """A component's binary is not on PATH."""
+
+
+def default_state_dir() -> Path:
+    """Return var/stack under the repository root (git-ignored)."""
+    return Path(__file__).resolve().parents[1] / "var" / "stack"
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where the stack keeps its state, which ports it uses and what the tests override.
+
+    `rule_for` replaces every alert's `for:` and the `alertmanager_*` durations replace the
+    route timings, so tests see alerts in seconds. Without `alertmanager_secrets_dir` the Slack
+    and e-mail receivers are left out and only the webhook (`webhook_url`) notifies.
+    """
+
+    state_dir: Path = field(default_factory=default_state_dir)
+    prometheus_port: int = 9090
+    pushgateway_port: int = 9091
+    alertmanager_port: int = 9093
+    scrape_interval: str = "15s"
+    evaluation_interval: str = "15s"
+    retention: str = "400d"
+    rule_for: str | None = None
+    webhook_url: str | None = None
+    alertmanager_group_wait: str | None = None
+    alertmanager_group_interval: str | None = None
+    alertmanager_repeat_interval: str | None = None
+    alertmanager_secrets_dir: Path | None = None
+    pushgateway_web_config: Path | None = None
+    pushgateway_password_file: Path | None = None
+    infra_dir: Path = INFRA_DIR
+
+    def port(self, component: Component) -> int:
+        """Return the loopback port of a component."""
+        return {
+            "prometheus": self.prometheus_port,
+            "pushgateway": self.pushgateway_port,
+            "alertmanager": self.alertmanager_port,
+        }[component]
+
+    def url(self, component: Component) -> str:
+        """Return the base URL of a component."""
+        return f"http://127.0.0.1:{self.port(component)}"
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    """One component as `driftline stack status` reports it."""
+
+    name: Component
+    url: str
+    pid: int | None
+    is_running: bool
+    is_ready: bool
+    log_path: Path
+
+
+# --- rendering: the infra/ configs, rewritten for loopback ---------------------------------------
+
+
+def render_prometheus_config(base: Mapping[str, Any], config: StackConfig) -> dict[str, Any]:
+    """Point the docker-compose scrape and alerting targets at the loopback ports."""
+    rendered = copy.deepcopy(dict(base))
+    targets = {
+        "pushgateway:9091": f"127.0.0.1:{config.pushgateway_port}",
+        "alertmanager:9093": f"127.0.0.1:{config.alertmanager_port}",
+        "localhost:9090": f"127.0.0.1:{config.prometheus_port}",
+    }
+    rendered.setdefault("global", {})
+    rendered["global"]["scrape_interval"] = config.scrape_interval
+    rendered["global"]["evaluation_interval"] = config.evaluation_interval
+    static_configs = [
+        static
+        for alertmanager in rendered.get("alerting", {}).get("alertmanagers", [])
+        for static in alertmanager.get("static_configs", [])
+    ]
+    for job in rendered.get("scrape_configs", []):
+        static_configs.extend(job.get("static_configs", []))
+        if job.get("job_name") == "pushgateway" and config.pushgateway_password_file:
+            job["basic_auth"] = {
+                "username": "driftline",
+                "password_file": str(config.pushgateway_password_file),
+            }
+    for static in static_configs:
+        unknown = [t for t in static.get("targets", []) if t not in targets]
+        if unknown:
+            raise StackError(
+                f"{config.infra_dir / 'prometheus' / 'prometheus.yml'} has target(s) {unknown} "
+                f"that the local stack cannot map (expected {sorted(targets)})"
+            )
+        static["targets"] = [targets[t] for t in static["targets"]]
+    return rendered
+
+
+def render_rules(base: Mapping[str, Any], *, rule_for: str | None) -> dict[str, Any]:
+    """Return the rule file with every alert's `for:` replaced when `rule_for` is given."""
+    rendered = copy.deepcopy(dict(base))
+    if rule_for is not None:
+        for group in rendered.get("groups", []):
+            for rule in group.get("rules", []):
+                if "alert" in rule:
+                    rule["for"] = rule_for
+    return rendered
+
+
+def render_alertmanager_config(base: Mapping[str, Any], config: StackConfig) -> dict[str, Any]:
+    """Redirect the webhooks, shorten the route timings and place or drop the secret files."""
+    rendered = copy.deepcopy(dict(base))
+    for receiver in rendered.get("receivers", []):
+        if config.webhook_url is not None:
+            for webhook in receiver.get("webhook_configs", []):
+                webhook["url"] = config.webhook_url
+        if config.alertmanager_secrets_dir is None:
+            receiver.pop("slack_configs", None)
+            receiver.pop("email_configs", None)
+    global_config = rendered.get("global", {})
+    for key in [k for k in global_config if k.endswith("_file")]:
+        if config.alertmanager_secrets_dir is None:
+            del global_config[key]
+        else:
+            name = Path(global_config[key]).name
+            global_config[key] = str(config.alertmanager_secrets_dir / name)
+    timings = {
+        "group_wait": config.alertmanager_group_wait,
+        "group_interval": config.alertmanager_group_interval,
+        "repeat_interval": config.alertmanager_repeat_interval,
+    }
+    for route in _routes(rendered.get("route", {})):
+        for key, value in timings.items():
+            if value is not None:
+                route[key] = value
+    return rendered
+
+
+def _routes(route: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield route
+    for child in route.get("routes", []):
+        yield from _routes(child)
+
+
+@dataclass(frozen=True)
+class RenderedConfigs:
+    """Paths of the configs written into the state dir."""
+
+    prometheus_config: Path
+    alertmanager_config: Path
+    rule_files: tuple[Path, ...]
+
+
+def render(config: StackConfig) -> RenderedConfigs:
+    """Write the loopback variants of the infra/ configs into the state dir."""
+    prometheus_dir = config.state_dir / "prometheus"
+    rules_dir = prometheus_dir / "rules"
+    alertmanager_dir = config.state_dir / "alertmanager"
+    for directory in (rules_dir, alertmanager_dir, config.state_dir / "pushgateway"):
+        directory.mkdir(parents=True, exist_ok=True)
+
+    base = _read_yaml(config.infra_dir / "prometheus" / "prometheus.yml")
+    prometheus_config = prometheus_dir / "prometheus.yml"
+    _write_yaml(prometheus_config, render_prometheus_config(base, config))
+
+    for stale in rules_dir.glob("*.yml"):
+        stale.unlink()
+    rule_files = []
+    for source in sorted((config.infra_dir / "prometheus" / "rules").glob("*.yml")):
+        target = rules_dir / source.name
+        _write_yaml(target, render_rules(_read_yaml(source), rule_for=config.rule_for))
+        rule_files.append(target)
+
+    alertmanager_config = alertmanager_dir / "alertmanager.yml"
+    base = _read_yaml(config.infra_dir / "alertmanager" / "alertmanager.yml")
+    _write_yaml(alertmanager_config, render_alertmanager_config(base, config))
+    return RenderedConfigs(prometheus_config, alertmanager_config, tuple(rule_files))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise StackError(f"cannot read {path}: {error}") from error
+    if not isinstance(loaded, dict):
+        raise StackError(f"{path} should hold a YAML mapping, found {type(loaded).__name__}")
+    return loaded
+
+
+def _write_yaml(path: Path, content: Mapping[str, Any]) -> None:
+    # Write then rename, so a running Prometheus never reloads half a file.
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(dict(content), sort_keys=False), encoding="utf-8")
+    tmp.replace(path)
+
+
+# --- processes ------------------------------------------------------------------------------------
+
+
+def command_line(component: Component, config: StackConfig, rendered: RenderedConfigs) -> list[str]:
+    """Return the argv that starts one component on loopback."""
+    binary = find_binary(component)
+    listen = f"--web.listen-address=127.0.0.1:{config.port(component)}"
+    if component == "prometheus":
+        return [
+            binary,
+            f"--config.file={rendered.prometheus_config}",
+            f"--storage.tsdb.path={config.state_dir / 'prometheus' / 'data'}",
+            f"--storage.tsdb.retention.time={config.retention}",
+            "--web.enable-lifecycle",
+            listen,
+        ]
+    if component == "pushgateway":
+        argv = [
+            binary,
+            f"--persistence.file={config.state_dir / 'pushgateway' / 'metrics.db'}",
+            "--persistence.interval=1m",
+            listen,
+        ]
+        if config.pushgateway_web_config is not None:
+            argv.append(f"--web.config.file={config.pushgateway_web_config}")
+        return argv
+    return [
+        binary,
+        f"--config.file={rendered.alertmanager_config}",
+        f"--storage.path={config.state_dir / 'alertmanager' / 'data'}",
+        # An empty address turns gossip off: a single local instance opens no cluster port.
+        "--cluster.listen-address=",
+        listen,
+    ]
+
+
+def find_binary(component: Component) -> str:
+    """Return the path of a component's binary or say how to install it."""
+    name = BINARIES[component]
+    path = shutil.which(name)
+    if path is None:
+        raise MissingBinaryError(
+            f"{name} not found on PATH (needed for the local {component}); "
+            f"install it with: apt-get install {name}"
+        )
+    return path
+
+
+def up(
+    config: StackConfig | None = None, *, timeout_seconds: float = 30.0
+) -> list[ComponentStatus]:
+    """Start the components that are not running yet, wait until all are ready."""
+    config = config or StackConfig()
+    # Absolute, because ownership of a pid is recognised by the state dir in its argv.
+    config = replace(config, state_dir=config.state_dir.resolve())
+    for component in COMPONENTS:
+        find_binary(component)
+    rendered = render(config)
+    _write_state(config)
+    started: list[Component] = []
+    try:
+        for component in COMPONENTS:
+            if _owned_pid(config.state_dir, component) is not None:
+                continue
+            _start(component, config, rendered)
+            started.append(component)
+        deadline = time.monotonic() + timeout_seconds
+        for component in COMPONENTS:
+            _wait_ready(component, config, deadline)
+    except BaseException:
+        for component in reversed(started):
+            _stop(config.state_dir, component, timeout_seconds=5.0)
+        raise
+    return status(config.state_dir)
+
+
+def down(state_dir: Path | None = None, *, timeout_seconds: float = 10.0) -> list[Component]:
+    """Stop the components this state dir started; return the ones that were running."""
+    state_dir = (state_dir or default_state_dir()).resolve()
+    return [
+        component
+        for component in reversed(COMPONENTS)
+        if _stop(state_dir, component, timeout_seconds=timeout_seconds)
+    ]
+
+
+def status(state_dir: Path | None = None) -> list[ComponentStatus]:
+    """Report each component: its URL, pid, whether it runs and answers /-/ready."""
+    state_dir = (state_dir or default_state_dir()).resolve()
+    urls = _read_state(state_dir)
+    statuses = []
+    for component in COMPONENTS:
+        pid = _owned_pid(state_dir, component)
+        url = urls.get(component, StackConfig().url(component))
+        statuses.append(
+            ComponentStatus(
+                name=component,
+                url=url,
+                pid=pid,
+                is_running=pid is not None,
+                is_ready=pid is not None and _is_ready(url),
+                log_path=state_dir / f"{component}.log",
+            )
+        )
+    return statuses
+
+
+def format_status(statuses: list[ComponentStatus]) -> str:
+    """Render statuses as the lines `driftline stack status` prints."""
+    lines = []
+    for s in statuses:
+        state = "ready" if s.is_ready else "running, not ready" if s.is_running else "stopped"
+        pid = f"pid {s.pid}" if s.pid is not None else "no pid"
+        lines.append(f"{s.name:<13} {state:<19} {s.url:<24} {pid:<10} log {s.log_path}")
+    return "\n".join(lines)
+
+
+def _start(component: Component, config: StackConfig, rendered: RenderedConfigs) -> None:
+    port = config.port(component)
+    if not _port_is_free(port):
+        raise StackError(
+            f"127.0.0.1:{port} is already in use, so the local {component} cannot listen there; "
+            f"stop whatever holds it or choose another port"
+        )
+    argv = command_line(component, config, rendered)
+    log_path = config.state_dir / f"{component}.log"
+    with log_path.open("ab") as log:
+        # A new session: the stack outlives the shell (and Ctrl-C) that started it.
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=config.state_dir,
+            start_new_session=True,
+        )
+    (config.state_dir / f"{component}.pid").write_text(f"{process.pid}\n", encoding="utf-8")
+
+
+def _wait_ready(component: Component, config: StackConfig, deadline: float) -> None:
+    url = config.url(component)
+    while True:
+        if _is_ready(url):
+            return
+        if _owned_pid(config.state_dir, component) is None:
+            raise StackError(
+                f"{component} exited before it was ready; last log lines of "
+                f"{config.state_dir / (component + '.log')}:\n"
+                + _tail(config.state_dir / f"{component}.log")
+            )
+        if time.monotonic() > deadline:
+            raise StackError(f"{component} did not answer {url}/-/ready in time")
+        time.sleep(0.2)
+
+
+def _stop(state_dir: Path, component: Component, *, timeout_seconds: float) -> bool:
+    pid = _owned_pid(state_dir, component)
+    pid_file = state_dir / f"{component}.pid"
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_seconds
+    while _is_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _is_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        while _is_alive(pid):
+            time.sleep(0.05)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _owned_pid(state_dir: Path, component: Component) -> int | None:
+    """Return the pid from the pid file if that process is alive and is the one we started."""
+    try:
+        pid = int((state_dir / f"{component}.pid").read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+    if not _is_alive(pid):
+        return None
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():
+        # A recycled pid must not get our SIGTERM: check binary and state dir in its argv.
+        argv = cmdline.read_bytes().decode(errors="replace").split("\0")
+        if Path(argv[0]).name != BINARIES[component] or str(state_dir) not in " ".join(argv):
+            return None
+    return pid
+
+
+def _is_alive(pid: int) -> bool:
+    # Reap our own exited children first, or they linger as zombies that look alive.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError):
+        return stat.read_text().rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
+    return True
+
+
+def _is_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=1.0) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _write_state(config: StackConfig) -> None:
+    state = {component: config.url(component) for component in COMPONENTS}
+    (config.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+
+
+def _read_state(state_dir: Path) -> dict[str, str]:
+    try:
+        loaded = json.loads((state_dir / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in loaded.items() if isinstance(v, str)}
