@@ -447,6 +447,9 @@ def _is_ready(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/-/ready", timeout=1.0) as response:
             return bool(response.status == 200)
+    except urllib.error.HTTPError as error:
+        # A Pushgateway behind basic auth guards /-/ready too: answering 401 means it is up.
+        return error.code == 401
     except (urllib.error.URLError, OSError):
         return False
 
