@@ -22,6 +22,8 @@ def prefect_environment() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_HOME", str(REPO_ROOT / "var" / "prefect"))
+    # run logs are progress, on stdout; stderr carries only the one-line error a script reads
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM", "ext://sys.stdout")
     # Prefect creates its home without parents; the ephemeral SQLite database lives there
     Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
 
@@ -58,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=_date, required=True)
     p.add_argument("--days", type=int, required=True)
     p.add_argument("--rows-per-day", type=int, default=1000)
-    p.add_argument("--scenario", choices=["none", "data-drift", "concept-drift", "both"],
-                   default="none")
+    p.add_argument(
+        "--scenario", choices=["none", "data-drift", "concept-drift", "both"], default="none"
+    )
     p.add_argument("--drift-start", type=_date, help="first drifted day (default: mid-range)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pool", type=Path, help="Parquet rows to draw from (default: the reference)")
@@ -94,40 +97,63 @@ def _run(args: argparse.Namespace) -> int:
         from driftline import commands
 
         card = commands.train(settings, model=args.model, seed=args.seed)
-        print(f"registered {card.name} {card.version} (production); holdout MAE "
-              f"{card.metrics.mae:.1f}, R² {card.metrics.r2:.3f}")
+        print(
+            f"registered {card.name} {card.version} (production); holdout MAE "
+            f"{card.metrics.mae:.1f}, R² {card.metrics.r2:.3f}"
+        )
     elif args.command == "register":
         from driftline import commands
 
         categorical = [c for c in args.categorical.split(",") if c]
-        card = commands.register(settings, model=args.model, artifact=args.artifact,
-                                 reference=args.reference, target=args.target,
-                                 categorical=categorical)
-        print(f"registered {card.name} {card.version} (production): "
-              f"{len(card.features)} features, holdout MAE {card.metrics.mae:.4g}")
+        card = commands.register(
+            settings,
+            model=args.model,
+            artifact=args.artifact,
+            reference=args.reference,
+            target=args.target,
+            categorical=categorical,
+        )
+        print(
+            f"registered {card.name} {card.version} (production): "
+            f"{len(card.features)} features, holdout MAE {card.metrics.mae:.4g}"
+        )
     elif args.command == "simulate":
         from driftline import commands
 
         summary = commands.simulate(
-            settings, model=args.model, start=args.start, days=args.days,
-            rows_per_day=args.rows_per_day, scenario=args.scenario, seed=args.seed,
-            drift_start=args.drift_start, pool=args.pool,
+            settings,
+            model=args.model,
+            start=args.start,
+            days=args.days,
+            rows_per_day=args.rows_per_day,
+            scenario=args.scenario,
+            seed=args.seed,
+            drift_start=args.drift_start,
+            pool=args.pool,
         )
-        print(f"simulated {summary.days} day(s), {summary.rows} rows of {summary.model} "
-              f"{summary.model_version}, {summary.label_files} label files; scenario "
-              f"{args.scenario} from {summary.drift_start}")
+        print(
+            f"simulated {summary.days} day(s), {summary.rows} rows of {summary.model} "
+            f"{summary.model_version}, {summary.label_files} label files; scenario "
+            f"{args.scenario} from {summary.drift_start}"
+        )
     elif args.command == "monitor":
         from flows.monitor import monitor
 
         result = monitor(model=args.model, batch_date=args.date, push=not args.no_push)
-        print(f"{result.model} {result.batch_date}: {result.n_rows} rows, drifted: "
-              f"{', '.join(result.drifted_features) or 'none'}")
+        print(
+            f"{result.model} {result.batch_date}: {result.n_rows} rows, drifted: "
+            f"{', '.join(result.drifted_features) or 'none'}"
+        )
     elif args.command == "backfill":
         from flows.backfill import backfill
 
-        report = backfill(model=args.model, start=args.start, end=args.end,
-                          prometheus_data=str(args.prometheus_data or "") or None,
-                          openmetrics=str(args.openmetrics or "") or None)
+        report = backfill(
+            model=args.model,
+            start=args.start,
+            end=args.end,
+            prometheus_data=str(args.prometheus_data or "") or None,
+            openmetrics=str(args.openmetrics or "") or None,
+        )
         return 1 if report.failed else 0
     elif args.command == "serve":
         from flows.deployments import serve
@@ -153,6 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # the traceback is in Prefect's log; the user gets one line
+        print(f"driftline: error: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -106,7 +106,9 @@ def simulate(
 ) -> SimulationSummary:
     """Write `days` scored batches and their delayed labels for the production model."""
     if days < 1 or rows_per_day < 0:
-        raise InputError(f"--days must be >= 1 and --rows-per-day >= 0 (got {days}, {rows_per_day})")
+        raise InputError(
+            f"--days must be >= 1 and --rows-per-day >= 0 (got {days}, {rows_per_day})"
+        )
     loaded = Registry.open(settings.model_registry_uri).load(model)
     card = loaded.card
     frame = _read_frame(pool, "pool") if pool else loaded.reference.to_pandas()
@@ -120,11 +122,18 @@ def simulate(
     for offset in range(days):
         day = start + timedelta(days=offset)
         simulated = sim.simulate_day(
-            frame, card, loaded.estimator, batch_date=day, rows=rows_per_day,
-            scenario=scenario, drift_start=drift_start, seed=seed,
+            frame,
+            card,
+            loaded.estimator,
+            batch_date=day,
+            rows=rows_per_day,
+            scenario=scenario,
+            drift_start=drift_start,
+            seed=seed,
         )
         lake.replace_partition(
-            lake.scored_dir(model, day), "part-0.parquet",
+            lake.scored_dir(model, day),
+            "part-0.parquet",
             _to_arrow(simulated.scored),
         )
         # a rerun replaces this batch's labels wherever they arrived before
@@ -133,11 +142,13 @@ def simulate(
             if lake.exists(stale):
                 lake.fs.delete_file(stale)
         for arrival, labels in simulated.labels_by_arrival.items():
-            lake.write_table(f"{lake.labels_dir(model, arrival)}/{_label_file(day)}",
-                             _to_arrow(labels))
+            lake.write_table(
+                f"{lake.labels_dir(model, arrival)}/{_label_file(day)}", _to_arrow(labels)
+            )
             label_files += 1
-    return SimulationSummary(model, card.version, days, days * rows_per_day, label_files,
-                             drift_start)
+    return SimulationSummary(
+        model, card.version, days, days * rows_per_day, label_files, drift_start
+    )
 
 
 def _label_file(batch_date: date) -> str:

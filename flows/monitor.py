@@ -37,11 +37,8 @@ def monitor(
     drift = steps.compute_drift(settings, context, batch)
     performance = steps.compute_performance(settings, context, batch, day)
     result = monitoring.assemble(context, day, batch, drift, performance, settings)
-    steps.write_result(settings, result)
+    written = steps.write_result(settings, result)
     steps.publish_artifacts(result)
     if push:
-        steps.push_metrics.with_options(
-            retries=len(settings.push_retry_delays_seconds),
-            retry_delay_seconds=list(settings.push_retry_delays_seconds),
-        )(settings, result, started)
+        steps.push_metrics_or_fail(settings, result, started, written)
     return result

@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from data_lake.lake import Lake
-from driftline.errors import DriftlineError
+from driftline.errors import DriftlineError, RunError
 from driftline.settings import Settings
 from model_registry.registry import Registry
 from tasks import metrics, monitoring
@@ -174,3 +174,20 @@ def push_metrics(settings: Settings, result: MonitoringResult, started_at: float
     get_run_logger().info(
         "pushed to %s (job=%s, model=%s)", settings.pushgateway_url, metrics.JOB, result.model
     )
+
+
+def push_metrics_or_fail(
+    settings: Settings, result: MonitoringResult, started_at: float, written: str
+) -> None:
+    """Push with the configured retries; a Pushgateway that stays down fails the run clearly."""
+    delays = list(settings.push_retry_delays_seconds)
+    try:
+        push_metrics.with_options(retries=len(delays), retry_delay_seconds=delays)(
+            settings, result, started_at
+        )
+    except OSError as exc:  # urllib's URLError and socket errors
+        raise RunError(
+            f"could not push to the Pushgateway at {settings.pushgateway_url} after "
+            f"{len(delays) + 1} attempts ({getattr(exc, 'reason', exc)}); the results for "
+            f"{result.batch_date} are saved in {written} and the next run pushes again"
+        ) from exc

@@ -17,6 +17,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+# the real stdout: pytest swaps sys.stdout per test, and Prefect keeps the stream it saw first
+os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM"] = "ext://sys.__stdout__"
 os.environ.setdefault("PREFECT_HOME", str(REPO / "var" / "prefect-tests"))
 Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 

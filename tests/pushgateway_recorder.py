@@ -1,0 +1,42 @@
+"""A stand-in Pushgateway for unit-level CLI tests: records what arrives, answers 200."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Recorded:
+    url: str = ""
+    requests: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+
+@contextmanager
+def recording_pushgateway() -> Iterator[Recorded]:
+    recorded = Recorded()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _record(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            recorded.requests.append((self.command, self.path, self.rfile.read(length)))
+            self.send_response(200)
+            self.end_headers()
+
+        do_PUT = do_POST = do_DELETE = _record
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    recorded.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield recorded
+    finally:
+        server.shutdown()
+        server.server_close()

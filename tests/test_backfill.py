@@ -1,0 +1,152 @@
+"""Backfill replays the nightly run: the same result for every day, from inputs read once."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from data_lake.lake import Lake
+from driftline import commands
+from driftline.errors import InputError, RunError
+from driftline.settings import Settings, load_settings
+from model_registry.registry import Registry
+from tasks import monitoring
+from tasks.backfill import days_between, load_range_inputs, replay_and_write, replay_day
+from tasks.results import from_json, to_json
+
+START = date(2024, 3, 1)
+DAYS = 40
+MISSING = START + timedelta(days=20)
+
+
+def simulated_lake(root: Path, registry: Path, *, rows: int = 300) -> Settings:
+    settings = load_settings(
+        {"DATA_LAKE_URI": str(root), "MODEL_REGISTRY_URI": str(registry)},
+    )
+    commands.simulate(
+        settings,
+        model="diamonds-price",
+        start=START,
+        days=DAYS,
+        rows_per_day=rows,
+        scenario="both",
+        seed=3,
+    )
+    return settings
+
+
+@pytest.fixture(scope="module")
+def untidy_lake(
+    tmp_path_factory: pytest.TempPathFactory, diamonds_registry: Path
+) -> tuple[Settings, monitoring.ModelContext]:
+    """Forty simulated days with what real lakes hold: a missing batch, rows labelled twice,
+    labels for rows nobody scored, null labels."""
+    settings = simulated_lake(tmp_path_factory.mktemp("lake"), diamonds_registry)
+    lake = Lake.open(settings.data_lake_uri)
+    shutil.rmtree(lake.scored_dir("diamonds-price", MISSING))
+    day10 = START + timedelta(days=10)
+    ids = lake.read_scored("diamonds-price", day10, columns=["row_id"]).column("row_id")
+    relabel = pa.table({"row_id": ids[:50], "price": pa.array([1000.0] * 50)})
+    lake.write_table(
+        f"{lake.labels_dir('diamonds-price', day10 + timedelta(days=9))}/x.parquet", relabel
+    )
+    stray = pa.table({"row_id": ["nobody-1", "nobody-2"], "price": [1.0, 2.0]})
+    lake.write_table(
+        f"{lake.labels_dir('diamonds-price', START + timedelta(days=25))}/y.parquet", stray
+    )
+    nulls = pa.table({"row_id": ids[50:60], "price": pa.array([None] * 10, pa.float64())})
+    lake.write_table(
+        f"{lake.labels_dir('diamonds-price', day10 + timedelta(days=12))}/z.parquet", nulls
+    )
+    context = monitoring.load_model_context(
+        Registry.open(settings.model_registry_uri), "diamonds-price"
+    )
+    return settings, context
+
+
+def test_every_replayed_day_is_byte_identical_to_the_nightly_run(untidy_lake) -> None:
+    settings, context = untidy_lake
+    lake = Lake.open(settings.data_lake_uri)
+    start, end = START + timedelta(days=3), START + timedelta(days=DAYS - 1)
+    inputs = load_range_inputs(lake, context.card, start, end, window_days=30)
+    compared = 0
+    for day in days_between(start, end):
+        if day == MISSING:
+            continue
+        nightly = monitoring.monitor_day(lake, context, day, settings)
+        assert to_json(replay_day(lake, context, inputs, day, settings)) == to_json(nightly), day
+        compared += 1
+    assert compared == DAYS - 4
+
+
+def test_a_day_without_a_batch_fails_with_the_nightly_message(untidy_lake) -> None:
+    settings, context = untidy_lake
+    lake = Lake.open(settings.data_lake_uri)
+    inputs = load_range_inputs(lake, context.card, MISSING, MISSING, window_days=30)
+    with pytest.raises(
+        RunError, match=f"no scored batch for model=diamonds-price batch_date={MISSING}"
+    ):
+        replay_day(lake, context, inputs, MISSING, settings)
+
+
+def test_a_replayed_day_is_written_where_the_nightly_run_writes_it(untidy_lake, tmp_path) -> None:
+    settings, context = untidy_lake
+    lake = Lake.open(settings.data_lake_uri)
+    day = START + timedelta(days=30)
+    inputs = load_range_inputs(lake, context.card, day, day, window_days=30)
+    outcome = replay_and_write(lake, context, inputs, day, settings)
+    written = lake.read_bytes(lake.result_path("diamonds-price", day))
+    assert written is not None and from_json(written) == outcome.result
+    assert outcome.duration_seconds > 0
+
+
+def test_days_sharing_a_row_id_fail_as_the_nightly_run_does(
+    tmp_path: Path, diamonds_registry: Path
+) -> None:
+    settings = simulated_lake(tmp_path / "lake", diamonds_registry, rows=50)
+    lake = Lake.open(settings.data_lake_uri)
+    day = START + timedelta(days=30)
+    batch = lake.read_scored("diamonds-price", day).to_pandas()
+    batch.loc[0, "row_id"] = f"{(day - timedelta(days=2)).isoformat()}-0000007"
+    lake.replace_partition(
+        lake.scored_dir("diamonds-price", day),
+        "part-0.parquet",
+        pa.Table.from_pandas(batch, preserve_index=False),
+    )
+    context = monitoring.load_model_context(
+        Registry.open(settings.model_registry_uri), "diamonds-price"
+    )
+    inputs = load_range_inputs(lake, context.card, day, day + timedelta(days=2), window_days=30)
+    for d in (day, day + timedelta(days=2)):
+        with pytest.raises(InputError, match="appears in more than one batch"):
+            replay_day(lake, context, inputs, d, settings)
+
+
+def test_a_range_ending_before_it_starts_is_refused_with_the_fix() -> None:
+    with pytest.raises(InputError, match="--end 2024-01-01 is before --start 2024-01-05"):
+        days_between(date(2024, 1, 5), date(2024, 1, 1))
+
+
+def test_a_bad_label_file_fails_the_days_that_would_read_it(untidy_lake, tmp_path) -> None:
+    settings, context = untidy_lake
+    copy = tmp_path / "lake"
+    shutil.copytree(settings.data_lake_uri, copy)
+    lake = Lake.open(str(copy))
+    arrival = START + timedelta(days=33)
+    bad = pa.Table.from_pandas(pd.DataFrame({"row_id": ["a"], "cost": [1.0]}))
+    lake.write_table(f"{lake.labels_dir('diamonds-price', arrival)}/bad.parquet", bad)
+    inputs = load_range_inputs(
+        lake, context.card, arrival - timedelta(days=2), arrival, window_days=30
+    )
+    copied = load_settings(
+        {"DATA_LAKE_URI": str(copy), "MODEL_REGISTRY_URI": settings.model_registry_uri}
+    )
+    assert replay_day(lake, context, inputs, arrival - timedelta(days=2), copied).n_rows == 300
+    for day in (arrival - timedelta(days=1), arrival):
+        with pytest.raises(InputError, match="bad.parquet lacks column 'price'"):
+            replay_day(lake, context, inputs, day, copied)

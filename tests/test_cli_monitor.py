@@ -1,0 +1,226 @@
+"""`driftline monitor` on good, untidy and bad input, through the command line's own entry.
+
+The CLI runs in-process (one Prefect start-up for the module), against a private lake and a
+recording Pushgateway, so each case checks the exit status, the one-line message, what was
+written to the lake and what was pushed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from driftline import commands
+from driftline.cli import main
+from driftline.settings import load_settings
+from tests.pushgateway_recorder import recording_pushgateway
+
+DAY = date(2026, 3, 5)
+START = date(2026, 3, 1)
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory, diamonds_registry: Path) -> Path:
+    root = tmp_path_factory.mktemp("simulated")
+    shutil.copytree(diamonds_registry, root / "registry")
+    settings = load_settings(
+        {"DATA_LAKE_URI": str(root / "lake"), "MODEL_REGISTRY_URI": str(root / "registry")}
+    )
+    commands.simulate(settings, model="diamonds-price", start=START, days=6, rows_per_day=300,
+                      scenario="none", seed=3)  # fmt: skip
+    return root
+
+
+@pytest.fixture
+def world(simulated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    shutil.copytree(simulated, tmp_path, dirs_exist_ok=True)
+    with recording_pushgateway() as gateway:
+        monkeypatch.setenv("DATA_LAKE_URI", str(tmp_path / "lake"))
+        monkeypatch.setenv("MODEL_REGISTRY_URI", str(tmp_path / "registry"))
+        monkeypatch.setenv("PUSHGATEWAY_URL", gateway.url)
+        monkeypatch.setenv("DRIFTLINE_PUSH_RETRY_DELAYS", "0")
+        yield tmp_path, gateway
+
+
+def batch_file(root: Path, day: date = DAY) -> Path:
+    return (
+        root / "lake" / "scored" / "model=diamonds-price" / f"batch_date={day}" / "part-0.parquet"
+    )
+
+
+def result_file(root: Path, day: date = DAY) -> Path:
+    return (
+        root / "lake" / "monitoring" / "model=diamonds-price" / f"batch_date={day}" / "result.json"
+    )
+
+
+def rewrite(path: Path, change) -> None:
+    pq.write_table(change(pq.read_table(path)), path)
+
+
+def set_column(name: str, values) -> callable:
+    def change(table: pa.Table) -> pa.Table:
+        array = values(table) if callable(values) else values
+        return table.set_column(table.column_names.index(name), name, array)
+
+    return change
+
+
+def monitor(capsys: pytest.CaptureFixture[str], day: date = DAY) -> tuple[int, str]:
+    code = main(["monitor", "--date", day.isoformat()])
+    return code, capsys.readouterr().err
+
+
+def test_a_clean_day_writes_its_result_and_pushes_it(world, capsys):
+    root, gateway = world
+    code, err = monitor(capsys)
+    assert code == 0, err
+    assert result_file(root).is_file()
+    ((method, path, body),) = gateway.requests
+    assert (method, path) == ("PUT", "/metrics/job/ml_monitoring/model/diamonds-price")
+    assert b'ml_feature_drift_detected{feature="carat",model_version="v1"} 0.0' in body
+
+
+def test_a_rerun_rewrites_the_same_result(world, capsys):
+    root, _ = world
+    assert monitor(capsys)[0] == 0
+    first = result_file(root).read_bytes()
+    assert monitor(capsys)[0] == 0
+    assert result_file(root).read_bytes() == first
+    assert [p.name for p in result_file(root).parent.iterdir()] == ["result.json"]
+
+
+BAD_INPUT = {
+    "missing feature column": (
+        lambda t: t.drop_columns(["carat"]),
+        "lacks column 'carat' (expected row_id, carat, cut",
+    ),
+    "wrong dtype": (
+        set_column("depth", lambda t: pa.compute.cast(t.column("depth"), pa.string())),
+        "column 'depth' has type string, expected a numeric type",
+    ),
+    "inf in a feature": (
+        set_column("x", lambda t: pa.array(np.where(np.arange(t.num_rows) == 4, np.inf, 1.0))),
+        "column 'x' has 1 infinite value(s) (first at row_id '2026-03-05-0000004')",
+    ),
+    "inf in the prediction": (
+        set_column("prediction", lambda t: pa.array(np.full(t.num_rows, -np.inf))),
+        "column 'prediction' has 300 infinite value(s)",
+    ),
+    "duplicate row_id": (
+        set_column("row_id", lambda t: pa.array(["2026-03-05-0000001"] * t.num_rows)),
+        "column 'row_id' has duplicates (e.g. '2026-03-05-0000001')",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUT)
+def test_bad_batches_exit_2_naming_the_problem_and_write_and_push_nothing(world, capsys, case):
+    root, gateway = world
+    change, expected = BAD_INPUT[case]
+    rewrite(batch_file(root), change)
+    code, err = monitor(capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("driftline: error: batch 2026-03-05")
+    assert expected in err
+    assert not result_file(root).exists()
+    assert gateway.requests == []
+
+
+def test_an_unreadable_parquet_file_is_named(world, capsys):
+    root, gateway = world
+    batch_file(root).write_bytes(b"PAR1 this is not parquet")
+    code, err = monitor(capsys)
+    assert code == 2
+    assert f"{batch_file(root)}: not a readable Parquet file" in err
+    assert not result_file(root).exists() and gateway.requests == []
+
+
+def test_a_label_file_without_the_target_column_is_named(world, capsys):
+    root, gateway = world
+    labels = root / "lake" / "labels" / "model=diamonds-price" / "arrival_date=2026-03-06"
+    bad = labels / "batch-2026-03-05.parquet"
+    rewrite(bad, lambda t: t.rename_columns(["row_id", "cost"]))
+    code, err = monitor(capsys)
+    assert code == 2
+    assert f"{bad} lacks column 'price' (expected row_id, price; found row_id, cost)" in err
+    assert not result_file(root).exists() and gateway.requests == []
+
+
+def test_a_tampered_reference_is_refused(world, capsys):
+    root, gateway = world
+    reference = root / "registry" / "diamonds-price" / "v1" / "reference.parquet"
+    reference.write_bytes(reference.read_bytes() + b"\0")
+    code, err = monitor(capsys)
+    assert code == 2
+    assert f"{reference}: sha256" in err and "does not match its card" in err
+    assert gateway.requests == []
+
+
+def test_a_tampered_model_file_stops_simulate_before_unpickling(world, capsys):
+    root, _ = world
+    model_file = root / "registry" / "diamonds-price" / "v1" / "model.joblib"
+    model_file.write_bytes(b"not the registered model")
+    code = main(["simulate", "--start", "2026-04-01", "--days", "1"])
+    assert code == 2
+    assert "model.joblib: sha256" in capsys.readouterr().err
+
+
+def test_untidy_data_is_monitored_with_warnings(world, capsys):
+    root, gateway = world
+    rewrite(batch_file(root), lambda t: t.append_column("note", pa.array(["x"] * t.num_rows)))
+    rewrite(batch_file(root), set_column(
+        "carat", lambda t: pa.array(np.where(np.arange(t.num_rows) < 30, np.nan, 1.0))
+    ))  # fmt: skip
+    labels = root / "lake" / "labels" / "model=diamonds-price" / "arrival_date=2026-03-06"
+    pq.write_table(pa.table({"row_id": ["ghost-1", "ghost-2"], "price": [1.0, 2.0]}),
+                   labels / "stray.parquet")  # fmt: skip
+    code, err = monitor(capsys)
+    assert code == 0, err
+    import json
+
+    result = json.loads(result_file(root).read_text())
+    carat = next(f for f in result["features"] if f["feature"] == "carat")
+    assert carat["missing_ratio"] == pytest.approx(0.1) and carat["n_current"] == 270
+    assert result["unmatched_labels"] == 2
+    assert any("ignoring extra column(s) note" in w for w in result["warnings"])
+    assert len(gateway.requests) == 1
+
+
+def test_an_empty_batch_pushes_zero_rows_and_no_drift(world, capsys):
+    root, gateway = world
+    rewrite(batch_file(root), lambda t: t.slice(0, 0))
+    code, err = monitor(capsys)
+    assert code == 0, err
+    body = gateway.requests[0][2]
+    assert b'ml_batch_rows{model_version="v1"} 0.0' in body
+    assert b"ml_feature_drift" not in body and b"ml_prediction_drift" not in body
+
+
+def test_a_missing_batch_fails_the_run_naming_the_partition(world, capsys):
+    root, gateway = world
+    code, err = monitor(capsys, date(2026, 4, 1))
+    assert code == 1
+    assert "no scored batch for model=diamonds-price batch_date=2026-04-01" in err
+    assert "batch_date=2026-04-01" in err and gateway.requests == []
+
+
+def test_pushgateway_down_fails_the_run_but_keeps_the_results(world, capsys, monkeypatch):
+    root, _ = world
+    monkeypatch.setenv("PUSHGATEWAY_URL", "http://127.0.0.1:9")
+    code, err = monitor(capsys)
+    assert code == 1
+    assert "could not push to the Pushgateway at http://127.0.0.1:9 after 2 attempts" in err
+    assert result_file(root).is_file()
+
+
+def test_bad_usage_exits_2_with_one_line(capsys):
+    assert main(["monitor", "--date", "2026-13-01"]) == 2
+    err = capsys.readouterr().err
+    assert "'2026-13-01' is not a date (expected YYYY-MM-DD)" in err
