@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -204,3 +206,13 @@ def test_alert_list_panel_has_firing_alerts_to_show(monitored_stack: MonitoredSt
     url = monitored_stack.live.prometheus_url
     firing = prom_query(url, f'ALERTS{{alertstate="firing",model="{monitored_stack.model}"}}')
     assert firing, "the Firing alerts panel would be empty for the drifted model"
+
+
+def test_the_readme_picture_is_drawn_from_the_current_dashboard() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "draw_dashboard.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
