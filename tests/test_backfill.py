@@ -148,5 +148,5 @@ def test_a_bad_label_file_fails_the_days_that_would_read_it(untidy_lake, tmp_pat
     )
     assert replay_day(lake, context, inputs, arrival - timedelta(days=2), copied).n_rows == 300
     for day in (arrival - timedelta(days=1), arrival):
-        with pytest.raises(InputError, match="bad.parquet lacks column 'price'"):
+        with pytest.raises(InputError, match=r"bad\.parquet lacks column 'price'"):
             replay_day(lake, context, inputs, day, copied)
