@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -66,7 +67,8 @@ class StackConfig:
     evaluation_interval: str = "15s"
     retention: str = "400d"
     rule_for: str | None = None
-    webhook_url: str | None = None
+    # Nothing listens there by default; point it at a receiver of your own (the tests do).
+    webhook_url: str | None = "http://127.0.0.1:5001/alerts"
     alertmanager_group_wait: str | None = None
     alertmanager_group_interval: str | None = None
     alertmanager_repeat_interval: str | None = None
@@ -482,3 +484,21 @@ def _read_state(state_dir: Path) -> dict[str, str]:
     except (OSError, ValueError):
         return {}
     return {k: v for k, v in loaded.items() if isinstance(v, str)}
+
+
+def main(action: Literal["up", "down", "status"], *, config: StackConfig | None = None) -> int:
+    """Run `driftline stack up|down|status`: print the report, return the exit status."""
+    config = config or StackConfig()
+    try:
+        if action == "up":
+            print(format_status(up(config)))
+            print(f"state, configs and logs in {config.state_dir}; stop with: driftline stack down")
+        elif action == "down":
+            stopped = down(config.state_dir)
+            print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+        else:
+            print(format_status(status(config.state_dir)))
+    except StackError as error:
+        print(f"driftline stack {action}: {error}", file=sys.stderr)
+        return 1
+    return 0

@@ -257,3 +257,28 @@ def test_pushgateway_basic_auth_example_refuses_anonymous_pushes(
     assert push(url, "ml_batch_rows 1\n") == 401
     assert push(url, "ml_batch_rows 1\n", auth=("driftline", "wrong")) == 401
     assert push(url, "ml_batch_rows 1\n", auth=("driftline", "change-me")) == 200
+
+
+@pytest.mark.e2e
+def test_the_cli_verbs_print_each_component(
+    own_stack: stack.StackConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert stack.main("up", config=own_stack) == 0
+    up_report = capsys.readouterr().out
+    for component in ("pushgateway", "alertmanager", "prometheus"):
+        assert f"{component} " in up_report
+        assert own_stack.url(component) in up_report
+    assert stack.main("status", config=own_stack) == 0
+    assert capsys.readouterr().out.count(" ready ") == 3
+    assert stack.main("down", config=own_stack) == 0
+    assert capsys.readouterr().out.strip() == "stopped prometheus, alertmanager, pushgateway"
+    assert stack.main("status", config=own_stack) == 0
+    assert capsys.readouterr().out.count(" stopped ") == 3
+
+
+def test_the_cli_reports_a_missing_binary_and_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert stack.main("up", config=loopback_config(tmp_path / "state")) == 1
+    assert "apt-get install prometheus-pushgateway" in capsys.readouterr().err
