@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["up", "down", "status"])
 
     p = sub.add_parser("demo", help="train, simulate with drift, backfill, monitor")
-    p.add_argument("--days", type=int, default=28)
+    p.add_argument("--days", type=int, default=21)
     p.add_argument("--rows-per-day", type=int, default=2000)
     return parser
 
