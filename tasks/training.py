@@ -21,6 +21,7 @@ from sklearn.preprocessing import OrdinalEncoder
 
 from driftline.errors import InputError
 from model_registry.registry import FeatureSpec, HoldoutMetrics
+from tasks.columns import category_counts
 from tasks.performance import regression_metrics
 
 PREDICTION = "prediction"
@@ -80,8 +81,9 @@ def describe_features(
         column = frame[name]
         numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
         if name in named or not numeric:
-            values = column.dropna().astype(str)
-            specs.append(FeatureSpec(name, "categorical", tuple(sorted(values.unique()))))
+            # the same spelling the drift test counts with (booleans as true/false)
+            counts, _ = category_counts(pa.Array.from_pandas(column))
+            specs.append(FeatureSpec(name, "categorical", tuple(sorted(counts))))
         else:
             specs.append(FeatureSpec(name, "numeric"))
     return tuple(specs)
