@@ -1,4 +1,4 @@
-"""Arrow columns to what the statistics take: float arrays with NaN, or category counts."""
+"""Arrow columns to what the statistics take: float arrays with NaN, ECDFs, or category counts."""
 
 from __future__ import annotations
 
@@ -6,11 +6,24 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tasks.drift import Ecdf, ecdf_of_sorted
+
 
 def as_float(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """A numeric column as float64; nulls become NaN (missing)."""
     floats = pc.cast(column, pa.float64())
     return np.asarray(floats.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def numeric_ecdf(column: pa.ChunkedArray | pa.Array) -> tuple[Ecdf, int]:
+    """The ECDF of a numeric column's present values and its number of missing ones."""
+    values = as_float(column)
+    # a zero-copy view of Arrow memory is read-only; anything else is ours to sort in place
+    ordered = values if values.flags.writeable else values.copy()
+    ordered.sort()
+    # NaN sorts last and searchsorted agrees, so this finds the first NaN in O(log n)
+    n_present = int(np.searchsorted(ordered, np.nan, side="left"))
+    return ecdf_of_sorted(ordered[:n_present]), ordered.size - n_present
 
 
 def as_categories(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
@@ -23,9 +36,18 @@ def as_categories(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Ar
 
 
 def category_counts(column: pa.ChunkedArray | pa.Array) -> tuple[dict[str, int], int]:
-    """Counts per category and the number of missing values."""
-    strings = as_categories(column)
-    counts = pc.value_counts(strings.drop_null())
-    values = counts.field("values").to_pylist()
-    tallies = counts.field("counts").to_pylist()
-    return dict(zip(values, tallies, strict=True)), strings.null_count
+    """Counts per category (keyed by its string form) and the number of missing values.
+
+    Counting happens on the column's own type (dictionary codes, integers, booleans), and only
+    the distinct values are turned into strings, so `1`, `1.0` and `"1"` are one category.
+    """
+    tallies = pc.value_counts(column)
+    keys = as_categories(tallies.field("values")).to_pylist()
+    counts: dict[str, int] = {}
+    missing = 0
+    for key, n in zip(keys, tallies.field("counts").to_pylist(), strict=True):
+        if key is None:
+            missing += n
+        else:
+            counts[key] = counts.get(key, 0) + n
+    return counts, missing
