@@ -102,11 +102,13 @@ class RangeInputs:
         self._memo: dict[tuple[date, tuple[int, ...]], BatchPerformance] = {}
 
     def needs_nightly_path(self, batch_date: date, window_days: int) -> bool:
-        """True when the window holds a row_id in two batches: the nightly path reports it."""
+        """True when a batch of the window shares a row_id with another batch.
+
+        The nightly path then reports the duplicate, or matches labels to the right batch.
+        """
         first = batch_date - timedelta(days=window_days - 1)
         return first < self.first_day or any(
-            sum(first <= d <= batch_date for d in shared) > 1
-            for shared in self.shared_row_id_batches
+            first <= d <= batch_date for shared in self.shared_row_id_batches for d in shared
         )
 
     def batch_performance(self, batch_date: date, lo: int, hi: int) -> BatchPerformance | None:
@@ -173,7 +175,8 @@ def load_range_inputs(
         ]
 
     scored_errors: dict[date, DriftlineError] = {}
-    scored_tables: list[pa.Table] = []
+    ids: list[pa.Array] = []  # row_ids of the scored rows, then of the label events
+    scored_batch: list[np.ndarray] = []
     predictions: dict[date, np.ndarray] = {}
     for day, table, error in _in_order(read_scored, scored_days):
         if error is not None or table is None:
@@ -183,91 +186,86 @@ def load_range_inputs(
             pc.cast(table.column(PREDICTION), pa.float64()).to_numpy(zero_copy_only=False),
             dtype=np.float64,
         )
-        n = table.num_rows
-        scored_tables.append(
-            pa.table(
-                {
-                    ROW_ID: pc.cast(table.column(ROW_ID), pa.string()),
-                    "batch": pa.array(np.full(n, day.toordinal(), dtype=np.int64)),
-                    "row": pa.array(np.arange(n, dtype=np.int64)),
-                }
-            )
-        )
+        ids.extend(pc.cast(table.column(ROW_ID), pa.string()).chunks)
+        scored_batch.append(np.full(table.num_rows, day.toordinal(), dtype=np.int64))
     label_errors: dict[date, DriftlineError] = {}
-    label_tables: list[pa.Table] = []
+    label_targets: list[np.ndarray] = []
+    label_arrival: list[np.ndarray] = []
     for day, tables, error in _in_order(read_labels, arrival_days):
         if error is not None or tables is None:
             label_errors[day] = error or InputError(f"labels of {day} could not be read")
             continue
         for table in tables:
-            label_tables.append(
-                pa.table(
-                    {
-                        ROW_ID: pc.cast(table.column(ROW_ID), pa.string()),
-                        "target": pc.cast(table.column(card.target), pa.float64()),
-                        "arrival": pa.array(np.full(table.num_rows, day.toordinal(), np.int64)),
-                    }
-                )
-            )
+            ids.extend(pc.cast(table.column(ROW_ID), pa.string()).chunks)
+            label_targets.append(_floats(table.column(card.target)))
+            label_arrival.append(np.full(table.num_rows, day.toordinal(), dtype=np.int64))
 
-    scored = _concat(scored_tables, {ROW_ID: pa.string(), "batch": pa.int64(), "row": pa.int64()})
-    labels = _concat(
-        label_tables, {ROW_ID: pa.string(), "target": pa.float64(), "arrival": pa.int64()}
+    # one hash pass gives every row_id an integer code; the rest is integer arithmetic
+    codes = _codes(ids)
+    batch_of_row = np.concatenate([np.empty(0, np.int64), *scored_batch])
+    n_scored = batch_of_row.size
+    scored_codes, label_codes = codes[:n_scored], codes[n_scored:]
+    row_in_batch = np.concatenate(
+        [np.empty(0, np.int64), *(np.arange(b.size, dtype=np.int64) for b in scored_batch)]
     )
-    labels = labels.append_column("seq", pa.array(np.arange(labels.num_rows, dtype=np.int64)))
-    shared = _shared_row_ids(scored)
-    # a left join tells each label event the batch of its row (-1: a row we have not read)
-    joined = labels.join(scored, keys=ROW_ID, join_type="left outer").sort_by("seq")
-    arrivals = joined.column("arrival").to_numpy()
-    batch_of = pc.fill_null(joined.column("batch"), -1).to_numpy()
-    rows = pc.fill_null(joined.column("row"), -1).to_numpy()
-    targets = np.asarray(joined.column("target").to_numpy(zero_copy_only=False), dtype=np.float64)
-    codes = pc.dictionary_encode(joined.column(ROW_ID)).combine_chunks().indices.to_numpy()
+    shared = _shared_row_ids(scored_codes, batch_of_row)
+    # the batch and row of each label's row_id (-1: a row not read, outside the windows)
+    size = int(codes.max()) + 1 if codes.size else 0
+    batch_of_code = np.full(size, -1, dtype=np.int64)
+    row_of_code = np.full(size, -1, dtype=np.int64)
+    batch_of_code[scored_codes] = batch_of_row
+    row_of_code[scored_codes] = row_in_batch
+    arrivals = np.concatenate([np.empty(0, np.int64), *label_arrival])
+    targets = np.concatenate([np.empty(0, np.float64), *label_targets])
+    label_batches = batch_of_code[label_codes]
+    label_rows = row_of_code[label_codes]
 
-    order = np.lexsort((joined.column("seq").to_numpy(), batch_of))
-    sorted_batches = batch_of[order]
+    order = np.argsort(label_batches, kind="stable")  # per batch, in read order
+    sorted_batches = label_batches[order]
     batches: dict[date, _Batch] = {}
     for day, preds in predictions.items():
         lo, hi = np.searchsorted(sorted_batches, [day.toordinal(), day.toordinal() + 1])
         events = order[lo:hi]
-        batches[day] = _Batch(preds, arrivals[events], rows[events], targets[events])
+        batches[day] = _Batch(preds, arrivals[events], label_rows[events], targets[events])
     return RangeInputs(
         first_day=first,
         batches=batches,
         label_arrivals=arrivals,
-        label_codes=codes,
-        label_batches=batch_of,
+        label_codes=label_codes,
+        label_batches=label_batches,
         scored_errors=scored_errors,
         label_errors=label_errors,
         shared_row_id_batches=shared,
     )
 
 
-def _concat(tables: list[pa.Table], schema: dict[str, pa.DataType]) -> pa.Table:
-    if not tables:
-        return pa.table({name: pa.array([], type=t) for name, t in schema.items()})
-    return pa.concat_tables(tables).combine_chunks()
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    floats = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    return np.asarray(floats, dtype=np.float64)
 
 
-def _shared_row_ids(scored: pa.Table) -> list[frozenset[date]]:
+def _codes(ids: list[pa.Array]) -> np.ndarray:
+    """An integer per distinct row_id, for every row_id in `ids`, in order."""
+    if not ids:
+        return np.empty(0, dtype=np.int64)
+    encoded = pc.dictionary_encode(pa.chunked_array(ids, type=pa.string()).combine_chunks())
+    return np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _shared_row_ids(codes: np.ndarray, batch_of_row: np.ndarray) -> list[frozenset[date]]:
     """The sets of batches that share a row_id (row_id must be unique within a model)."""
-    counts = scored.group_by(ROW_ID).aggregate([("batch", "count_distinct")])
-    if scored.num_rows == 0 or pc.max(counts.column("batch_count_distinct")).as_py() <= 1:
-        shared_ids = []
-    else:
-        shared_ids = counts.filter(pc.greater(counts.column("batch_count_distinct"), 1)).column(
-            ROW_ID
-        )
-    if len(shared_ids) == 0:
+    if codes.size == 0:
         return []
-    rows = scored.filter(pc.is_in(scored.column(ROW_ID), value_set=shared_ids))
-    groups = rows.group_by(ROW_ID).aggregate([("batch", "distinct")])
-    return list(
-        {
-            frozenset(date.fromordinal(o) for o in b)
-            for b in groups.column("batch_distinct").to_pylist()
-        }
-    )
+    counts = np.bincount(codes)
+    repeated = np.flatnonzero(counts > 1)
+    if repeated.size == 0:
+        return []
+    sets: dict[int, set[int]] = {}
+    for code, batch in zip(
+        codes[np.isin(codes, repeated)], batch_of_row[np.isin(codes, repeated)], strict=True
+    ):
+        sets.setdefault(int(code), set()).add(int(batch))
+    return list({frozenset(date.fromordinal(b) for b in bs) for bs in sets.values() if len(bs) > 1})
 
 
 def performance_for_day(

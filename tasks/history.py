@@ -30,6 +30,10 @@ from tasks.metrics import JOB, RunStamp, metric_families, registry_for
 from tasks.results import MonitoringResult
 
 NIGHTLY_RUN_TIME_UTC = time(2, 0)
+# promtool cuts 2h blocks by default: one block per day of history, and a pass over the file for
+# each. It aligns larger blocks to Prometheus' compaction ranges (486h for this bound), the size
+# Prometheus itself compacts long-retained data to.
+MAX_BLOCK_DURATION = "744h"
 
 
 def scheduled_run_seconds(batch_date: date) -> float:
@@ -108,6 +112,7 @@ def create_blocks(openmetrics_file: Path, data_dir: Path) -> list[str]:
                 "create-blocks-from",
                 "openmetrics",
                 "--quiet",
+                f"--max-block-duration={MAX_BLOCK_DURATION}",  # hidden flag, in 2.x since 2.24
                 str(openmetrics_file),
                 str(staging),
             ],
