@@ -1,22 +1,50 @@
-"""The reference profile: what the drift tests need of the reference, computed once per version."""
+"""The reference profile: what the drift tests need of the reference, computed once per version.
+
+It is fitted when a version is registered and stored beside it as `profile.parquet`, hashed in
+the card like every other file, so a nightly run only reads, sorts and counts the current batch.
+Versions registered before profiles existed get one built from their reference on first use and
+cached under `<registry root>/.cache/profiles/`, outside the immutable version directory.
+
+`profile.parquet` has, per numeric feature and the prediction, one row per distinct reference
+value (`value`, `below` = how many reference values are smaller), closed by a row with value NaN
+and `below` = the number of values. Its schema metadata (JSON under `driftline.profile`) holds
+each feature's kind, row range, missing count and, for categorical ones, the category counts.
+Plain Parquet and JSON: nothing in it is ever unpickled.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from model_registry.registry import ModelCard
-from tasks.columns import as_float, category_counts
+from driftline.errors import InputError
+from model_registry.registry import REFERENCE_FILE, FeatureSpec, ModelCard, Registry
+from tasks.columns import category_counts, numeric_ecdf
+from tasks.drift import Ecdf
 
 PREDICTION = "prediction"
+PROFILE_FILE = "profile.parquet"
+PROFILE_FORMAT = 1
+_METADATA_KEY = b"driftline.profile"
+_CACHE_DIR = ".cache/profiles"
 
 
 @dataclass(frozen=True)
 class NumericProfile:
-    values_sorted: np.ndarray  # NaN-free
+    ecdf: Ecdf  # NaN-free
     n_missing: int
+
+    @property
+    def values_sorted(self) -> np.ndarray:
+        return self.ecdf.sorted_values()
 
 
 @dataclass(frozen=True)
@@ -35,13 +63,19 @@ class ReferenceProfile:
     n_rows: int
 
 
+class HasFeatures(Protocol):
+    """A model card, or anything that knows the features before the card is written."""
+
+    @property
+    def features(self) -> Sequence[FeatureSpec]: ...
+
+
 def numeric_profile(column: pa.ChunkedArray | pa.Array) -> NumericProfile:
-    values = as_float(column)
-    present = values[~np.isnan(values)]
-    return NumericProfile(np.sort(present), int(values.size - present.size))
+    return NumericProfile(*numeric_ecdf(column))
 
 
-def build_profile(reference: pa.Table, card: ModelCard) -> ReferenceProfile:
+def build_profile(reference: pa.Table, card: HasFeatures) -> ReferenceProfile:
+    """Fit the profile from the reference rows (features and prediction)."""
     features: dict[str, FeatureProfile] = {}
     for spec in card.features:
         column = reference.column(spec.name)
@@ -52,3 +86,112 @@ def build_profile(reference: pa.Table, card: ModelCard) -> ReferenceProfile:
     return ReferenceProfile(
         features, numeric_profile(reference.column(PREDICTION)), reference.num_rows
     )
+
+
+# storing -------------------------------------------------------------------------------------
+def profile_to_bytes(profile: ReferenceProfile) -> bytes:
+    """The profile as one Parquet file (layout in the module docstring)."""
+    values: list[np.ndarray] = []
+    below: list[np.ndarray] = []
+    layout: dict[str, dict[str, object]] = {}
+    offset = 0
+    for name, feature in [*profile.features.items(), (PREDICTION, profile.prediction)]:
+        if isinstance(feature, NumericProfile):
+            # the closing NaN row carries n, so counts_below reads back as a zero-copy slice
+            values += [feature.ecdf.values, np.array([np.nan])]
+            below.append(feature.ecdf.counts_below)
+            length = feature.ecdf.values.size + 1
+            layout[name] = {"kind": "numeric", "offset": offset, "rows": length}
+            offset += length
+        else:
+            layout[name] = {"kind": "categorical", "counts": feature.counts}
+        layout[name]["n_missing"] = feature.n_missing
+    table = pa.table(
+        {
+            "value": pa.array(np.concatenate(values), pa.float64()),
+            "below": pa.array(np.concatenate(below), pa.int64()),
+        }
+    )
+    meta = {"format": PROFILE_FORMAT, "n_rows": profile.n_rows, "features": layout}
+    table = table.replace_schema_metadata({_METADATA_KEY: json.dumps(meta).encode()})
+    sink = pa.BufferOutputStream()
+    # one row group, so each column reads back as one contiguous array
+    pq.write_table(table, sink, compression="zstd", row_group_size=max(1, table.num_rows))
+    return sink.getvalue().to_pybytes()
+
+
+def profile_from_bytes(payload: bytes, *, source: str) -> ReferenceProfile:
+    """Read what `profile_to_bytes` wrote; a malformed file is bad input naming `source`."""
+    try:
+        table = pq.read_table(pa.BufferReader(payload))
+        meta = json.loads(table.schema.metadata[_METADATA_KEY])
+        if meta["format"] != PROFILE_FORMAT:
+            raise ValueError(f"format {meta['format']}, expected {PROFILE_FORMAT}")
+        value = table.column("value").to_numpy()
+        below = table.column("below").to_numpy()
+        parsed: dict[str, FeatureProfile] = {}
+        for name, entry in meta["features"].items():
+            n_missing = int(entry["n_missing"])
+            if entry["kind"] == "numeric":
+                start, stop = entry["offset"], entry["offset"] + entry["rows"]
+                ecdf = Ecdf(value[start : stop - 1], below[start:stop])
+                parsed[name] = NumericProfile(ecdf, n_missing)
+            else:
+                counts = {str(k): int(v) for k, v in entry["counts"].items()}
+                parsed[name] = CategoricalProfile(counts, n_missing)
+        prediction = parsed.pop(PREDICTION)
+        if not isinstance(prediction, NumericProfile):
+            raise ValueError("the prediction is not numeric")
+        return ReferenceProfile(parsed, prediction, int(meta["n_rows"]))
+    except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
+        raise InputError(
+            f"{source}: not a valid driftline reference profile ({exc!r}); register the model again"
+        ) from exc
+
+
+def profile_files(reference: pa.Table, card_like: HasFeatures) -> dict[str, bytes]:
+    """Files to store in a new version directory: the profile fitted on its reference rows."""
+    return {PROFILE_FILE: profile_to_bytes(build_profile(reference, card_like))}
+
+
+# loading -------------------------------------------------------------------------------------
+def _matches(profile: ReferenceProfile, card: ModelCard) -> bool:
+    """A profile fits a card when it has every feature, with the card's kind."""
+    kinds = {"numeric": NumericProfile, "categorical": CategoricalProfile}
+    return all(isinstance(profile.features.get(f.name), kinds[f.kind]) for f in card.features)
+
+
+def _cache_key(card: ModelCard) -> str:
+    """The reference's sha256 and what the profile depends on besides it."""
+    specs = [[f.name, f.kind] for f in card.features]
+    basis = json.dumps([PROFILE_FORMAT, card.sha256[REFERENCE_FILE], specs]).encode()
+    return hashlib.sha256(basis).hexdigest()
+
+
+def load_profile(registry: Registry, card: ModelCard) -> ReferenceProfile:
+    """The version's stored profile (hash-checked), or one built from its reference and cached."""
+    if PROFILE_FILE in card.sha256:
+        source = f"{card.name} {card.version} {PROFILE_FILE}"
+        profile = profile_from_bytes(registry.read_verified(card, PROFILE_FILE), source=source)
+        if not _matches(profile, card):
+            raise InputError(
+                f"{source}: does not cover the card's features "
+                f"({', '.join(card.feature_names)}); register the model again"
+            )
+        return profile
+    storage = registry.storage
+    path = f"{storage.root}/{_CACHE_DIR}/{_cache_key(card)}.parquet"
+    cached = storage.read_bytes(path)
+    if cached is not None:
+        try:
+            profile = profile_from_bytes(cached, source=storage.uri_of(path))
+        except InputError:
+            profile = None  # a damaged cache entry is rebuilt, not a failed run
+        if profile is not None and _matches(profile, card):
+            return profile
+    # read_verified inside load_reference checks the reference against the card's sha256
+    profile = build_profile(registry.load_reference(card), card)
+    # a read-only registry still monitors; it rebuilds the profile on each run
+    with contextlib.suppress(OSError):
+        storage.write_bytes(path, profile_to_bytes(profile))
+    return profile

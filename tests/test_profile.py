@@ -1,0 +1,160 @@
+"""The reference profile: fitted at registration, stored hash-checked, rebuilt for old versions."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from driftline.errors import InputError
+from model_registry.registry import FeatureSpec, HoldoutMetrics, ModelCard, Registry
+from tasks.columns import category_counts, numeric_ecdf
+from tasks.profile import (
+    PROFILE_FILE,
+    NumericProfile,
+    ReferenceProfile,
+    build_profile,
+    load_profile,
+    profile_files,
+    profile_from_bytes,
+    profile_to_bytes,
+)
+from tests.builders import batch, card
+
+
+def reference_table(rows: int = 400) -> pa.Table:
+    table = batch(rows, seed=5, target="price")
+    # ties, missing values and a vanished category make the round trip worth checking
+    carat = np.round(table.column("carat").to_numpy(), 1)
+    carat_with_nulls = pa.array(carat, mask=np.arange(rows) % 50 == 0)
+    table = table.set_column(table.schema.get_field_index("carat"), "carat", carat_with_nulls)
+    return table
+
+
+def assert_same(a: ReferenceProfile, b: ReferenceProfile) -> None:
+    assert a.n_rows == b.n_rows
+    assert a.features.keys() == b.features.keys()
+    for name, feature in [*a.features.items(), ("prediction", a.prediction)]:
+        other = b.features.get(name, b.prediction)
+        assert feature.n_missing == other.n_missing
+        if isinstance(feature, NumericProfile):
+            assert isinstance(other, NumericProfile)
+            np.testing.assert_array_equal(feature.ecdf.values, other.ecdf.values)
+            np.testing.assert_array_equal(feature.ecdf.counts_below, other.ecdf.counts_below)
+        else:
+            assert feature.counts == other.counts
+
+
+def register(root: Path, reference: pa.Table, *, with_profile: bool) -> tuple[Registry, ModelCard]:
+    registry = Registry.open(str(root))
+    sink = io.BytesIO()
+    pq.write_table(reference, sink)
+    features = card().features
+    extra = profile_files(reference, card()) if with_profile else None
+    registered = registry.register(
+        model="toy",
+        estimator_bytes=b"not used by monitoring",
+        reference_bytes=sink.getvalue(),
+        target="price",
+        features=features,
+        metrics=HoldoutMetrics(mae=1.0, rmse=1.0, mape=0.1, r2=0.9),
+        libraries={},
+        extra_files=extra,
+    )
+    return registry, registered
+
+
+def test_profile_holds_sorted_reference_values_counts_and_missing():
+    reference = reference_table()
+    profile = build_profile(reference, card())
+    carat = profile.features["carat"]
+    assert isinstance(carat, NumericProfile)
+    present = reference.column("carat").drop_null().to_numpy()
+    np.testing.assert_array_equal(carat.values_sorted, np.sort(present))
+    assert carat.n_missing == reference.column("carat").null_count
+    assert sum(profile.features["cut"].counts.values()) == reference.num_rows
+    assert profile.prediction.ecdf.n == reference.num_rows
+    assert profile.n_rows == reference.num_rows
+
+
+def test_profile_survives_the_round_trip_through_parquet():
+    profile = build_profile(reference_table(), card())
+    assert_same(profile_from_bytes(profile_to_bytes(profile), source="p"), profile)
+
+
+def test_profile_files_need_only_the_reference_and_the_feature_specs():
+    @dataclass(frozen=True)
+    class Specs:  # what commands know before the card exists
+        features: tuple[FeatureSpec, ...]
+
+    files = profile_files(reference_table(), Specs(card().features))
+    assert list(files) == [PROFILE_FILE]
+    stored = profile_from_bytes(files[PROFILE_FILE], source="p")
+    assert_same(stored, build_profile(reference_table(), card()))
+
+
+def test_a_file_that_is_not_a_profile_is_refused_with_its_name():
+    with pytest.raises(InputError, match=r"toy v1 profile\.parquet: not a valid"):
+        profile_from_bytes(b"garbage", source="toy v1 profile.parquet")
+
+
+def test_registered_profile_is_loaded_and_hash_checked(tmp_path):
+    registry, registered = register(tmp_path, reference_table(), with_profile=True)
+    assert PROFILE_FILE in registered.sha256
+    assert_same(load_profile(registry, registered), build_profile(reference_table(), card()))
+    (tmp_path / "toy" / "v1" / PROFILE_FILE).write_bytes(
+        profile_to_bytes(build_profile(reference_table(50), card()))
+    )
+    with pytest.raises(InputError, match="does not match its card"):
+        load_profile(registry, registered)
+
+
+def test_old_version_gets_a_profile_built_once_and_cached_outside_its_directory(tmp_path):
+    registry, registered = register(tmp_path, reference_table(), with_profile=False)
+    version_files = sorted(p.name for p in (tmp_path / "toy" / "v1").iterdir())
+    first = load_profile(registry, registered)
+    cached = list((tmp_path / ".cache" / "profiles").glob("*.parquet"))
+    assert len(cached) == 1
+    assert sorted(p.name for p in (tmp_path / "toy" / "v1").iterdir()) == version_files
+    # the second run reads the cache: the reference itself is no longer needed
+    (tmp_path / "toy" / "v1" / "reference.parquet").unlink()
+    assert_same(load_profile(registry, registered), first)
+    assert registry.models() == ["toy"]
+
+
+def test_damaged_cache_entry_is_rebuilt(tmp_path):
+    registry, registered = register(tmp_path, reference_table(), with_profile=False)
+    load_profile(registry, registered)
+    [cached] = (tmp_path / ".cache" / "profiles").glob("*.parquet")
+    cached.write_bytes(b"truncated")
+    assert_same(load_profile(registry, registered), build_profile(reference_table(), card()))
+
+
+def test_numeric_ecdf_reads_nulls_and_nan_as_missing():
+    ecdf, missing = numeric_ecdf(pa.chunked_array([[3.0, None], [float("nan"), 1, 3]]))
+    assert missing == 2
+    assert ecdf.sorted_values().tolist() == [1.0, 3.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    ("column", "expected"),
+    [
+        (pa.array([True, False, True, None]), ({"true": 2, "false": 1}, 1)),
+        (pa.array([1, 2, 2, None]), ({"1": 1, "2": 2}, 1)),
+        (pa.array([1.0, 2.0, 2.0, float("nan")]), ({"1": 1, "2": 2}, 1)),
+        (pa.array(["b", "a", "b"]).dictionary_encode(), ({"a": 1, "b": 2}, 0)),
+        (
+            pa.chunked_array(
+                [pa.array(["a"]).dictionary_encode(), pa.array(["b", "a"]).dictionary_encode()]
+            ),
+            ({"a": 2, "b": 1}, 0),
+        ),
+    ],
+)
+def test_categories_of_any_type_are_counted_by_their_string_form(column, expected):
+    assert category_counts(column) == expected
