@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
+from typing import cast
 
 from prefect import serve as prefect_serve
 from prefect.client.schemas.objects import FlowRun
@@ -60,7 +61,8 @@ def deployments(models: Sequence[str]) -> list[RunnerDeployment]:
         description="Replay the nightly run for start..end; export history at event time.",
         tags=["driftline"],
     )
-    return [*nightly, replay]
+    # to_deployment is typed sync-or-async; called outside an event loop it is sync
+    return cast(list[RunnerDeployment], [*nightly, replay])
 
 
 def serve(models: Sequence[str] | None = None) -> None:
@@ -119,7 +121,7 @@ def submit_backfill_chunks(
                 as_subflow=False,
             )
         )
-    return runs
+    return cast(list[FlowRun], runs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
