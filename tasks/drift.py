@@ -109,8 +109,12 @@ def ks_statistic(reference: Ecdf, current: Ecdf) -> float:
         up = np.max(ref_below / n1 - cur_before / n2)
         down = np.max(cur_at / n2 - ref_at / n1)
         return float(max(0.0, up, down))
-    up = np.max(ref_below * n2 - cur_before * n1)
-    down = np.max(cur_at * n1 - ref_at * n2)
+    # in place: these arrays are as long as the batch, and each allocation costs page faults
+    ref_term, cur_term = ref_below * n2, cur_before * n1
+    up = np.subtract(ref_term, cur_term, out=ref_term).max()
+    np.multiply(ref_at, n2, out=ref_term)
+    np.multiply(cur_at, n1, out=cur_term)
+    down = np.subtract(cur_term, ref_term, out=cur_term).max()
     # scipy's D is never negative: its last difference is 1 - 1
     return max(0, int(up), int(down)) / (n1 * n2)
 
@@ -132,13 +136,15 @@ def smirnov_sf(n: float, x: float) -> float:
 
     def log_terms(j: np.ndarray) -> np.ndarray:
         q = x + j / n
-        return (
-            math.log(x)
-            - math.log(n + 1)
-            - special.betaln(n - j + 1, j + 1)  # log C(n, j), accurate for large n
-            + (n - j) * np.log1p(-q)
-            + (j - 1) * np.log(q)
-        )
+        # q may round to 1 at the last term, whose log is then -inf and its term 0: as it should
+        with np.errstate(divide="ignore"):
+            return (
+                math.log(x)
+                - math.log(n + 1)
+                - special.betaln(n - j + 1, j + 1)  # log C(n, j), accurate for large n
+                + (n - j) * np.log1p(-q)
+                + (j - 1) * np.log(q)
+            )
 
     coarse = np.linspace(0.0, jmax, min(_COARSE_NODES, jmax + 1))
     lt = log_terms(coarse)
