@@ -21,7 +21,7 @@ from tasks.monitoring import ModelContext, PerformanceOutcome
 from tasks.results import MonitoringResult, to_json
 from tasks.validation import ValidatedBatch
 
-IO_RETRY_DELAYS = [2, 10, 30]
+IO_RETRY_DELAYS: list[float] = [2, 10, 30]
 
 
 def transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -29,20 +29,18 @@ def transient(task: Any, task_run: Any, state: Any) -> bool:
     return not isinstance(state.data, DriftlineError)
 
 
-io_task = task(
-    retries=3,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=transient,
-    cache_policy=NO_CACHE,
-)
-
-
 def artifact_key(kind: str, model: str) -> str:
     """Artifact keys allow lowercase letters, digits and dashes only."""
     return f"{kind}-" + re.sub(r"[^a-z0-9-]+", "-", model.lower()).strip("-")
 
 
-@io_task(name="load-model")
+@task(
+    name="load-model",
+    retries=3,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=transient,
+    cache_policy=NO_CACHE,
+)
 def load_model(settings: Settings, model: str) -> ModelContext:
     context = monitoring.load_model_context(Registry.open(settings.model_registry_uri), model)
     get_run_logger().info(
@@ -55,7 +53,13 @@ def load_model(settings: Settings, model: str) -> ModelContext:
     return context
 
 
-@io_task(name="load-batch")
+@task(
+    name="load-batch",
+    retries=3,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=transient,
+    cache_policy=NO_CACHE,
+)
 def load_batch(settings: Settings, context: ModelContext, batch_date: date) -> ValidatedBatch:
     batch = monitoring.read_batch(Lake.open(settings.data_lake_uri), context.card, batch_date)
     logger = get_run_logger()
@@ -77,7 +81,13 @@ def compute_drift(settings: Settings, context: ModelContext, batch: ValidatedBat
     return outcome
 
 
-@io_task(name="compute-performance")
+@task(
+    name="compute-performance",
+    retries=3,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=transient,
+    cache_policy=NO_CACHE,
+)
 def compute_performance(
     settings: Settings, context: ModelContext, batch: ValidatedBatch, batch_date: date
 ) -> PerformanceOutcome:
@@ -95,7 +105,13 @@ def compute_performance(
     return outcome
 
 
-@io_task(name="write-result")
+@task(
+    name="write-result",
+    retries=3,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=transient,
+    cache_policy=NO_CACHE,
+)
 def write_result(settings: Settings, result: MonitoringResult) -> str:
     lake = Lake.open(settings.data_lake_uri)
     path = lake.result_path(result.model, result.batch_date)
