@@ -7,6 +7,7 @@ written to the lake and what was pushed.
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import date
 from pathlib import Path
@@ -85,6 +86,33 @@ def test_a_clean_day_writes_its_result_and_pushes_it(world, capsys):
     ((method, path, body),) = gateway.requests
     assert (method, path) == ("PUT", "/metrics/job/ml_monitoring/model/diamonds-price")
     assert b'ml_feature_drift_detected{feature="carat",model_version="v1"} 0.0' in body
+
+
+def test_the_run_is_named_by_model_and_date_and_publishes_its_artifacts(world, capsys):
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    assert monitor(capsys)[0] == 0
+    with get_client(sync_client=True) as client:
+        latest = {
+            a.key: a
+            for a in client.read_latest_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=["drift-diamonds-price", "summary-diamonds-price"])
+                )
+            )
+        }
+        run = client.read_flow_run(latest["drift-diamonds-price"].flow_run_id)
+    assert run.name == "monitor-diamonds-price-2026-03-05"
+    assert run.parameters["batch_date"] == "2026-03-05"
+    table = latest["drift-diamonds-price"]
+    assert table.type == "table"
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert [r["feature"] for r in rows][:3] == ["carat", "cut", "color"]
+    assert {"score", "p_value", "p_value_adjusted", "drifted"} <= set(rows[0])
+    summary = latest["summary-diamonds-price"]
+    assert summary.type == "markdown"
+    assert summary.data.startswith("# diamonds-price v1: batch 2026-03-05")
 
 
 def test_a_rerun_rewrites_the_same_result(world, capsys):
@@ -183,8 +211,6 @@ def test_untidy_data_is_monitored_with_warnings(world, capsys):
                    labels / "stray.parquet")  # fmt: skip
     code, err = monitor(capsys)
     assert code == 0, err
-    import json
-
     result = json.loads(result_file(root).read_text())
     carat = next(f for f in result["features"] if f["feature"] == "carat")
     assert carat["missing_ratio"] == pytest.approx(0.1) and carat["n_current"] == 270
