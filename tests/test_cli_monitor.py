@@ -230,7 +230,7 @@ def test_an_empty_batch_pushes_zero_rows_and_no_drift(world, capsys):
 
 
 def test_a_missing_batch_fails_the_run_naming_the_partition(world, capsys):
-    root, gateway = world
+    _, gateway = world
     code, err = monitor(capsys, date(2026, 4, 1))
     assert code == 1
     assert "no scored batch for model=diamonds-price batch_date=2026-04-01" in err

@@ -128,3 +128,40 @@ def test_without_promtool_the_error_says_how_to_go_on(
 def test_an_unreachable_prometheus_leaves_earlier_samples_and_says_so() -> None:
     said = history.clear_days("http://127.0.0.1:9", "diamonds-price", [START])
     assert "not reachable" in said and "docs/backfill.md" in said
+
+
+def test_rerunning_days_prometheus_holds_without_its_admin_api_stops_with_the_fix(
+    runs: list[history.PastRun], tmp_path: Path
+) -> None:
+    from tests.test_backfill_prometheus import Process, binary, free_port, wait_until
+
+    source = tmp_path / "history.om.txt"
+    source.write_bytes(history.openmetrics_text(history.history_families(runs)))
+    data = tmp_path / "data"
+    history.create_blocks(source, data)
+    (tmp_path / "prometheus.yml").write_text("global: {scrape_interval: 1m}\n")
+    port = free_port()
+    prometheus = Process(
+        [
+            binary("prometheus"),
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={data}",
+            "--storage.tsdb.retention.time=100y",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        tmp_path / "prometheus.log",
+    )
+    url = f"http://127.0.0.1:{port}"
+    days = [START + timedelta(days=i) for i in range(4)]
+    prometheus.start()
+    try:
+        wait_until(lambda: bool(history.days_held(url, "diamonds-price", days)), timeout=60,
+                   what="Prometheus to serve the blocks")  # fmt: skip
+        assert history.days_held(url, "diamonds-price", days) == days
+        with pytest.raises(RunError, match=r"admin API is disabled.*delete_series"):
+            history.clear_days(url, "diamonds-price", days[1:3])
+        assert "no earlier samples" in history.clear_days(
+            url, "diamonds-price", [START + timedelta(days=30)]
+        )
+    finally:
+        prometheus.stop()
