@@ -153,11 +153,18 @@ def days_held(prometheus_url: str, model: str, days: Sequence[date]) -> list[dat
     held = []
     for day in days:
         at = scheduled_run_seconds(day)
-        # a [1ms] range at the scheduled time holds exactly the samples stamped then
-        query = f"count(count_over_time({_series_selector(model)}[1ms]))"
-        params = urllib.parse.urlencode({"query": query, "time": f"{at:.3f}"})
+        # the raw samples of a 1ms range ending at the scheduled time: exactly those stamped then
+        params = urllib.parse.urlencode(
+            {"query": f"{_series_selector(model)}[1ms]", "time": f"{at:.3f}"}
+        )
         status, body = _request(f"{prometheus_url.rstrip('/')}/api/v1/query?{params}")
-        if status == 200 and json.loads(body)["data"]["result"]:
+        if status != 200:
+            raise RunError(
+                f"Prometheus at {prometheus_url} answered HTTP {status} to a query: "
+                f"{body[:200].decode(errors='replace')}"
+            )
+        series = json.loads(body)["data"]["result"]
+        if any(float(t) == at for s in series for t, _ in s["values"]):
             held.append(day)
     return held
 
