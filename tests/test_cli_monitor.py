@@ -237,13 +237,20 @@ def test_a_missing_batch_fails_the_run_naming_the_partition(world, capsys):
     assert "batch_date=2026-04-01" in err and gateway.requests == []
 
 
-def test_pushgateway_down_fails_the_run_but_keeps_the_results(world, capsys, monkeypatch):
-    root, _ = world
+def test_pushgateway_down_fails_the_run_but_keeps_the_results_and_the_next_run_pushes(
+    world, capsys, monkeypatch
+):
+    root, gateway = world
     monkeypatch.setenv("PUSHGATEWAY_URL", "http://127.0.0.1:9")
     code, err = monitor(capsys)
     assert code == 1
     assert "could not push to the Pushgateway at http://127.0.0.1:9 after 2 attempts" in err
     assert result_file(root).is_file()
+    monkeypatch.setenv("PUSHGATEWAY_URL", gateway.url)
+    next_day = date(2026, 3, 6)
+    assert monitor(capsys, next_day)[0] == 0
+    (_, _, body), = gateway.requests
+    assert b"ml_batch_timestamp_seconds" in body and b"1.7727552e+09" in body
 
 
 def test_bad_usage_exits_2_with_one_line(capsys):
