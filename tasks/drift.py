@@ -31,6 +31,8 @@ _SMIRNOV_MIN_N, _SMIRNOV_MIN_NXX, _SMIRNOV_MAX_NXX = 140, 2.2, 370.0
 # terms of the Smirnov series below exp(-_SPAN) times the largest add less than 1e-15 in all
 _SPAN = 45.0
 _COARSE_NODES, _EXACT_TERMS, _FINE_NODES = 512, 20_000, 8_192
+# current values per step of the KS statistic: its temporaries stay within the CPU's L2 cache
+_KS_BLOCK = 32_768
 
 
 @dataclass(frozen=True)
@@ -52,14 +54,26 @@ class Ecdf:
     """An empirical CDF: distinct values ascending, and how many values lie below each."""
 
     values: np.ndarray  # float64, distinct, NaN-free
-    counts_below: np.ndarray  # int64, len(values) + 1: values < values[i]; the last one is n
+    # int64, len(values) + 1: how many values are < values[i], the last one n; None when every
+    # value occurs once (then it is 0, 1, 2, ...: not worth 8 bytes a row of a large batch)
+    counts_below: np.ndarray | None = None
 
     @property
     def n(self) -> int:
-        return int(self.counts_below[-1])
+        return self.values.size if self.counts_below is None else int(self.counts_below[-1])
+
+    def below(self, positions: np.ndarray) -> np.ndarray:
+        """How many values lie below `values[positions]` (position len(values): all of them)."""
+        return positions if self.counts_below is None else self.counts_below[positions]
+
+    def below_all(self) -> np.ndarray:
+        """`counts_below`, materialised."""
+        return self.below(np.arange(self.values.size + 1))
 
     def sorted_values(self) -> np.ndarray:
         """The sample itself, sorted (ties repeated)."""
+        if self.counts_below is None:
+            return self.values
         return np.repeat(self.values, np.diff(self.counts_below))
 
 
@@ -72,7 +86,7 @@ def ecdf_of_sorted(values_sorted: np.ndarray) -> Ecdf:
     # -0.0 == 0.0 here, as in scipy's searchsorted
     np.not_equal(values_sorted[1:], values_sorted[:-1], out=new_run[1:])
     if new_run.all():  # continuous data: every value distinct, nothing to gather
-        return Ecdf(values_sorted, np.arange(n + 1, dtype=np.int64))
+        return Ecdf(values_sorted)
     starts = np.flatnonzero(new_run)
     return Ecdf(values_sorted[starts], np.append(starts, n).astype(np.int64))
 
@@ -93,30 +107,37 @@ def ks_statistic(reference: Ecdf, current: Ecdf) -> float:
     """D of scipy's `ks_2samp`, from the same pairs of counts it compares.
 
     scipy evaluates both ECDFs at every value of both samples. Between two distinct current
-    values the current ECDF is flat, so the reference ECDF minus the current one peaks just
-    before the next current value, and dips at a current value. One search of the distinct
-    current values into the reference finds every pair of counts that can be the maximum, and
-    the largest difference is found in exact integers (a * n2 - b * n1), divided once.
+    values the current ECDF is flat, so "reference minus current" peaks just before the next
+    current value and "current minus reference" at a current value. Searching the distinct
+    current values in the reference finds every pair of counts that can be the maximum; the
+    largest difference is taken in exact integers (a * n2 - b * n1) and divided once.
     """
     n1, n2 = reference.n, current.n
-    k = np.searchsorted(reference.values, current.values, side="right")
-    ref_at = reference.counts_below[k]  # reference values <= each current value
-    # values[k - 1] is values[-1] when k = 0, which then exceeds the current value: no tie
-    ties = reference.values[k - 1] == current.values
-    ref_below = reference.counts_below[k - ties] if ties.any() else ref_at
-    cur_before, cur_at = current.counts_below[:-1], current.counts_below[1:]
-    if n1 * n2 >= 2**62:  # beyond int64: floats, as scipy computes them
-        up = np.max(ref_below / n1 - cur_before / n2)
-        down = np.max(cur_at / n2 - ref_at / n1)
-        return float(max(0.0, up, down))
-    # in place: these arrays are as long as the batch, and each allocation costs page faults
-    ref_term, cur_term = ref_below * n2, cur_before * n1
-    up = np.subtract(ref_term, cur_term, out=ref_term).max()
-    np.multiply(ref_at, n2, out=ref_term)
-    np.multiply(cur_at, n1, out=cur_term)
-    down = np.subtract(cur_term, ref_term, out=cur_term).max()
+    exact = n1 * n2 < 2**62  # int64 cross products; beyond, floats as scipy computes them
+    up = down = 0.0
+    low = 0
+    # blocks of current values keep the temporaries in cache and memory flat at any batch
+    # size, and each block searches only the part of the reference its values can fall in
+    for start in range(0, current.values.size, _KS_BLOCK):
+        block = current.values[start : start + _KS_BLOCK]
+        high = int(np.searchsorted(reference.values, block[-1], side="right"))
+        k = np.searchsorted(reference.values[low:high], block, side="right")
+        k += low
+        low = high
+        ref_at = reference.below(k)  # reference values <= each current value
+        # values[k - 1] is values[-1] when k = 0, which then exceeds the current value: no tie
+        ties = reference.values[k - 1] == block
+        ref_below = reference.below(k - ties) if ties.any() else ref_at
+        cur = current.below(np.arange(start, start + block.size + 1))
+        cur_before, cur_at = cur[:-1], cur[1:]
+        if exact:
+            up = max(up, int(np.max(ref_below * n2 - cur_before * n1)))
+            down = max(down, int(np.max(cur_at * n1 - ref_at * n2)))
+        else:
+            up = max(up, float(np.max(ref_below / n1 - cur_before / n2)))
+            down = max(down, float(np.max(cur_at / n2 - ref_at / n1)))
     # scipy's D is never negative: its last difference is 1 - 1
-    return max(0, int(up), int(down)) / (n1 * n2)
+    return max(up, down) / (n1 * n2) if exact else max(up, down)
 
 
 def smirnov_sf(n: float, x: float) -> float:

@@ -99,7 +99,7 @@ def profile_to_bytes(profile: ReferenceProfile) -> bytes:
         if isinstance(feature, NumericProfile):
             # the closing NaN row carries n, so counts_below reads back as a zero-copy slice
             values += [feature.ecdf.values, np.array([np.nan])]
-            below.append(feature.ecdf.counts_below)
+            below.append(feature.ecdf.below_all())
             length = feature.ecdf.values.size + 1
             layout[name] = {"kind": "numeric", "offset": offset, "rows": length}
             offset += length

@@ -160,7 +160,7 @@ def test_ecdf_counts_values_below_each_distinct_value():
     ecdf, missing = ecdf_of(np.array([2.0, np.nan, 1.0, 2.0, -0.0, 0.0]))
     assert missing == 1
     assert ecdf.values.tolist() == [0.0, 1.0, 2.0]
-    assert ecdf.counts_below.tolist() == [0, 2, 3, 5]
+    assert ecdf.below_all().tolist() == [0, 2, 3, 5]
     assert ecdf.sorted_values().tolist() == [0.0, 0.0, 1.0, 2.0, 2.0]
 
 
@@ -246,3 +246,14 @@ def test_adjustment_skips_untested_features():
 
 def test_a_single_test_is_its_own_adjustment():
     assert decide_single(drift_of(0.01, 0.3), DriftRule()).p_value_adjusted == pytest.approx(0.01)
+
+
+def test_ks_statistic_is_exact_across_blocks_of_a_large_batch():
+    rng = np.random.default_rng(11)
+    # ties that straddle the 32,768-value blocks, and reference values between and beyond them
+    ref = np.round(rng.normal(size=50_000), 2)
+    cur = np.r_[np.round(rng.normal(0.05, size=150_000), 2), np.arange(40_000) / 1e4]
+    d = ks_statistic(ecdf_of(ref)[0], ecdf_of(cur)[0])
+    assert d == pytest.approx(stats.ks_2samp(ref, cur).statistic, abs=1e-12)
+    d = ks_statistic(ecdf_of(cur)[0], ecdf_of(ref)[0])
+    assert d == pytest.approx(stats.ks_2samp(cur, ref).statistic, abs=1e-12)

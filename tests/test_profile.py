@@ -45,7 +45,7 @@ def assert_same(a: ReferenceProfile, b: ReferenceProfile) -> None:
         if isinstance(feature, NumericProfile):
             assert isinstance(other, NumericProfile)
             np.testing.assert_array_equal(feature.ecdf.values, other.ecdf.values)
-            np.testing.assert_array_equal(feature.ecdf.counts_below, other.ecdf.counts_below)
+            np.testing.assert_array_equal(feature.ecdf.below_all(), other.ecdf.below_all())
         else:
             assert feature.counts == other.counts
 
