@@ -22,6 +22,8 @@ def prefect_environment() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_HOME", str(REPO_ROOT / "var" / "prefect"))
+    # the embedded server's default 20 s start-up budget is too short on a busy 2-core machine
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     # run logs are progress, on stdout; stderr carries only the one-line error a script reads
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM", "ext://sys.stdout")
     # Prefect creates its home without parents; the ephemeral SQLite database lives there

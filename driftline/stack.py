@@ -251,6 +251,8 @@ def command_line(component: Component, config: StackConfig, rendered: RenderedCo
             f"--storage.tsdb.path={config.state_dir / 'prometheus' / 'data'}",
             f"--storage.tsdb.retention.time={config.retention}",
             "--web.enable-lifecycle",
+            # backfill deletes the samples of days it rewrites before adding their new blocks
+            "--web.enable-admin-api",
             listen,
         ]
     if component == "pushgateway":

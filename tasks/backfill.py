@@ -38,7 +38,7 @@ from driftline.settings import Settings
 from model_registry.registry import ModelCard
 from tasks import history, monitoring
 from tasks.drift_report import drift_report
-from tasks.monitoring import ModelContext, PerformanceOutcome
+from tasks.monitoring import ModelContext, PerformanceOutcome, performance_outcome
 from tasks.performance import BatchPerformance, regression_metrics
 from tasks.results import MonitoringResult, to_json
 from tasks.steps import IO_RETRY_DELAYS, artifact_key, transient
@@ -287,13 +287,7 @@ def performance_for_day(
     outside = inputs.label_batches[left:right]
     outside_window = (outside < lo) | (outside > batch_date.toordinal())
     unmatched = int(np.unique(inputs.label_codes[left:right][outside_window]).size)
-    # the same wording as monitoring.compute_performance
-    warnings = (
-        (f"{unmatched} label(s) match no scored row of the last batches and were skipped",)
-        if unmatched
-        else ()
-    )
-    return PerformanceOutcome(batches, unmatched, warnings)
+    return performance_outcome(batches, unmatched)
 
 
 def replay_day(

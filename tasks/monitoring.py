@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -85,16 +86,20 @@ def read_performance_inputs(
     return scored, labels
 
 
-def compute_performance(
-    scored: pd.DataFrame, labels: pd.DataFrame, *, target: str
-) -> PerformanceOutcome:
-    batches, unmatched = performance_by_batch(scored, labels, target=target)
+def performance_outcome(batches: Sequence[BatchPerformance], unmatched: int) -> PerformanceOutcome:
+    """The window's performance, with a warning when labels matched no scored row."""
     warnings = (
         (f"{unmatched} label(s) match no scored row of the last batches and were skipped",)
         if unmatched
         else ()
     )
     return PerformanceOutcome(tuple(batches), unmatched, warnings)
+
+
+def compute_performance(
+    scored: pd.DataFrame, labels: pd.DataFrame, *, target: str
+) -> PerformanceOutcome:
+    return performance_outcome(*performance_by_batch(scored, labels, target=target))
 
 
 def assemble(

@@ -21,6 +21,7 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 # the real stdout: pytest swaps sys.stdout per test, and Prefect keeps the stream it saw first
 os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM"] = "ext://sys.__stdout__"
 os.environ.setdefault("PREFECT_HOME", str(REPO / "var" / "prefect-tests"))
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 
 
@@ -45,6 +46,7 @@ def lake_env(tmp_path: Path) -> dict[str, str]:
         "DATA_LAKE_URI": str(tmp_path / "lake"),
         "MODEL_REGISTRY_URI": str(tmp_path / "registry"),
         "PUSHGATEWAY_URL": "http://127.0.0.1:9",
+        "PROMETHEUS_URL": "http://127.0.0.1:9",
         "DRIFTLINE_PUSH_RETRY_DELAYS": "0",
     }
 
