@@ -6,6 +6,7 @@ export PREFECT_HOME := $(CURDIR)/var/prefect
 .PHONY: install demo test lint stack-up stack-down prefect-ui bench
 
 install:
+	@command -v uv >/dev/null || python3 -m pip install --quiet "uv==0.13.9"
 	uv sync --frozen
 
 demo: install
