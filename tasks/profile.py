@@ -1,15 +1,16 @@
 """The reference profile: what the drift tests need of the reference, computed once per version.
 
-It is fitted when a version is registered and stored beside it as `profile.parquet`, hashed in
+It is fitted when a version is registered and stored beside it as `profile.arrow`, hashed in
 the card like every other file, so a nightly run only reads, sorts and counts the current batch.
 Versions registered before profiles existed get one built from their reference on first use and
 cached under `<registry root>/.cache/profiles/`, outside the immutable version directory.
 
-`profile.parquet` has, per numeric feature and the prediction, one row per distinct reference
-value (`value`, `below` = how many reference values are smaller), closed by a row with value NaN
-and `below` = the number of values. Its schema metadata (JSON under `driftline.profile`) holds
-each feature's kind, row range, missing count and, for categorical ones, the category counts.
-Plain Parquet and JSON: nothing in it is ever unpickled.
+`profile.arrow` (an Arrow IPC file) has, per numeric feature and the prediction, one row per
+distinct reference value (`value`, `below` = how many reference values are smaller), closed by a
+row with value NaN and `below` = the number of values. Its schema metadata (JSON under
+`driftline.profile`) holds each feature's kind, row range, missing count and, for categorical
+ones, the category counts.
+Plain Arrow and JSON: nothing in it is ever unpickled.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from driftline.errors import InputError
 from model_registry.registry import REFERENCE_FILE, FeatureSpec, ModelCard, Registry
@@ -31,7 +31,7 @@ from tasks.columns import category_counts, numeric_ecdf
 from tasks.drift import Ecdf
 
 PREDICTION = "prediction"
-PROFILE_FILE = "profile.parquet"
+PROFILE_FILE = "profile.arrow"
 PROFILE_FORMAT = 1
 _METADATA_KEY = b"driftline.profile"
 _CACHE_DIR = ".cache/profiles"
@@ -90,7 +90,7 @@ def build_profile(reference: pa.Table, card: HasFeatures) -> ReferenceProfile:
 
 # storing -------------------------------------------------------------------------------------
 def profile_to_bytes(profile: ReferenceProfile) -> bytes:
-    """The profile as one Parquet file (layout in the module docstring)."""
+    """The profile as one Arrow IPC file (layout in the module docstring)."""
     values: list[np.ndarray] = []
     below: list[np.ndarray] = []
     layout: dict[str, dict[str, object]] = {}
@@ -115,20 +115,21 @@ def profile_to_bytes(profile: ReferenceProfile) -> bytes:
     meta = {"format": PROFILE_FORMAT, "n_rows": profile.n_rows, "features": layout}
     table = table.replace_schema_metadata({_METADATA_KEY: json.dumps(meta).encode()})
     sink = pa.BufferOutputStream()
-    # one row group, so each column reads back as one contiguous array
-    pq.write_table(table, sink, compression="zstd", row_group_size=max(1, table.num_rows))
+    # uncompressed Arrow IPC: reading maps the arrays onto the file's bytes, no decoding or copy
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
     return sink.getvalue().to_pybytes()
 
 
 def profile_from_bytes(payload: bytes, *, source: str) -> ReferenceProfile:
     """Read what `profile_to_bytes` wrote; a malformed file is bad input naming `source`."""
     try:
-        table = pq.read_table(pa.BufferReader(payload))
+        table = pa.ipc.open_file(pa.py_buffer(payload)).read_all()
         meta = json.loads(table.schema.metadata[_METADATA_KEY])
         if meta["format"] != PROFILE_FORMAT:
             raise ValueError(f"format {meta['format']}, expected {PROFILE_FORMAT}")
-        value = table.column("value").to_numpy()
-        below = table.column("below").to_numpy()
+        value = table.column("value").combine_chunks().to_numpy()
+        below = table.column("below").combine_chunks().to_numpy()
         parsed: dict[str, FeatureProfile] = {}
         for name, entry in meta["features"].items():
             n_missing = int(entry["n_missing"])
@@ -180,7 +181,7 @@ def load_profile(registry: Registry, card: ModelCard) -> ReferenceProfile:
             )
         return profile
     storage = registry.storage
-    path = f"{storage.root}/{_CACHE_DIR}/{_cache_key(card)}.parquet"
+    path = f"{storage.root}/{_CACHE_DIR}/{_cache_key(card)}.arrow"
     cached = storage.read_bytes(path)
     if cached is not None:
         try:

@@ -82,7 +82,7 @@ def test_profile_holds_sorted_reference_values_counts_and_missing():
     assert profile.n_rows == reference.num_rows
 
 
-def test_profile_survives_the_round_trip_through_parquet():
+def test_profile_survives_the_round_trip_through_its_file():
     profile = build_profile(reference_table(), card())
     assert_same(profile_from_bytes(profile_to_bytes(profile), source="p"), profile)
 
@@ -99,8 +99,8 @@ def test_profile_files_need_only_the_reference_and_the_feature_specs():
 
 
 def test_a_file_that_is_not_a_profile_is_refused_with_its_name():
-    with pytest.raises(InputError, match=r"toy v1 profile\.parquet: not a valid"):
-        profile_from_bytes(b"garbage", source="toy v1 profile.parquet")
+    with pytest.raises(InputError, match=r"toy v1 profile\.arrow: not a valid"):
+        profile_from_bytes(b"garbage", source="toy v1 profile.arrow")
 
 
 def test_registered_profile_is_loaded_and_hash_checked(tmp_path):
@@ -118,7 +118,7 @@ def test_old_version_gets_a_profile_built_once_and_cached_outside_its_directory(
     registry, registered = register(tmp_path, reference_table(), with_profile=False)
     version_files = sorted(p.name for p in (tmp_path / "toy" / "v1").iterdir())
     first = load_profile(registry, registered)
-    cached = list((tmp_path / ".cache" / "profiles").glob("*.parquet"))
+    cached = list((tmp_path / ".cache" / "profiles").glob("*.arrow"))
     assert len(cached) == 1
     assert sorted(p.name for p in (tmp_path / "toy" / "v1").iterdir()) == version_files
     # the second run reads the cache: the reference itself is no longer needed
@@ -130,7 +130,7 @@ def test_old_version_gets_a_profile_built_once_and_cached_outside_its_directory(
 def test_damaged_cache_entry_is_rebuilt(tmp_path):
     registry, registered = register(tmp_path, reference_table(), with_profile=False)
     load_profile(registry, registered)
-    [cached] = (tmp_path / ".cache" / "profiles").glob("*.parquet")
+    [cached] = (tmp_path / ".cache" / "profiles").glob("*.arrow")
     cached.write_bytes(b"truncated")
     assert_same(load_profile(registry, registered), build_profile(reference_table(), card()))
 
