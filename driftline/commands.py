@@ -9,12 +9,14 @@ from pathlib import Path
 import joblib
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from data_lake.lake import Lake
 from driftline.errors import InputError
 from driftline.settings import REPO_ROOT, Settings
 from model_registry.registry import ModelCard, Registry, check_name
 from tasks import simulate as sim
+from tasks.profile import profile_files
 from tasks.training import PreparedModel, describe_features, prepare, train_random_forest
 
 DIAMONDS = REPO_ROOT / "driftline" / "data" / "diamonds.parquet"
@@ -22,6 +24,8 @@ DIAMONDS_CATEGORICAL = ["cut", "color", "clarity"]
 
 
 def _register(registry: Registry, model: str, prepared: PreparedModel) -> ModelCard:
+    """Store the version with its reference profile, fitted once here for every nightly run."""
+    reference = pq.read_table(pa.BufferReader(prepared.reference_bytes))
     return registry.register(
         model=model,
         estimator_bytes=prepared.estimator_bytes,
@@ -30,6 +34,7 @@ def _register(registry: Registry, model: str, prepared: PreparedModel) -> ModelC
         features=prepared.features,
         metrics=prepared.metrics,
         libraries=prepared.libraries,
+        extra_files=profile_files(reference, prepared),
     )
 
 

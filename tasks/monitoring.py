@@ -14,7 +14,7 @@ from driftline.settings import Settings
 from model_registry.registry import ModelCard, Registry
 from tasks.drift_report import DriftOutcome, drift_report
 from tasks.performance import BatchPerformance, performance_by_batch
-from tasks.profile import ReferenceProfile, build_profile
+from tasks.profile import ReferenceProfile, load_profile
 from tasks.results import MonitoringResult
 from tasks.validation import PREDICTION, ROW_ID, ValidatedBatch, validate_batch, validate_labels
 
@@ -35,7 +35,7 @@ class PerformanceOutcome:
 def load_model_context(registry: Registry, model: str, version: str = "production") -> ModelContext:
     """The card and the reference profile; the model file itself is not needed to monitor."""
     card = registry.card(model, version)
-    return ModelContext(card, build_profile(registry.load_reference(card), card))
+    return ModelContext(card, load_profile(registry, card))
 
 
 def as_of(batch_date: date) -> date:

@@ -181,14 +181,14 @@ def test_a_label_file_without_the_target_column_is_named(world, capsys):
     assert not result_file(root).exists() and gateway.requests == []
 
 
-def test_a_tampered_reference_is_refused(world, capsys):
+def test_a_tampered_reference_profile_is_refused(world, capsys):
     root, gateway = world
-    reference = root / "registry" / "diamonds-price" / "v1" / "reference.parquet"
-    reference.write_bytes(reference.read_bytes() + b"\0")
+    profile = root / "registry" / "diamonds-price" / "v1" / "profile.arrow"
+    profile.write_bytes(profile.read_bytes() + b"\0")
     code, err = monitor(capsys)
     assert code == 2
-    assert f"{reference}: sha256" in err and "does not match its card" in err
-    assert gateway.requests == []
+    assert f"{profile}: sha256" in err and "does not match its card" in err
+    assert not result_file(root).exists() and gateway.requests == []
 
 
 def test_a_tampered_model_file_stops_simulate_before_unpickling(world, capsys):
@@ -249,7 +249,7 @@ def test_pushgateway_down_fails_the_run_but_keeps_the_results_and_the_next_run_p
     monkeypatch.setenv("PUSHGATEWAY_URL", gateway.url)
     next_day = date(2026, 3, 6)
     assert monitor(capsys, next_day)[0] == 0
-    (_, _, body), = gateway.requests
+    ((_, _, body),) = gateway.requests
     assert b"ml_batch_timestamp_seconds" in body and b"1.7727552e+09" in body
 
 
