@@ -5,12 +5,15 @@ Paths are built here and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 
+from data_lake import lock
 from data_lake.storage import Storage
 from driftline.errors import InputError, RunError
 
@@ -33,6 +36,11 @@ class Lake(Storage):
         day = batch_date.isoformat()
         return f"{self.root}/monitoring/model={model}/batch_date={day}/result.json"
 
+    def lock_path(self, model: str, batch_date: date) -> str:
+        # beside the partitions, in a folder that Hive readers and the date listings skip
+        day = batch_date.isoformat()
+        return f"{self.root}/monitoring/model={model}/.locks/batch_date={day}.lock"
+
     # listing -------------------------------------------------------------------------------
     def _partition_dates(self, base: str, key: str) -> list[date]:
         found = []
@@ -51,7 +59,13 @@ class Lake(Storage):
         return self._partition_dates(f"{self.root}/labels/model={model}", "arrival_date")
 
     def result_dates(self, model: str) -> list[date]:
-        return self._partition_dates(f"{self.root}/monitoring/model={model}", "batch_date")
+        """Days with a complete result (a run killed before its move leaves only a folder)."""
+        base = f"{self.root}/monitoring/model={model}"
+        return [
+            day
+            for day in self._partition_dates(base, "batch_date")
+            if self.fs.get_file_info(self.result_path(model, day)).is_file
+        ]
 
     # reading -------------------------------------------------------------------------------
     def read_scored(
@@ -61,9 +75,21 @@ class Lake(Storage):
         directory = self.scored_dir(model, batch_date)
         files = self.files(directory, ".parquet")
         if not files:
+            if self.fs.get_file_info(self.root).type == pafs.FileType.NotFound:
+                # the whole lake gone is an outage (an unmounted share), not a missing batch
+                raise OSError(
+                    f"the data lake root {self.uri_of(self.root)} is not there "
+                    "(unmounted or unreachable?)"
+                )
+            days = self.scored_dates(model)
+            known = (
+                f"scored batches: {days[0]} .. {days[-1]}, {len(days)} day(s)"
+                if days
+                else "no scored batches at all for this model"
+            )
             raise RunError(
                 f"no scored batch for model={model} batch_date={batch_date}: "
-                f"no *.parquet under {self.uri_of(directory)}"
+                f"no *.parquet under {self.uri_of(directory)} ({known})"
             )
         tables = [self.read_parquet(f, columns) for f in files]
         first = tables[0].schema
@@ -78,9 +104,39 @@ class Lake(Storage):
 
     # writing -------------------------------------------------------------------------------
     def replace_partition(self, directory: str, name: str, table: pa.Table) -> None:
-        """Write `name` into `directory` and drop the partition's other files (idempotent rewrite)."""
+        """Write `name` into `directory`, drop the partition's other files (idempotent rewrite)."""
         target = f"{directory}/{name}"
         self.write_table(target, table)
         for other in self.files(directory, ".parquet"):
             if other != target:
                 self.fs.delete_file(other)
+
+    # one writer per model and day ---------------------------------------------------------
+    @contextmanager
+    def day_lock(
+        self,
+        model: str,
+        batch_date: date,
+        *,
+        purpose: str,
+        policy: lock.LockPolicy | None = None,
+        on_wait: Callable[[lock.LockOwner | None], None] | None = None,
+        on_takeover: Callable[[lock.LockOwner | None, str], None] | None = None,
+    ) -> Iterator[lock.LakeLock]:
+        """Hold the model's day while writing its results (and pushing them).
+
+        Inside, temporary files that killed runs left in the day's folder are removed.
+        """
+        held = lock.acquire(
+            self,
+            self.lock_path(model, batch_date),
+            purpose=purpose,
+            policy=policy or lock.LockPolicy(),
+            on_wait=on_wait,
+            on_takeover=on_takeover,
+        )
+        try:
+            self.remove_temp_files(self.result_path(model, batch_date).rsplit("/", 1)[0])
+            yield held
+        finally:
+            held.release()

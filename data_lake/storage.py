@@ -1,11 +1,16 @@
 """Storage under one root on any pyarrow filesystem: local paths or URIs such as s3://bucket/prefix.
 
-Every write goes to a temporary name beside its target and is moved into place, so a reader sees
-the old file or the new one, never half of one.
+Every write goes to a temporary name beside its target (`.tmp-<random>-<name>`, hidden from
+listings) and is moved into place, so a reader sees the old file or the new one, never half of one.
+On a local filesystem the bytes are flushed to disk before the move and the move after it, so a
+power cut cannot leave an empty file under the final name either. A process killed mid-write
+leaves only its temporary file, which `remove_temp_files` clears on the next write of that place.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,7 +20,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from driftline import faults
 from driftline.errors import InputError
+
+TEMP_PREFIX = ".tmp-"
 
 
 @dataclass(frozen=True)
@@ -67,25 +75,62 @@ class Storage:
             return handle.read()
 
     def read_parquet(self, path: str, columns: Sequence[str] | None = None) -> pa.Table:
-        """Read one Parquet file; an unreadable one is bad input that names the file."""
+        """Read one Parquet file; unreadable content is bad input that names the file.
+
+        An I/O failure (storage unreachable, permission, timeout) stays an `OSError`, which the
+        Prefect tasks retry; pyarrow reports some corrupt footers as `OSError` too, so those are
+        told apart by whether the file's bytes themselves can be read.
+        """
         try:
             with self.fs.open_input_file(path) as handle:
                 return pq.read_table(handle, columns=list(columns) if columns else None)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+            if isinstance(exc, OSError) and not self._bytes_readable(path):
+                raise OSError(f"cannot read {self.uri_of(path)}: {exc}") from exc
             reason = str(exc).splitlines()[0]
             raise InputError(
                 f"{self.uri_of(path)}: not a readable Parquet file ({reason}); "
                 "rewrite it with pyarrow or pandas.to_parquet"
             ) from exc
 
+    def _bytes_readable(self, path: str) -> bool:
+        try:
+            with self.fs.open_input_stream(path) as handle:
+                while handle.read(1 << 20):
+                    pass
+        except OSError:
+            return False
+        return True
+
+    def remove_temp_files(self, directory: str) -> list[str]:
+        """Delete what killed writers left in `directory`; call it holding the place's lock."""
+        selector = pafs.FileSelector(directory, allow_not_found=True)
+        removed = []
+        for info in self.fs.get_file_info(selector):
+            if info.is_file and info.base_name.startswith(TEMP_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.delete_file(info.path)
+                    removed.append(info.path)
+        return removed
+
     def _write_atomically(self, path: str, write: Callable[[pa.NativeFile], object]) -> None:
         parent, name = path.rsplit("/", 1)
         self.fs.create_dir(parent, recursive=True)
-        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{name}"
+        tmp = f"{parent}/{TEMP_PREFIX}{uuid.uuid4().hex}-{name}"
+        local = isinstance(self.fs, pafs.LocalFileSystem)
         try:
-            with self.fs.open_output_stream(tmp) as out:
-                write(out)
+            if local:
+                with open(tmp, "wb") as handle:
+                    write(pa.PythonFile(handle, mode="w"))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            else:
+                with self.fs.open_output_stream(tmp) as out:
+                    write(out)
+            faults.pause_point("write-temp")
             self.fs.move(tmp, path)
+            if local:
+                _fsync_dir(parent)
         except BaseException:
             if self.fs.get_file_info(tmp).is_file:
                 self.fs.delete_file(tmp)
@@ -96,3 +141,12 @@ class Storage:
 
     def write_bytes(self, path: str, payload: bytes) -> None:
         self._write_atomically(path, lambda out: out.write(payload))
+
+
+def _fsync_dir(directory: str) -> None:
+    """Make a rename durable: the directory entry is data too."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

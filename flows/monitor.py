@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, date, datetime, timedelta
 
 from prefect import flow
 from prefect.runtime import flow_run
 
+from data_lake.lock import policy_from_env
 from driftline.settings import DEFAULT_MODEL, load_settings
 from tasks import monitoring, steps
 from tasks.results import MonitoringResult
+from tasks.validation import check_batch_date
 
 
 def yesterday_utc() -> date:
@@ -30,15 +33,20 @@ def monitor(
 ) -> MonitoringResult:
     """Drift and performance of `model` for `batch_date` (default: yesterday, UTC)."""
     started = time.time()
-    day = batch_date or yesterday_utc()
+    day = check_batch_date(batch_date or yesterday_utc())
     settings = load_settings()
-    context = steps.load_model(settings, model)
-    batch = steps.load_batch(settings, context, day)
-    drift = steps.compute_drift(settings, context, batch)
-    performance = steps.compute_performance(settings, context, batch, day)
-    result = monitoring.assemble(context, day, batch, drift, performance, settings)
-    written = steps.write_result(settings, result)
-    steps.publish_artifacts(result)
-    if push:
-        steps.push_metrics_or_fail(settings, result, started, written)
+    lock_policy = policy_from_env(os.environ)
+    with steps.io_failures_reported(settings, model, day):
+        context = steps.load_model(settings, model)
+        batch = steps.load_batch(settings, context, day)
+        drift = steps.compute_drift(settings, context, batch)
+        performance = steps.compute_performance(settings, context, batch, day)
+        result = monitoring.assemble(context, day, batch, drift, performance, settings)
+        # reading and computing may overlap; writing and pushing a day is one run at a time,
+        # so the lake's result and the pushed gauges always come from the same run
+        with steps.day_lock(settings, model, day, lock_policy):
+            written = steps.write_result(settings, result)
+            steps.publish_artifacts(result)
+            if push:
+                steps.push_metrics_or_fail(settings, result, started, written)
     return result

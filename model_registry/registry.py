@@ -29,6 +29,7 @@ REFERENCE_FILE = "reference.parquet"
 CARD_FILE = "card.json"
 PRODUCTION = "production"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_VERSION = re.compile(r"^v[0-9]{1,9}$")
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class ModelCard:
     def from_json(cls, text: str, *, source: str) -> ModelCard:
         try:
             raw = json.loads(text)
-            return cls(
+            card = cls(
                 name=raw["name"],
                 version=raw["version"],
                 created_at=raw["created_at"],
@@ -92,6 +93,38 @@ class ModelCard:
             raise InputError(
                 f"{source}: not a valid model card ({exc!r}); re-register the model"
             ) from exc
+        card.check(source=source)
+        return card
+
+    def check(self, *, source: str) -> None:
+        """Names become paths and label values: refuse what cannot be one."""
+        check_name("model", self.name)
+        if not _VERSION.match(str(self.version)):
+            raise InputError(f"{source}: version {self.version!r} is not of the form v1, v2, ...")
+        seen: set[str] = set()
+        for spec in self.features:
+            name = spec.name
+            if not isinstance(name, str) or not name or not _is_utf8(name):
+                raise InputError(
+                    f"{source}: feature name {name!r} is not a non-empty UTF-8 string; "
+                    "rename the column and re-register the model"
+                )
+            if name in seen:
+                raise InputError(f"{source}: feature {name!r} is listed twice; re-register")
+            if spec.kind not in ("numeric", "categorical"):
+                raise InputError(
+                    f"{source}: feature {name!r} has kind {spec.kind!r}, "
+                    "expected numeric or categorical"
+                )
+            seen.add(name)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from a "\ud800" escape in JSON
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -147,12 +180,30 @@ class Registry:
         ]
 
     def aliases(self, model: str) -> dict[str, str]:
-        raw = self.storage.read_bytes(f"{self._dir(model)}/aliases.json")
-        return {} if raw is None else dict(json.loads(raw))
+        path = f"{self._dir(model)}/aliases.json"
+        raw = self.storage.read_bytes(path)
+        if raw is None:
+            return {}
+        try:
+            aliases = json.loads(raw)
+            ok = isinstance(aliases, dict) and all(
+                isinstance(k, str) and isinstance(v, str) and _VERSION.match(v)
+                for k, v in aliases.items()
+            )
+        except ValueError:
+            ok = False
+        if not ok:
+            # a version id becomes a path: never follow one like "../../elsewhere"
+            raise InputError(
+                f"{self.storage.uri_of(path)}: expected a JSON object of alias -> version id "
+                '(e.g. {"production": "v3"}); set the alias again with `driftline register` '
+                "or `driftline train`"
+            )
+        return dict(aliases)
 
     def resolve(self, model: str, version: str = PRODUCTION) -> str:
         """A version id from a version or an alias."""
-        if version in self.versions(model):
+        if _VERSION.match(version) and version in self.versions(model):
             return version
         aliases = self.aliases(model)
         if version in aliases:
@@ -170,7 +221,15 @@ class Registry:
         raw = self.storage.read_bytes(path)
         if raw is None:
             raise InputError(f"{self.storage.uri_of(path)}: model card is missing; re-register")
-        return ModelCard.from_json(raw.decode(), source=self.storage.uri_of(path))
+        shown = self.storage.uri_of(path)
+        card = ModelCard.from_json(raw.decode(errors="replace"), source=shown)
+        if (card.name, card.version) != (model, resolved):
+            # the card's name and version pick the files whose hashes it vouches for
+            raise InputError(
+                f"{shown}: the card is for {card.name} {card.version}, not {model} {resolved}; "
+                "re-register the model"
+            )
+        return card
 
     def read_verified(self, card: ModelCard, filename: str) -> bytes:
         """A version's file, only if its sha256 matches the card."""

@@ -7,8 +7,13 @@ backfilled history (each sample stamped at its nightly run's scheduled time). A 
 
 from __future__ import annotations
 
+import base64
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from functools import partial
@@ -176,11 +181,77 @@ def registry_for(families: Iterable[Metric]) -> CollectorRegistry:
     return registry
 
 
-def auth_handler(username: str | None, password: str | None) -> Handler:
-    """Basic auth when a username is configured, else the plain handler."""
+def tls_context(
+    *, ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None
+) -> ssl.SSLContext | None:
+    """A context trusting `ca_file` and presenting a client certificate, or None for defaults."""
+    if not (ca_file or cert_file):
+        return None
+    context = ssl.create_default_context(cafile=ca_file or None)
+    if cert_file:
+        context.load_cert_chain(cert_file, key_file or None)
+    return context
+
+
+def auth_handler(
+    username: str | None, password: str | None, *, tls: ssl.SSLContext | None = None
+) -> Handler:
+    """Basic auth when a username is configured, TLS settings when given, else the plain handler."""
+    if tls is not None:
+        return partial(_https_handler, username=username, password=password, context=tls)
     if not username:
         return default_handler
     return partial(basic_auth_handler, username=username, password=password)
+
+
+def _https_handler(
+    url: str,
+    method: str,
+    timeout: float | None,
+    headers: Sequence[tuple[str, str]],
+    data: bytes,
+    *,
+    username: str | None,
+    password: str | None,
+    context: ssl.SSLContext,
+) -> Callable[[], None]:
+    """prometheus_client's default handler with our own SSL context (and basic auth)."""
+
+    def handle() -> None:
+        request = urllib.request.Request(url, data=data, method=method)
+        for key, value in headers:
+            request.add_header(key, value)
+        if username is not None and password is not None:
+            token = base64.b64encode(f"{username}:{password}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+        with opener.open(request, timeout=timeout) as response:
+            if response.status >= 400:
+                raise OSError(f"error talking to pushgateway: {response.status} {response.reason}")
+
+    return handle
+
+
+def redact_url(url: str) -> str:
+    """The URL without a password in it, for messages and logs."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None and parts.username is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line on why a push failed; the Pushgateway's answer names the offending metric."""
+    if isinstance(exc, urllib.error.HTTPError):
+        try:
+            body = exc.read().decode(errors="replace").strip()
+        except (OSError, ValueError):
+            body = ""
+        answer = f" ({' '.join(body.split())[:300]})" if body else ""
+        return f"HTTP {exc.code} {exc.reason}{answer}"
+    return str(getattr(exc, "reason", None) or exc)
 
 
 def push(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
@@ -12,6 +14,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from data_lake.lake import Lake
+from data_lake.lock import LockOwner, LockPolicy
+from driftline import faults
 from driftline.errors import DriftlineError, RunError
 from driftline.settings import Settings
 from model_registry.registry import Registry
@@ -62,6 +66,7 @@ def load_model(settings: Settings, model: str) -> ModelContext:
 )
 def load_batch(settings: Settings, context: ModelContext, batch_date: date) -> ValidatedBatch:
     batch = monitoring.read_batch(Lake.open(settings.data_lake_uri), context.card, batch_date)
+    faults.pause_point("load-batch")
     logger = get_run_logger()
     logger.info("batch %s: %d rows", batch_date, batch.table.num_rows)
     for warning in batch.warnings:
@@ -103,6 +108,52 @@ def compute_performance(
     for warning in outcome.warnings:
         logger.warning(warning)
     return outcome
+
+
+@contextmanager
+def io_failures_reported(settings: Settings, model: str, batch_date: date) -> Iterator[None]:
+    """Storage that kept failing through the tasks' retries fails the run with one clear line."""
+    try:
+        yield
+    except OSError as exc:
+        raise RunError(
+            f"monitor {model} {batch_date}: the data lake or registry kept failing after "
+            f"{len(IO_RETRY_DELAYS) + 1} attempts ({exc}); nothing new was written or pushed "
+            "for this day, and the next run starts over (no clean-up needed)"
+        ) from exc
+
+
+@contextmanager
+def day_lock(
+    settings: Settings, model: str, batch_date: date, policy: LockPolicy
+) -> Iterator[None]:
+    """Only one run writes and pushes a model's batch day at a time (data_lake/lock.py)."""
+    logger = get_run_logger()
+
+    def waiting(holder: LockOwner | None) -> None:
+        held_by = holder.describe() if holder else "another run"
+        logger.warning(
+            "%s %s is being written by %s; waiting up to %.0f s",
+            model,
+            batch_date,
+            held_by,
+            policy.wait_seconds,
+        )
+
+    def taken_over(holder: LockOwner | None, reason: str) -> None:
+        held_by = holder.describe() if holder else "an unknown run"
+        logger.warning("took over the lock of %s: %s", held_by, reason)
+
+    lake = Lake.open(settings.data_lake_uri)
+    with lake.day_lock(
+        model,
+        batch_date,
+        purpose=f"monitor {model} {batch_date}",
+        policy=policy,
+        on_wait=waiting,
+        on_takeover=taken_over,
+    ):
+        yield
 
 
 @task(
@@ -180,15 +231,27 @@ def summary_markdown(result: MonitoringResult) -> str:
 
 @task(name="push-metrics", cache_policy=NO_CACHE, retry_condition_fn=transient)
 def push_metrics(settings: Settings, result: MonitoringResult, started_at: float) -> None:
+    faults.pause_point("push")
     finished = time.time()
+    # TLS settings, once driftline/settings.py carries them (docs/reliability.md)
+    tls = metrics.tls_context(
+        ca_file=getattr(settings, "pushgateway_ca_file", None),
+        cert_file=getattr(settings, "pushgateway_cert_file", None),
+        key_file=getattr(settings, "pushgateway_key_file", None),
+    )
     metrics.push(
         result,
         metrics.RunStamp(finished_at_seconds=finished, duration_seconds=finished - started_at),
         gateway=settings.pushgateway_url,
-        handler=metrics.auth_handler(settings.pushgateway_username, settings.pushgateway_password),
+        handler=metrics.auth_handler(
+            settings.pushgateway_username, settings.pushgateway_password, tls=tls
+        ),
     )
     get_run_logger().info(
-        "pushed to %s (job=%s, model=%s)", settings.pushgateway_url, metrics.JOB, result.model
+        "pushed to %s (job=%s, model=%s)",
+        metrics.redact_url(settings.pushgateway_url),
+        metrics.JOB,
+        result.model,
     )
 
 
@@ -203,7 +266,7 @@ def push_metrics_or_fail(
         )
     except OSError as exc:  # urllib's URLError and socket errors
         raise RunError(
-            f"could not push to the Pushgateway at {settings.pushgateway_url} after "
-            f"{len(delays) + 1} attempts ({getattr(exc, 'reason', exc)}); the results for "
+            f"could not push to the Pushgateway at {metrics.redact_url(settings.pushgateway_url)} "
+            f"after {len(delays) + 1} attempts ({metrics.failure_reason(exc)}); the results for "
             f"{result.batch_date} are saved in {written} and the next run pushes again"
         ) from exc

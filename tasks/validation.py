@@ -1,12 +1,16 @@
 """Validation at the edge, once: a batch or label file against the model card.
 
 Errors say what was expected, what came, and the fix, and name the file and column. Untidy but
-usable data (extra columns, missing values) passes with a warning.
+usable data (extra columns, missing values) passes with a warning, and so does a categorical
+column with more distinct values than `MAX_CATEGORIES`: its values unseen in the reference are
+counted as one category (see `cap_categories`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +22,11 @@ from model_registry.registry import ModelCard
 ROW_ID = "row_id"
 PREDICTION = "prediction"
 OPTIONAL = ("scored_at", "model_version")
+# a batch column with more distinct values than this has its unseen categories merged
+MAX_CATEGORIES = 10_000
+OTHER_CATEGORY = "(other categories)"
+# a batch day must leave room for the performance window before it and the run day after it
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)
 
 
 @dataclass(frozen=True)
@@ -61,9 +70,75 @@ def _check_finite(table: pa.Table, column: str, source: str) -> None:
         )
 
 
+def check_batch_date(day: date) -> date:
+    """A batch day the lake's layout and the run's date arithmetic can hold."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise InputError(
+            f"batch date {day.isoformat()} is outside {FIRST_DAY.isoformat()} .. "
+            f"{LAST_DAY.isoformat()}; pass the day the batch was scored, e.g. --date 2026-03-05"
+        )
+    return day
+
+
+def _is_row_id(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        return _is_row_id(t.value_type)
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t)
+
+
+def _check_unique_names(found: list[str], source: str) -> None:
+    twice = sorted(name for name, n in Counter(found).items() if n > 1)
+    if twice:
+        raise InputError(
+            f"{source} has column(s) {_listing(twice)} more than once; write each column once"
+        )
+
+
+def _distinct_count(column: pa.ChunkedArray, at_most: int) -> int:
+    """Distinct present values, or 0 when a dictionary column cannot have more than `at_most`."""
+    if pa.types.is_dictionary(column.type):
+        if sum(len(chunk.dictionary) for chunk in column.chunks) <= at_most:
+            return 0  # cannot exceed the cap: skip decoding
+        column = pc.cast(column, column.type.value_type)
+    return int(pc.count_distinct(column, mode="only_valid").as_py())
+
+
+def cap_categories(
+    table: pa.Table, card: ModelCard, *, source: str, max_categories: int = MAX_CATEGORIES
+) -> tuple[pa.Table, tuple[str, ...]]:
+    """Merge the values of a too-varied categorical column that the reference never saw.
+
+    The total variation distance is the same before and after (every merged category has
+    reference share 0); the chi-square runs on a table of at most the card's categories + 1
+    columns instead of one column per distinct value, which keeps time and memory bounded.
+    """
+    from tasks.columns import as_categories  # the statistics' own notion of a category
+
+    warnings = []
+    for spec in card.features:
+        if spec.kind != "categorical":
+            continue
+        column = table.column(spec.name)
+        distinct = _distinct_count(column, max_categories)
+        if distinct <= max_categories:
+            continue
+        values = as_categories(column)
+        known = pa.array(list(spec.categories), pa.string())
+        keep = pc.or_kleene(pc.is_in(values, value_set=known), pc.is_null(values))
+        merged = pc.if_else(keep, values, pa.scalar(OTHER_CATEGORY, pa.string()))
+        table = table.set_column(table.column_names.index(spec.name), spec.name, merged)
+        warnings.append(
+            f"{source}: column {spec.name!r} has {distinct:,} distinct values, more than the "
+            f"cap of {max_categories:,}; values not among its {len(spec.categories):,} "
+            f"reference categories are counted as one, {OTHER_CATEGORY!r}"
+        )
+    return table, tuple(warnings)
+
+
 def validate_batch(table: pa.Table, card: ModelCard, *, source: str) -> ValidatedBatch:
     """Check a scored batch against the card; returns only the columns the run uses."""
     found = table.column_names
+    _check_unique_names(found, source)
     required = [ROW_ID, *card.feature_names, PREDICTION]
     for column in required:
         if column not in found:
@@ -96,6 +171,11 @@ def validate_batch(table: pa.Table, card: ModelCard, *, source: str) -> Validate
             "expected float64"
         )
     _check_finite(table, PREDICTION, source)
+    if not _is_row_id(table.schema.field(ROW_ID).type):
+        raise InputError(
+            f"{source}: column 'row_id' has type {table.schema.field(ROW_ID).type}, "
+            "expected string ids"
+        )
     row_ids = table.column(ROW_ID)
     if row_ids.null_count:
         raise InputError(
@@ -111,11 +191,13 @@ def validate_batch(table: pa.Table, card: ModelCard, *, source: str) -> Validate
     nulls = [c for c in [*card.feature_names, PREDICTION] if table.column(c).null_count]
     if nulls:
         warnings.append(f"{source}: missing values in {_listing(nulls)} are left out of the tests")
-    return ValidatedBatch(table.select(required), tuple(warnings))
+    capped, cap_warnings = cap_categories(table.select(required), card, source=source)
+    return ValidatedBatch(capped, (*warnings, *cap_warnings))
 
 
 def validate_labels(table: pa.Table, *, target: str, source: str) -> pa.Table:
     """A label file must carry row_id and a numeric target; returns just those two."""
+    _check_unique_names(table.column_names, source)
     for column in (ROW_ID, target):
         if column not in table.column_names:
             raise InputError(
@@ -128,4 +210,9 @@ def validate_labels(table: pa.Table, *, target: str, source: str) -> pa.Table:
             "expected a numeric target"
         )
     _check_finite(table, target, source)
+    if not _is_row_id(table.schema.field(ROW_ID).type):
+        raise InputError(
+            f"{source}: column 'row_id' has type {table.schema.field(ROW_ID).type}, "
+            "expected string ids"
+        )
     return table.select([ROW_ID, target])
