@@ -241,6 +241,13 @@ def ks_drift(
     return FeatureDrift(feature, "ks", d, ks_p_value(d, ref, cur), n1, n2, missing_ratio)
 
 
+def _total_variation_distance(ref: np.ndarray, cur: np.ndarray, n1: int, n2: int) -> float:
+    """0.5 * sum |ref / n1 - cur / n2|, in exact integers and divided once: never above 1."""
+    if 2 * n1 * n2 < 2**62:
+        return int(np.abs(ref * n2 - cur * n1).sum()) / (2 * n1 * n2)
+    return min(1.0, float(0.5 * np.abs(ref / n1 - cur / n2).sum()))
+
+
 def chi2_drift(
     reference_counts: Mapping[str, int],
     current_counts: Mapping[str, int],
@@ -262,7 +269,7 @@ def chi2_drift(
         return FeatureDrift(
             feature, "chi2", math.nan, math.nan, n1, n2, missing_ratio, "insufficient_data"
         )
-    tvd = float(0.5 * np.abs(ref / n1 - cur / n2).sum())
+    tvd = _total_variation_distance(ref, cur, n1, n2)
     # a category absent from one sample still has a positive expected count in both rows
     p = float(stats.chi2_contingency(np.vstack([ref, cur])).pvalue)
     return FeatureDrift(feature, "chi2", tvd, p, n1, n2, missing_ratio)
