@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.drift import Ecdf, ecdf_of_sorted
+from tasks.drift import Ecdf, ecdf_of_sorted, sort_floats
 
 
 def as_float(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -17,10 +17,7 @@ def as_float(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 def numeric_ecdf(column: pa.ChunkedArray | pa.Array) -> tuple[Ecdf, int]:
     """The ECDF of a numeric column's present values and its number of missing ones."""
-    values = as_float(column)
-    # a zero-copy view of Arrow memory is read-only; anything else is ours to sort in place
-    ordered = values if values.flags.writeable else values.copy()
-    ordered.sort()
+    ordered = sort_floats(as_float(column))
     # NaN sorts last and searchsorted agrees, so this finds the first NaN in O(log n)
     n_present = int(np.searchsorted(ordered, np.nan, side="left"))
     return ecdf_of_sorted(ordered[:n_present]), ordered.size - n_present

@@ -33,6 +33,10 @@ _SPAN = 45.0
 _COARSE_NODES, _EXACT_TERMS, _FINE_NODES = 512, 20_000, 8_192
 # current values per step of the KS statistic: its temporaries stay within the CPU's L2 cache
 _KS_BLOCK = 32_768
+# samples at least this large are sorted through buckets first (see `sort_floats`)
+_BUCKET_SORT_MIN_N = 65_536
+_BUCKETS = 2**16  # numpy's stable argsort of uint16 keys is a radix sort
+_BUCKET_SAMPLE = 16_384  # values drawn (evenly spaced) to place the buckets
 
 
 @dataclass(frozen=True)
@@ -91,9 +95,54 @@ def ecdf_of_sorted(values_sorted: np.ndarray) -> Ecdf:
     return Ecdf(values_sorted[starts], np.append(starts, n).astype(np.int64))
 
 
+def sort_floats(values: np.ndarray) -> np.ndarray:
+    """`np.sort(values)` for float64 (NaN last), in about 60% of its time on large samples.
+
+    numpy's quicksort takes about 50 ns a value on this project's machines. Large samples are
+    first ordered by a 16-bit bucket (a linear map between the 0.1% and 99.9% quantiles of an
+    evenly spaced sample; radix-sorted by numpy's stable argsort), which leaves a few dozen
+    values out of order per bucket; numpy's timsort then finishes in a fraction of a full sort.
+    The result is exactly sorted whatever the buckets: they only decide the speed. When the
+    sample shows distinct values crowding one bucket (far-apart clusters), plain `np.sort`.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = values.size
+    if n < _BUCKET_SORT_MIN_N:
+        return np.sort(values)
+    sample = np.sort(values[:: max(1, n // _BUCKET_SAMPLE)])
+    sample = sample[: np.searchsorted(sample, np.nan, side="left")]
+    if sample.size < 2:
+        return np.sort(values)
+    low = float(sample[(sample.size - 1) // 1000])
+    high = float(sample[(sample.size - 1) - (sample.size - 1) // 1000])
+    scale = (_BUCKETS - 3) / (high - low) if high > low else 0.0
+    if not 0.0 < scale < math.inf:
+        return np.sort(values)
+
+    def buckets(x: np.ndarray) -> np.ndarray:
+        # bucket 0 below the low quantile, _BUCKETS - 1 above the high one; NaN lands anywhere
+        with np.errstate(invalid="ignore", over="ignore"):
+            position = x - low
+            position *= scale
+            np.clip(position, -1.0, _BUCKETS - 2, out=position)
+            position += 1.0
+            return position.astype(np.uint16)
+
+    sample_buckets = buckets(sample)
+    tallies = np.bincount(sample_buckets, minlength=_BUCKETS)
+    crowded = int(tallies.argmax())
+    if tallies[crowded] > sample.size // 100:
+        in_crowded = sample[sample_buckets == crowded]
+        if in_crowded[0] != in_crowded[-1]:  # equal values in one bucket cost timsort nothing
+            return np.sort(values)
+    ordered = values[np.argsort(buckets(values), kind="stable")]
+    ordered.sort(kind="stable")
+    return ordered
+
+
 def ecdf_of(values: np.ndarray) -> tuple[Ecdf, int]:
     """The ECDF of the present values and the number of missing (NaN) ones."""
-    ordered = np.sort(np.asarray(values, dtype=np.float64))
+    ordered = sort_floats(values)
     # np.sort puts NaN last and searchsorted agrees, so this finds the first NaN in O(log n)
     n_present = int(np.searchsorted(ordered, np.nan, side="left"))
     return ecdf_of_sorted(ordered[:n_present]), ordered.size - n_present

@@ -22,6 +22,7 @@ from tasks.drift import (
     ks_statistic,
     kstwo_sf,
     smirnov_sf,
+    sort_floats,
 )
 
 # few distinct values make heavy ties; NaN is missing; inf must not break anything
@@ -164,6 +165,45 @@ def test_ecdf_counts_values_below_each_distinct_value():
     assert ecdf.sorted_values().tolist() == [0.0, 0.0, 1.0, 2.0, 2.0]
 
 
+def large_samples() -> dict[str, np.ndarray]:
+    """Batches big enough for `sort_floats` to bucket them, shaped to make buckets fail."""
+    rng = np.random.default_rng(5)
+    n = 200_000
+    normal = rng.normal(size=n)
+    return {
+        "normal": normal,
+        "heavy tails": rng.standard_cauchy(n),
+        "far-apart clusters": np.r_[rng.normal(size=n // 2), rng.normal(1e6, size=n // 2)],
+        "heavy ties": rng.poisson(4.0, n).astype(np.float64),
+        "constant": np.full(n, 3.5),
+        "missing, infinite and signed zeros": np.where(
+            rng.random(n) < 0.1, rng.choice([np.nan, np.inf, -np.inf, 0.0, -0.0], n), normal
+        ),
+        "all missing": np.full(n, np.nan),
+        "extremes": rng.choice([-1e308, -1e-300, 0.0, 5e-324, 1e-300, 1e308], n) * rng.random(n),
+        "already sorted": np.sort(normal),
+        "descending": np.sort(normal)[::-1].copy(),
+        "integers": rng.integers(-(2**40), 2**40, n).astype(np.float64),
+    }
+
+
+@pytest.mark.parametrize("name", list(large_samples()))
+def test_sort_floats_equals_numpy_sort_on_large_batches(name):
+    values = large_samples()[name]
+    np.testing.assert_array_equal(sort_floats(values), np.sort(values))
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=samples(400))
+def test_sort_floats_buckets_sort_any_input_exactly(values):
+    # the bucket path, on small adversarial inputs (it normally starts at 65,536 values)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("tasks.drift._BUCKET_SORT_MIN_N", 0)
+        patch.setattr("tasks.drift._BUCKET_SAMPLE", 16)
+        ordered = sort_floats(values)
+    np.testing.assert_array_equal(ordered, np.sort(values))
+
+
 @settings(max_examples=200, deadline=None)
 @given(reference=samples(60), current=samples(60))
 def test_ks_statistic_is_symmetric(reference, current):
@@ -257,3 +297,11 @@ def test_ks_statistic_is_exact_across_blocks_of_a_large_batch():
     assert d == pytest.approx(stats.ks_2samp(ref, cur).statistic, abs=1e-12)
     d = ks_statistic(ecdf_of(cur)[0], ecdf_of(ref)[0])
     assert d == pytest.approx(stats.ks_2samp(cur, ref).statistic, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", ["normal", "heavy tails", "far-apart clusters", "heavy ties"])
+def test_ks_statistic_of_bucket_sorted_batches_equals_scipy(name):
+    current = large_samples()[name]
+    reference = np.random.default_rng(6).normal(size=120_000)
+    drift = ks_drift(np.sort(reference), current, feature="x")
+    assert drift.score == pytest.approx(stats.ks_2samp(reference, current).statistic, abs=1e-12)
