@@ -121,6 +121,11 @@ def profile_to_bytes(profile: ReferenceProfile) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def _as_numpy(column: pa.ChunkedArray) -> np.ndarray:
+    # one chunk, as written: a view of the file's bytes (combining chunks would copy them)
+    return column.chunk(0).to_numpy() if column.num_chunks == 1 else column.to_numpy()
+
+
 def profile_from_bytes(payload: bytes, *, source: str) -> ReferenceProfile:
     """Read what `profile_to_bytes` wrote; a malformed file is bad input naming `source`."""
     try:
@@ -128,8 +133,7 @@ def profile_from_bytes(payload: bytes, *, source: str) -> ReferenceProfile:
         meta = json.loads(table.schema.metadata[_METADATA_KEY])
         if meta["format"] != PROFILE_FORMAT:
             raise ValueError(f"format {meta['format']}, expected {PROFILE_FORMAT}")
-        value = table.column("value").combine_chunks().to_numpy()
-        below = table.column("below").combine_chunks().to_numpy()
+        value, below = _as_numpy(table.column("value")), _as_numpy(table.column("below"))
         parsed: dict[str, FeatureProfile] = {}
         for name, entry in meta["features"].items():
             n_missing = int(entry["n_missing"])
@@ -185,11 +189,11 @@ def load_profile(registry: Registry, card: ModelCard) -> ReferenceProfile:
     cached = storage.read_bytes(path)
     if cached is not None:
         try:
-            profile = profile_from_bytes(cached, source=storage.uri_of(path))
+            found = profile_from_bytes(cached, source=storage.uri_of(path))
         except InputError:
-            profile = None  # a damaged cache entry is rebuilt, not a failed run
-        if profile is not None and _matches(profile, card):
-            return profile
+            found = None  # a damaged cache entry is rebuilt, not a failed run
+        if found is not None and _matches(found, card):
+            return found
     # read_verified inside load_reference checks the reference against the card's sha256
     profile = build_profile(registry.load_reference(card), card)
     # a read-only registry still monitors; it rebuilds the profile on each run
