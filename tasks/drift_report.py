@@ -58,6 +58,9 @@ def drift_report(
     Sorting, searching and Arrow's kernels release the GIL, so features run side by side on
     `workers` threads (default: one per CPU for large batches), each holding only its column.
     """
+    # Arrow's pool keeps the pages the batch was decoded in; handing them back before the
+    # sorts start keeps a large run's peak memory near one copy of the batch
+    pa.default_memory_pool().release_unused()
     jobs: list[tuple[str, FeatureProfile]] = [*profile.features.items()]
     jobs.append((PREDICTION, profile.prediction))
 
