@@ -8,11 +8,14 @@ categorical features plus the prediction, written as Parquet in a lake layout. S
 features are stationary, three are shifted by 0.02, 0.05 and 0.1 sd; one categorical shifts its
 proportions, one holds 50 integer codes; two numeric features have 1% missing values.
 
-Each size runs in a fresh process so its peak RSS is its own. There, each of `--repeats` runs
-reads the batch with `tasks.monitoring.read_batch` (Parquet + validation) and calls
-`drift_report` with the stored profile; the medians are reported. Peak RSS is taken after those
-runs, before scipy runs: `ks_2samp` / `chi2_contingency` per feature on the same Arrow columns
-(with NaN dropped) and the raw reference rows, timed end to end, median of `--scipy-repeats`.
+Every measured run is a fresh process, as a nightly run is, so its peak RSS is one run's own
+(and no allocator keeps memory from an earlier repeat): it loads the stored profile, reads the
+batch with `tasks.monitoring.read_batch` (Parquet + validation) and calls `drift_report`; the
+whole run is all three, the compute only the last. The
+scipy baseline runs in its own processes on the same files: `ks_2samp` / `chi2_contingency` per
+feature on the same Arrow columns (NaN dropped) and the raw reference rows, timed end to end.
+driftline and scipy runs alternate, so both see the same load on the machine. Times are
+medians over the repeats; peak RSS is the largest of driftline's runs.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -153,43 +157,90 @@ def scipy_per_feature(reference: pa.Table, batch: pa.Table) -> None:
         stats.chi2_contingency(np.array(rows))
 
 
-def measure(directory: Path, repeats: int, scipy_repeats: int) -> dict[str, float]:
-    """Runs in a fresh process: driftline first (then peak RSS), scipy after."""
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since it started.
+
+    Linux's `ru_maxrss` carries over the peak of the process that forked it (here the parent,
+    after generating the workload), so the kernel's own high-water mark of this process's
+    memory, VmHWM, is read instead where there is one.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_driftline(directory: Path) -> dict[str, Any]:
+    """One nightly run's work for the batch, in this (fresh) process."""
+    started = time.perf_counter()
     profile = profile_from_bytes((directory / PROFILE_FILE).read_bytes(), source=PROFILE_FILE)
-    lake, the_card, rule = Lake.open(str(directory / "lake")), card(), DriftRule()
-    whole, compute = [], []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        batch = read_batch(lake, the_card, DAY)
-        read = time.perf_counter()
-        outcome = drift_report(profile, batch.table, rule)
-        done = time.perf_counter()
-        whole.append(done - started)
-        compute.append(done - read)
-        rows = batch.table.num_rows
-        del batch
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    drifted = [d.feature for d in outcome.features if d.is_drifted]
-    reference = pq.read_table(directory / "reference.parquet")
-    batch_table = read_batch(lake, the_card, DAY).table
-    scipy_times = []
-    for _ in range(scipy_repeats):
-        started = time.perf_counter()
-        scipy_per_feature(reference, batch_table)
-        scipy_times.append(time.perf_counter() - started)
-    driftline = statistics.median(compute)
-    scipy_seconds = statistics.median(scipy_times)
+    loaded = time.perf_counter()
+    batch = read_batch(Lake.open(str(directory / "lake")), card(), DAY)
+    read = time.perf_counter()
+    outcome = drift_report(profile, batch.table, DriftRule())
+    done = time.perf_counter()
     return {
-        "rows": rows,
-        "reference_rows": reference.num_rows,
-        "driftline_compute_seconds": round(driftline, 4),
-        "whole_run_seconds": round(statistics.median(whole), 4),
-        "peak_rss_mb": round(peak_rss_mb, 1),
+        "rows": batch.table.num_rows,
+        "profile_load_seconds": loaded - started,
+        "whole_run_seconds": done - started,
+        "compute_seconds": done - read,
+        "peak_rss_mb": peak_rss_mb(),
+        "drifted": [d.feature for d in outcome.features if d.is_drifted],
+    }
+
+
+def run_scipy(directory: Path) -> dict[str, Any]:
+    """The scipy baseline on the same files, in this (fresh) process; only the tests are timed."""
+    reference = pq.read_table(directory / "reference.parquet")
+    batch = read_batch(Lake.open(str(directory / "lake")), card(), DAY).table
+    started = time.perf_counter()
+    scipy_per_feature(reference, batch)
+    return {"compute_seconds": time.perf_counter() - started}
+
+
+def child(directory: Path, kind: str) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter and return its JSON."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", str(directory), "--kind", kind],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(done.stdout)
+
+
+def measure(directory: Path, repeats: int, scipy_repeats: int) -> dict[str, Any]:
+    """`repeats` driftline runs and `scipy_repeats` scipy runs, alternating."""
+    load_at_start = os.getloadavg()[0]
+    ours: list[dict[str, Any]] = []
+    theirs: list[dict[str, Any]] = []
+    for i in range(max(repeats, scipy_repeats)):
+        if i < repeats:
+            ours.append(child(directory, "driftline"))
+        if i < scipy_repeats:
+            theirs.append(child(directory, "scipy"))
+    compute = statistics.median(r["compute_seconds"] for r in ours)
+    scipy_seconds = statistics.median(r["compute_seconds"] for r in theirs)
+    return {
+        "rows": ours[0]["rows"],
+        "reference_rows": pq.ParquetFile(directory / "reference.parquet").metadata.num_rows,
+        "driftline_compute_seconds": round(compute, 4),
+        "driftline_compute_seconds_each": [round(r["compute_seconds"], 4) for r in ours],
+        "whole_run_seconds": round(statistics.median(r["whole_run_seconds"] for r in ours), 4),
+        "profile_load_seconds": round(
+            statistics.median(r["profile_load_seconds"] for r in ours), 4
+        ),
+        "peak_rss_mb": round(max(r["peak_rss_mb"] for r in ours), 1),
+        "peak_rss_mb_each": [round(r["peak_rss_mb"], 1) for r in ours],
         "scipy_per_feature_seconds": round(scipy_seconds, 4),
-        "speedup_vs_scipy": round(scipy_seconds / driftline, 2),
+        "scipy_per_feature_seconds_each": [round(r["compute_seconds"], 4) for r in theirs],
+        "speedup_vs_scipy": round(scipy_seconds / compute, 2),
         "repeats": repeats,
         "scipy_repeats": scipy_repeats,
-        "drifted": drifted,
+        "load_average_1m": [round(load_at_start, 2), round(os.getloadavg()[0], 2)],
+        "drifted": ours[0]["drifted"],
     }
 
 
@@ -201,9 +252,11 @@ def main() -> None:
     parser.add_argument("--scipy-repeats", default="3,1", help="per size; the last one repeats")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--kind", choices=["driftline", "scipy"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child, args.repeats, int(args.scipy_repeats))))
+        run = run_driftline if args.kind == "driftline" else run_scipy
+        print(json.dumps(run(args.child)))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     scipy_repeats = [int(s) for s in args.scipy_repeats.split(",")]
@@ -212,28 +265,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="driftline-bench-") as tmp:
             write_workload(Path(tmp), rows, args.reference_rows, args.seed)
             repeats_here = scipy_repeats[min(i, len(scipy_repeats) - 1)]
-            child = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    tmp,
-                    "--repeats",
-                    str(args.repeats),
-                    "--scipy-repeats",
-                    str(repeats_here),
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            results.append(json.loads(child.stdout))
+            results.append(measure(Path(tmp), args.repeats, repeats_here))
     # other work on the machine slows both sides; the load says how much to trust the figures
-    summary: dict[str, object] = {
-        "cpus": os.cpu_count(),
-        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-        "runs": results,
-    }
+    summary: dict[str, object] = {"cpus": os.cpu_count(), "runs": results}
     if len(results) > 1:
         first, last = results[0], results[-1]
         summary["compute_time_ratio_largest_vs_smallest"] = round(
