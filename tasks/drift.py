@@ -33,6 +33,8 @@ _SPAN = 45.0
 _COARSE_NODES, _EXACT_TERMS, _FINE_NODES = 512, 20_000, 8_192
 # current values per step of the KS statistic: its temporaries stay within the CPU's L2 cache
 _KS_BLOCK = 32_768
+# raw current values sorted and counted at a time by `ks_statistic_of_values`
+_KS_CHUNK = 2**20
 # samples at least this large are sorted through buckets first (see `sort_floats`)
 _BUCKET_SORT_MIN_N = 65_536
 _BUCKETS = 2**16  # numpy's stable argsort of uint16 keys is a radix sort
@@ -193,6 +195,76 @@ def ks_statistic(reference: Ecdf, current: Ecdf) -> float:
     return max(up, down) / (n1 * n2) if exact else max(up, down)
 
 
+def ks_statistic_of_values(reference: Ecdf, values: np.ndarray) -> float:
+    """D of scipy's `ks_2samp` against raw current values (NaN = missing), chunk by chunk.
+
+    Both ECDFs are step functions, and the reference one is flat between two distinct
+    reference values r[k] and r[k + 1], so the largest difference on that stretch is where the
+    current ECDF is lowest (at r[k]) or highest (just before r[k + 1]). What D needs of the
+    current sample is thus only how many of its values lie at or below each r[k] and how many
+    equal it. Those counts add up over chunks: each chunk of `_KS_CHUNK` values is sorted
+    (which makes searching it in the reference cheap) and counted, so time grows linearly with
+    the batch and memory stays at one chunk's worth beyond the values themselves.
+    """
+    m = reference.values.size
+    in_step = np.zeros(m + 1, dtype=np.int64)  # per k: current values in (r[k - 1], r[k]]
+    equal = np.zeros(m, dtype=np.int64)  # per k: current values == r[k]
+    for start in range(0, values.size, _KS_CHUNK):
+        ordered = sort_floats(values[start : start + _KS_CHUNK])
+        ordered = ordered[: np.searchsorted(ordered, np.nan, side="left")]
+        _count_steps(reference.values, ordered, in_step, equal)
+    return _ks_from_counts(reference, in_step, equal)
+
+
+def _count_steps(
+    reference_values: np.ndarray, ordered: np.ndarray, in_step: np.ndarray, equal: np.ndarray
+) -> None:
+    """Add ascending, NaN-free current values to the counts of `ks_statistic_of_values`.
+
+    Block by block: each block searches only the part of the reference its values can fall
+    in, and its temporaries stay within the CPU's cache.
+    """
+    low = 0
+    for start in range(0, ordered.size, _KS_BLOCK):
+        block = ordered[start : start + _KS_BLOCK]
+        high = int(np.searchsorted(reference_values, block[-1], side="right"))
+        window = reference_values[low:high]  # every value of the block lies in or just above it
+        k = np.searchsorted(window, block, side="left")  # counted from `low`
+        steps = np.bincount(k)
+        in_step[low : low + steps.size] += steps
+        if window.size:
+            # a value with k = window.size exceeds window[-1]: clipping finds no false tie
+            ties = window[np.minimum(k, window.size - 1)] == block
+            if ties.any():
+                tied = np.bincount(k[ties])
+                equal[low : low + tied.size] += tied
+        low += int(k[-1])  # later values are not smaller
+
+
+def _ks_from_counts(reference: Ecdf, in_step: np.ndarray, equal: np.ndarray) -> float:
+    """D from the current counts per reference step, in cache-sized blocks of steps."""
+    m, n1, n2 = reference.values.size, reference.n, int(in_step.sum())
+    exact = n1 * n2 < 2**62  # int64 cross products; beyond, floats as scipy computes them
+    up = down = 0.0
+    carry = 0
+    for start in range(0, m, _KS_BLOCK):
+        stop = min(start + _KS_BLOCK, m)
+        cur_at = np.cumsum(in_step[start:stop])  # current values <= r[k]
+        cur_at += carry
+        carry = int(cur_at[-1])
+        cur_below = cur_at - equal[start:stop]  # current values < r[k]
+        ref_below = reference.below(np.arange(start, stop))  # reference values < r[k]
+        ref_at = reference.below(np.arange(start + 1, stop + 1))  # reference values <= r[k]
+        if exact:
+            up = max(up, int(np.max(cur_below * n1 - ref_below * n2)))
+            down = max(down, int(np.max(ref_at * n2 - cur_at * n1)))
+        else:
+            up = max(up, float(np.max(cur_below / n2 - ref_below / n1)))
+            down = max(down, float(np.max(ref_at / n1 - cur_at / n2)))
+    # the values above the last reference value: there the reference ECDF is 1, so no larger
+    return max(up, down) / (n1 * n2) if exact else max(up, down)
+
+
 def smirnov_sf(n: float, x: float) -> float:
     """P(D+_n >= x), the one-sided Smirnov tail, summed as `scipy.special.smirnov` sums it.
 
@@ -262,6 +334,10 @@ def ks_p_value(statistic: float, reference: Ecdf, current: Ecdf) -> float:
             # scipy warns when the exact method fails and it falls back to the asymptotic one
             warnings.simplefilter("ignore", RuntimeWarning)
             return float(stats.ks_2samp(reference.sorted_values(), current.sorted_values()).pvalue)
+    return _asymptotic_p_value(statistic, n1, n2)
+
+
+def _asymptotic_p_value(statistic: float, n1: int, n2: int) -> float:
     m, k = sorted([float(n1), float(n2)], reverse=True)
     return kstwo_sf(statistic, float(np.round(m * k / (m + k))))
 
@@ -280,18 +356,29 @@ def ks_drift(
     missing) or an `Ecdf` of the present ones with `n_current_missing` counted apart.
     """
     ref = reference if isinstance(reference, Ecdf) else ecdf_of_sorted(reference)
+    cur: Ecdf | None
     if isinstance(current, Ecdf):
-        cur, n_missing = current, n_current_missing
+        cur, n_missing, n2 = current, n_current_missing, current.n
     else:
-        cur, n_missing = ecdf_of(current)
-    n1, n2 = ref.n, cur.n
+        values = np.asarray(current, dtype=np.float64)
+        n_missing = int(np.count_nonzero(np.isnan(values)))
+        n2 = values.size - n_missing
+        # present values that fit one chunk are sorted whole (scipy's exact p-value of a small
+        # sample needs that anyway, and it is quickest); more are counted chunk by chunk
+        cur = ecdf_of(values)[0] if n2 <= _KS_CHUNK else None
+    n1 = ref.n
     missing_ratio = _missing_ratio(n_missing, n2 + n_missing)
     if min(n1, n2) < max(min_samples, 1):
         return FeatureDrift(
             feature, "ks", math.nan, math.nan, n1, n2, missing_ratio, "insufficient_data"
         )
-    d = ks_statistic(ref, cur)
-    return FeatureDrift(feature, "ks", d, ks_p_value(d, ref, cur), n1, n2, missing_ratio)
+    if cur is None:
+        d = ks_statistic_of_values(ref, values)
+        p = _asymptotic_p_value(d, n1, n2)
+    else:
+        d = ks_statistic(ref, cur)
+        p = ks_p_value(d, ref, cur)
+    return FeatureDrift(feature, "ks", d, p, n1, n2, missing_ratio)
 
 
 def _total_variation_distance(ref: np.ndarray, cur: np.ndarray, n1: int, n2: int) -> float:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from driftline.settings import DriftRule
-from tasks.columns import category_counts, numeric_ecdf
+from tasks.columns import as_float, category_counts
 from tasks.drift import FeatureDrift, chi2_drift, decide, decide_single, ks_drift
 from tasks.profile import PREDICTION, FeatureProfile, NumericProfile, ReferenceProfile
 
@@ -28,13 +28,8 @@ def feature_drift(
 ) -> FeatureDrift:
     """One feature: KS on its ECDF, or chi-square on its category counts."""
     if isinstance(reference, NumericProfile):
-        current, missing = numeric_ecdf(column)
         return ks_drift(
-            reference.ecdf,
-            current,
-            feature=name,
-            min_samples=rule.min_samples,
-            n_current_missing=missing,
+            reference.ecdf, as_float(column), feature=name, min_samples=rule.min_samples
         )
     counts, missing = category_counts(column)
     return chi2_drift(

@@ -20,6 +20,7 @@ from tasks.drift import (
     ecdf_of,
     ks_drift,
     ks_statistic,
+    ks_statistic_of_values,
     kstwo_sf,
     smirnov_sf,
     sort_floats,
@@ -297,6 +298,31 @@ def test_ks_statistic_is_exact_across_blocks_of_a_large_batch():
     assert d == pytest.approx(stats.ks_2samp(ref, cur).statistic, abs=1e-12)
     d = ks_statistic(ecdf_of(cur)[0], ecdf_of(ref)[0])
     assert d == pytest.approx(stats.ks_2samp(cur, ref).statistic, abs=1e-12)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reference=samples(), current=samples(), chunk=st.integers(1, 40), block=st.integers(1, 9))
+def test_ks_statistic_counted_by_chunks_equals_scipy_on_any_input(reference, current, chunk, block):
+    ref, cur = present(reference), present(current)
+    assume(ref.size and cur.size)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("tasks.drift._KS_CHUNK", chunk)
+        patch.setattr("tasks.drift._KS_BLOCK", block)
+        d = ks_statistic_of_values(ecdf_of(reference)[0], current)
+    assert d == pytest.approx(stats.ks_2samp(ref, cur).statistic, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", ["normal", "heavy ties", "missing, infinite and signed zeros"])
+def test_ks_drift_of_a_batch_larger_than_a_chunk_equals_scipy(name):
+    current = large_samples()[name]
+    reference = np.round(np.random.default_rng(7).normal(size=60_000), 3)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("tasks.drift._KS_CHUNK", 30_000)  # seven chunks, the last one short
+        drift = ks_drift(np.sort(reference), current, feature="x")
+    expected = stats.ks_2samp(reference, present(current))
+    assert drift.score == pytest.approx(expected.statistic, abs=1e-12)
+    assert_p_close(drift.p_value, expected.pvalue)
+    assert drift.missing_ratio == np.isnan(current).mean()
 
 
 @pytest.mark.parametrize("name", ["normal", "heavy tails", "far-apart clusters", "heavy ties"])
