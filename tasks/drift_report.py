@@ -11,7 +11,13 @@ import pyarrow as pa
 from driftline.settings import DriftRule
 from tasks.columns import as_float, category_counts
 from tasks.drift import FeatureDrift, chi2_drift, decide, decide_single, ks_drift
-from tasks.profile import PREDICTION, FeatureProfile, NumericProfile, ReferenceProfile
+from tasks.profile import (
+    PREDICTION,
+    CategoricalProfile,
+    FeatureProfile,
+    NumericProfile,
+    ReferenceProfile,
+)
 
 # below this many rows a batch is done before threads would pay for themselves
 PARALLEL_MIN_ROWS = 50_000
@@ -66,8 +72,11 @@ def drift_report(
     if workers is None:
         workers = (os.cpu_count() or 1) if batch.num_rows >= PARALLEL_MIN_ROWS else 1
     if workers > 1:
+        # the slow KS features first, the quick category counts last to even out the threads
+        order = sorted(range(len(jobs)), key=lambda i: isinstance(jobs[i][1], CategoricalProfile))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(run, jobs))
+            done = dict(zip(order, pool.map(run, [jobs[i] for i in order]), strict=True))
+        results = [done[i] for i in range(len(jobs))]
     else:
         results = [run(job) for job in jobs]
     *features, prediction = results
