@@ -115,7 +115,7 @@ def profile_to_bytes(profile: ReferenceProfile) -> bytes:
     meta = {"format": PROFILE_FORMAT, "n_rows": profile.n_rows, "features": layout}
     table = table.replace_schema_metadata({_METADATA_KEY: json.dumps(meta).encode()})
     sink = pa.BufferOutputStream()
-    # uncompressed Arrow IPC: reading maps the arrays onto the file's bytes, no decoding or copy
+    # uncompressed Arrow IPC: reading needs no decoding, only one copy of the arrays it keeps
     with pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
@@ -124,6 +124,19 @@ def profile_to_bytes(profile: ReferenceProfile) -> bytes:
 def _as_numpy(column: pa.ChunkedArray) -> np.ndarray:
     # one chunk, as written: a view of the file's bytes (combining chunks would copy them)
     return column.chunk(0).to_numpy() if column.num_chunks == 1 else column.to_numpy()
+
+
+def _ecdf(values: np.ndarray, counts_below: np.ndarray) -> Ecdf:
+    """An ECDF of its own memory, without the counts when every value occurs once.
+
+    Copied out so that the file's bytes can go once it is read: in the usual profile most
+    features are continuous, their counts are 0, 1, 2, ... and need not stay (at 1M reference
+    rows that is 8 MB a feature, 40% of the file).
+    """
+    distinct = counts_below[-1] == values.size and bool(
+        np.array_equal(counts_below, np.arange(values.size + 1))
+    )
+    return Ecdf(values.copy(), None if distinct else counts_below.copy())
 
 
 def profile_from_bytes(payload: bytes, *, source: str) -> ReferenceProfile:
@@ -139,8 +152,9 @@ def profile_from_bytes(payload: bytes, *, source: str) -> ReferenceProfile:
             n_missing = int(entry["n_missing"])
             if entry["kind"] == "numeric":
                 start, stop = entry["offset"], entry["offset"] + entry["rows"]
-                ecdf = Ecdf(value[start : stop - 1], below[start:stop])
-                parsed[name] = NumericProfile(ecdf, n_missing)
+                parsed[name] = NumericProfile(
+                    _ecdf(value[start : stop - 1], below[start:stop]), n_missing
+                )
             else:
                 counts = {str(k): int(v) for k, v in entry["counts"].items()}
                 parsed[name] = CategoricalProfile(counts, n_missing)

@@ -87,6 +87,22 @@ def test_profile_survives_the_round_trip_through_its_file():
     assert_same(profile_from_bytes(profile_to_bytes(profile), source="p"), profile)
 
 
+def test_loaded_profile_keeps_no_view_of_the_file_and_no_counts_for_distinct_values():
+    payload = profile_to_bytes(build_profile(reference_table(), card()))
+    profile = profile_from_bytes(payload, source="p")
+    file_bytes = np.frombuffer(payload, dtype=np.uint8)
+    numeric = [
+        f for f in [*profile.features.values(), profile.prediction] if isinstance(f, NumericProfile)
+    ]
+    for feature in numeric:
+        assert not np.shares_memory(feature.ecdf.values, file_bytes)
+    assert profile.prediction.ecdf.counts_below is None  # continuous: 0, 1, 2, ... not kept
+    carat = profile.features["carat"]
+    assert isinstance(carat, NumericProfile)
+    assert carat.ecdf.counts_below is not None  # rounded: ties
+    assert not np.shares_memory(carat.ecdf.counts_below, file_bytes)
+
+
 def test_profile_files_need_only_the_reference_and_the_feature_specs():
     @dataclass(frozen=True)
     class Specs:  # what commands know before the card exists
