@@ -83,8 +83,10 @@ class Storage:
         """
         try:
             with self.fs.open_input_file(path) as handle:
-                return pq.read_table(handle, columns=list(columns) if columns else None)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+                table = pq.read_table(handle, columns=list(columns) if columns else None)
+            _decode_names(list(table.schema))  # a damaged file may hold names that are not UTF-8
+            return table
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, UnicodeDecodeError) as exc:
             if isinstance(exc, OSError) and not self._bytes_readable(path):
                 raise OSError(f"cannot read {self.uri_of(path)}: {exc}") from exc
             reason = str(exc).splitlines()[0]
@@ -141,6 +143,13 @@ class Storage:
 
     def write_bytes(self, path: str, payload: bytes) -> None:
         self._write_atomically(path, lambda out: out.write(payload))
+
+
+def _decode_names(fields: list[pa.Field]) -> None:
+    """Read every (nested) field name, so one that is not UTF-8 fails here and not later."""
+    for f in fields:
+        _ = f.name
+        _decode_names([f.type.field(i) for i in range(f.type.num_fields)])
 
 
 def _fsync_dir(directory: str) -> None:

@@ -54,6 +54,13 @@ def load_model(settings: Settings, model: str) -> ModelContext:
         len(context.card.features),
         context.profile.n_rows,
     )
+    if context.profile.n_rows == 0:
+        get_run_logger().warning(
+            "the reference of %s %s has 0 rows: every feature is reported as insufficient "
+            "data; register the model again with out-of-sample reference rows",
+            model,
+            context.card.version,
+        )
     return context
 
 

@@ -51,12 +51,18 @@ def _is_categorical(t: pa.DataType) -> bool:
 
 
 def _listing(names: list[str], limit: int = 8) -> str:
-    shown = ", ".join(names[:limit])
+    # a name with a newline or other control character is quoted, so the message stays one line
+    shown = ", ".join(n if n.isprintable() else repr(n) for n in names[:limit])
     return shown + (", ..." if len(names) > limit else "")
 
 
+def _as_float(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Integers past 2**53 and decimals round to the nearest float, as the statistics see them."""
+    return pc.cast(column, pa.float64(), safe=False)
+
+
 def _check_finite(table: pa.Table, column: str, source: str) -> None:
-    values = pc.cast(table.column(column), pa.float64()).to_numpy(zero_copy_only=False)
+    values = _as_float(table.column(column)).to_numpy(zero_copy_only=False)
     bad = np.isinf(values)
     if bad.any():
         row = (
@@ -177,6 +183,9 @@ def validate_batch(table: pa.Table, card: ModelCard, *, source: str) -> Validate
             "expected string ids"
         )
     row_ids = table.column(ROW_ID)
+    if pa.types.is_dictionary(row_ids.type):
+        row_ids = pc.cast(row_ids, row_ids.type.value_type)
+        table = table.set_column(table.column_names.index(ROW_ID), ROW_ID, row_ids)
     if row_ids.null_count:
         raise InputError(
             f"{source}: column 'row_id' has {row_ids.null_count} null(s); every row needs an id"
@@ -191,7 +200,10 @@ def validate_batch(table: pa.Table, card: ModelCard, *, source: str) -> Validate
     nulls = [c for c in [*card.feature_names, PREDICTION] if table.column(c).null_count]
     if nulls:
         warnings.append(f"{source}: missing values in {_listing(nulls)} are left out of the tests")
-    capped, cap_warnings = cap_categories(table.select(required), card, source=source)
+    used = table.select(required)
+    for name in [*(f.name for f in card.features if f.kind == "numeric"), PREDICTION]:
+        used = used.set_column(used.column_names.index(name), name, _as_float(used.column(name)))
+    capped, cap_warnings = cap_categories(used, card, source=source)
     return ValidatedBatch(capped, (*warnings, *cap_warnings))
 
 
