@@ -178,14 +178,16 @@ def run_driftline(directory: Path) -> dict[str, Any]:
     profile = profile_from_bytes((directory / PROFILE_FILE).read_bytes(), source=PROFILE_FILE)
     loaded = time.perf_counter()
     batch = read_batch(Lake.open(str(directory / "lake")), card(), DAY)
-    read = time.perf_counter()
+    read, read_cpu = time.perf_counter(), time.process_time()
     outcome = drift_report(profile, batch.table, DriftRule())
-    done = time.perf_counter()
+    done, done_cpu = time.perf_counter(), time.process_time()
     return {
         "rows": batch.table.num_rows,
         "profile_load_seconds": loaded - started,
         "whole_run_seconds": done - started,
         "compute_seconds": done - read,
+        # CPU time of all threads: about twice the compute seconds when both cores were free
+        "compute_cpu_seconds": done_cpu - read_cpu,
         "peak_rss_mb": peak_rss_mb(),
         "drifted": [d.feature for d in outcome.features if d.is_drifted],
     }
@@ -228,6 +230,7 @@ def measure(directory: Path, repeats: int, scipy_repeats: int) -> dict[str, Any]
         "reference_rows": pq.ParquetFile(directory / "reference.parquet").metadata.num_rows,
         "driftline_compute_seconds": round(compute, 4),
         "driftline_compute_seconds_each": [round(r["compute_seconds"], 4) for r in ours],
+        "driftline_compute_cpu_seconds_each": [round(r["compute_cpu_seconds"], 4) for r in ours],
         "whole_run_seconds": round(statistics.median(r["whole_run_seconds"] for r in ours), 4),
         "profile_load_seconds": round(
             statistics.median(r["profile_load_seconds"] for r in ours), 4
@@ -239,6 +242,7 @@ def measure(directory: Path, repeats: int, scipy_repeats: int) -> dict[str, Any]
         "speedup_vs_scipy": round(scipy_seconds / compute, 2),
         "repeats": repeats,
         "scipy_repeats": scipy_repeats,
+        # before and after this size's runs; it counts the benchmark's own processes too
         "load_average_1m": [round(load_at_start, 2), round(os.getloadavg()[0], 2)],
         "drifted": ours[0]["drifted"],
     }
@@ -262,10 +266,13 @@ def main() -> None:
     scipy_repeats = [int(s) for s in args.scipy_repeats.split(",")]
     results = []
     for i, rows in enumerate(sizes):
+        # the machine's load from other work, before this benchmark's own processes add to it
+        idle_load = os.getloadavg()[0]
         with tempfile.TemporaryDirectory(prefix="driftline-bench-") as tmp:
             write_workload(Path(tmp), rows, args.reference_rows, args.seed)
             repeats_here = scipy_repeats[min(i, len(scipy_repeats) - 1)]
-            results.append(measure(Path(tmp), args.repeats, repeats_here))
+            result = measure(Path(tmp), args.repeats, repeats_here)
+        results.append({**result, "load_average_1m_before": round(idle_load, 2)})
     # other work on the machine slows both sides; the load says how much to trust the figures
     summary: dict[str, object] = {"cpus": os.cpu_count(), "runs": results}
     if len(results) > 1:
