@@ -156,6 +156,7 @@ def _run(args: argparse.Namespace) -> int:
             prometheus_data=str(args.prometheus_data or "") or None,
             openmetrics=str(args.openmetrics or "") or None,
         )
+        print("\n".join(report.lines()))
         return 1 if report.failed else 0
     elif args.command == "serve":
         from flows.deployments import serve

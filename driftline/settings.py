@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data_lake.lock import LockPolicy, policy_from_env
 from driftline.errors import InputError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +35,10 @@ class Settings:
     pushgateway_username: str | None = None
     pushgateway_password: str | None = field(default=None, repr=False)
     push_retry_delays_seconds: tuple[float, ...] = (2, 10, 30)
+    pushgateway_ca_file: str | None = None
+    pushgateway_cert_file: str | None = None
+    pushgateway_key_file: str | None = None
+    lock_policy: LockPolicy = field(default_factory=LockPolicy)
 
 
 def load_settings(
@@ -56,6 +61,10 @@ def load_settings(
         pushgateway_username=env.get("PUSHGATEWAY_USERNAME") or None,
         pushgateway_password=_secret(env, "PUSHGATEWAY_PASSWORD"),
         push_retry_delays_seconds=_delays(env.get("DRIFTLINE_PUSH_RETRY_DELAYS", "2,10,30")),
+        pushgateway_ca_file=env.get("PUSHGATEWAY_CA_FILE") or None,
+        pushgateway_cert_file=env.get("PUSHGATEWAY_CERT_FILE") or None,
+        pushgateway_key_file=env.get("PUSHGATEWAY_KEY_FILE") or None,
+        lock_policy=policy_from_env(env),
     )
 
 

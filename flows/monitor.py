@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, date, datetime, timedelta
 
 from prefect import flow
 from prefect.runtime import flow_run
 
-from data_lake.lock import policy_from_env
 from driftline.settings import DEFAULT_MODEL, load_settings
 from tasks import monitoring, steps
 from tasks.results import MonitoringResult
@@ -35,7 +33,6 @@ def monitor(
     started = time.time()
     day = check_batch_date(batch_date or yesterday_utc())
     settings = load_settings()
-    lock_policy = policy_from_env(os.environ)
     with steps.io_failures_reported(settings, model, day):
         context = steps.load_model(settings, model)
         batch = steps.load_batch(settings, context, day)
@@ -44,7 +41,7 @@ def monitor(
         result = monitoring.assemble(context, day, batch, drift, performance, settings)
         # reading and computing may overlap; writing and pushing a day is one run at a time,
         # so the lake's result and the pushed gauges always come from the same run
-        with steps.day_lock(settings, model, day, lock_policy):
+        with steps.day_lock(settings, model, day, settings.lock_policy):
             written = steps.write_result(settings, result)
             steps.publish_artifacts(result)
             if push:

@@ -323,7 +323,14 @@ def replay_and_write(
     """Replay one day and write its result where the nightly run writes it."""
     started = time.perf_counter()
     result = replay_day(lake, context, inputs, batch_date, settings)
-    lake.write_bytes(lake.result_path(result.model, result.batch_date), to_json(result))
+    # the nightly run's lock: a backfill never interleaves with a run of the same day
+    with lake.day_lock(
+        result.model,
+        result.batch_date,
+        purpose=f"backfill {result.model} {result.batch_date}",
+        policy=settings.lock_policy,
+    ):
+        lake.write_bytes(lake.result_path(result.model, result.batch_date), to_json(result))
     return DayOutcome(batch_date, result, None, time.perf_counter() - started)
 
 
@@ -448,6 +455,9 @@ def wait_for_days(
         TextColumn("days, {task.fields[failed]} failed"),
         TimeElapsedColumn(),
         console=Console(stderr=True),
+        # leave stdout alone: the command prints its report there after the bar
+        redirect_stdout=False,
+        redirect_stderr=False,
     ) as progress:
         bar = progress.add_task(f"backfill {model}", total=len(futures), failed=0)
         for future in as_completed(list(futures)):

@@ -242,9 +242,9 @@ def push_metrics(settings: Settings, result: MonitoringResult, started_at: float
     finished = time.time()
     # TLS settings, once driftline/settings.py carries them (docs/reliability.md)
     tls = metrics.tls_context(
-        ca_file=getattr(settings, "pushgateway_ca_file", None),
-        cert_file=getattr(settings, "pushgateway_cert_file", None),
-        key_file=getattr(settings, "pushgateway_key_file", None),
+        ca_file=settings.pushgateway_ca_file,
+        cert_file=settings.pushgateway_cert_file,
+        key_file=settings.pushgateway_key_file,
     )
     metrics.push(
         result,
