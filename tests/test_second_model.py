@@ -78,8 +78,9 @@ def test_register_describes_the_features_and_computes_holdout_metrics(registered
 
 
 def test_the_second_model_simulates_and_monitors_with_the_same_commands(registered: Path, capsys):
-    assert main(["simulate", "--model", MODEL, "--start", "2026-05-01", "--days", "4",
-                 "--rows-per-day", "1500", "--scenario", "data-drift", "--seed", "5"]) == 0  # fmt: skip
+    simulate = ["simulate", "--model", MODEL, "--start", "2026-05-01", "--days", "4",
+                "--rows-per-day", "1500", "--scenario", "data-drift", "--seed", "5"]  # fmt: skip
+    assert main(simulate) == 0
     for day in ("2026-05-01", "2026-05-04"):
         assert main(["monitor", "--model", MODEL, "--date", day, "--no-push"]) == 0
     capsys.readouterr()
