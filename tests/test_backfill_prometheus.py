@@ -244,15 +244,21 @@ def test_backfilled_history_lands_at_event_time_and_continues_live(
         timeout=30,
         what="the pushed gauges to be scraped",
     )
-    live = {
-        (
-            s["metric"]["__name__"],
-            frozenset((k, v) for k, v in s["metric"].items() if k != "__name__"),
-        )
-        for s in prom.query(f'{{job="ml_monitoring",model="{MODEL}"}}', at=time.time())
-        if s["metric"]["__name__"] not in PUSHGATEWAY_OWN
-    }
     last_day = {k for k, v in held.items() if scheduled_run_seconds(end) in v}
+
+    def live_series() -> set[tuple[str, frozenset[tuple[str, str]]]]:
+        return {
+            (
+                s["metric"]["__name__"],
+                frozenset((k, v) for k, v in s["metric"].items() if k != "__name__"),
+            )
+            for s in prom.query(f'{{job="ml_monitoring",model="{MODEL}"}}', at=time.time())
+            if s["metric"]["__name__"] not in PUSHGATEWAY_OWN
+        }
+
+    # the first scrape after the push can land before every series is queryable: wait for it
+    wait_until(lambda: live_series() == last_day, timeout=30, what="the live series")
+    live = live_series()
     assert live == last_day
     assert not any(dict(labels).get("instance") for _, labels in live)
 
