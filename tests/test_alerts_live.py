@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -90,6 +91,15 @@ def push_group(live: LiveStack, model: str, metrics: dict[str, list[tuple[str, f
         assert response.status in {200, 202}
 
 
+def delete_group(live: LiveStack, model: str) -> None:
+    """Remove a group this test pushed: the session's Pushgateway is shared with other tests."""
+    request = urllib.request.Request(
+        f"{live.pushgateway_url}/metrics/job/ml_monitoring/model/{model}", method="DELETE"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status in {200, 202}
+
+
 def alertmanager_alerts(live: LiveStack, model: str) -> list[dict[str, Any]]:
     url = f"{live.alertmanager_url}/api/v2/alerts?filter=model%3D%22{model}%22"
     with urllib.request.urlopen(url, timeout=10) as response:
@@ -97,8 +107,17 @@ def alertmanager_alerts(live: LiveStack, model: str) -> list[dict[str, Any]]:
     return alerts
 
 
-def test_dataset_drift_holds_back_the_per_feature_notifications(live_stack: LiveStack) -> None:
+@pytest.fixture
+def synthetic_model(live_stack: LiveStack) -> Iterator[str]:
     model = "inhibition-check"
+    yield model
+    delete_group(live_stack, model)
+
+
+def test_dataset_drift_holds_back_the_per_feature_notifications(
+    live_stack: LiveStack, synthetic_model: str
+) -> None:
+    model = synthetic_model
     version = 'model_version="t"'
     features = ["a", "b", "c", "d", "e", "f"]
     push_group(
