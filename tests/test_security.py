@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import joblib
@@ -119,12 +120,9 @@ def bcrypt(password: str) -> str:
         return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
 
 
-@pytest.fixture
-def secured_pushgateway(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A Pushgateway behind basic auth (user driftline, a fresh random password)."""
-    password = "pw-" + secrets.token_hex(12)
-    web_config = tmp_path / "web.yml"
-    web_config.write_text(f"basic_auth_users:\n  driftline: '{bcrypt(password)}'\n")
+@contextmanager
+def pushgateway_with_web_config(web_config: Path) -> Iterator[int]:
+    """A Pushgateway on a free loopback port serving with `web_config`; yields the port."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -145,10 +143,20 @@ def secured_pushgateway(tmp_path: Path) -> Iterator[tuple[str, str]]:
             what="the Pushgateway to listen",
         )
         assert process.poll() is None, "the Pushgateway exited"
-        yield f"http://127.0.0.1:{port}", password
+        yield port
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture
+def secured_pushgateway(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A Pushgateway behind basic auth (user driftline, a fresh random password)."""
+    password = "pw-" + secrets.token_hex(12)
+    web_config = tmp_path / "web.yml"
+    web_config.write_text(f"basic_auth_users:\n  driftline: '{bcrypt(password)}'\n")
+    with pushgateway_with_web_config(web_config) as port:
+        yield f"http://127.0.0.1:{port}", password
 
 
 def test_basic_auth_is_honoured_and_the_password_is_written_nowhere(
@@ -305,30 +313,8 @@ def tls_pushgateway(tmp_path: Path) -> Iterator[tuple[str, dict[str, Path]]]:
         "  client_auth_type: RequireAndVerifyClientCert\n"
         f"  client_ca_file: {certs['ca_crt']}\n"
     )
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            shutil.which("prometheus-pushgateway") or "prometheus-pushgateway",
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--web.config.file={web_config}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(
-            lambda: (
-                process.poll() is not None
-                or str(port) in " ".join(listening_sockets({process.pid}))
-            ),
-            timeout_seconds=30,
-            what="the TLS Pushgateway to listen",
-        )
-        assert process.poll() is None, "the Pushgateway exited"
+    with pushgateway_with_web_config(web_config) as port:
         yield f"https://127.0.0.1:{port}", certs
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_tls_settings_are_honoured(tls_pushgateway: tuple[str, dict[str, Path]]) -> None:
