@@ -9,6 +9,7 @@ counted as one category (see `cap_categories`).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -171,17 +172,9 @@ def validate_batch(table: pa.Table, card: ModelCard, *, source: str) -> Validate
             )
         if spec.kind == "numeric":
             _check_finite(table, spec.name, source)
-    if not _is_numeric(table.schema.field(PREDICTION).type):
-        raise InputError(
-            f"{source}: column 'prediction' has type {table.schema.field(PREDICTION).type}, "
-            "expected float64"
-        )
+    _check_type(table, PREDICTION, _is_numeric, "float64", source)
     _check_finite(table, PREDICTION, source)
-    if not _is_row_id(table.schema.field(ROW_ID).type):
-        raise InputError(
-            f"{source}: column 'row_id' has type {table.schema.field(ROW_ID).type}, "
-            "expected string ids"
-        )
+    _check_type(table, ROW_ID, _is_row_id, "string ids", source)
     row_ids = table.column(ROW_ID)
     if pa.types.is_dictionary(row_ids.type):
         row_ids = pc.cast(row_ids, row_ids.type.value_type)
@@ -207,6 +200,14 @@ def validate_batch(table: pa.Table, card: ModelCard, *, source: str) -> Validate
     return ValidatedBatch(capped, (*warnings, *cap_warnings))
 
 
+def _check_type(
+    table: pa.Table, column: str, ok: Callable[[pa.DataType], bool], expected: str, source: str
+) -> None:
+    found = table.schema.field(column).type
+    if not ok(found):
+        raise InputError(f"{source}: column {column!r} has type {found}, expected {expected}")
+
+
 def validate_labels(table: pa.Table, *, target: str, source: str) -> pa.Table:
     """A label file must carry row_id and a numeric target; returns just those two."""
     _check_unique_names(table.column_names, source)
@@ -216,15 +217,7 @@ def validate_labels(table: pa.Table, *, target: str, source: str) -> pa.Table:
                 f"{source} lacks column {column!r} "
                 f"(expected row_id, {target}; found {_listing(table.column_names)})"
             )
-    if not _is_numeric(table.schema.field(target).type):
-        raise InputError(
-            f"{source}: column {target!r} has type {table.schema.field(target).type}, "
-            "expected a numeric target"
-        )
+    _check_type(table, target, _is_numeric, "a numeric target", source)
     _check_finite(table, target, source)
-    if not _is_row_id(table.schema.field(ROW_ID).type):
-        raise InputError(
-            f"{source}: column 'row_id' has type {table.schema.field(ROW_ID).type}, "
-            "expected string ids"
-        )
+    _check_type(table, ROW_ID, _is_row_id, "string ids", source)
     return table.select([ROW_ID, target])
