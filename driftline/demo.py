@@ -52,7 +52,7 @@ def demo(settings: Settings, *, days: int = 21, rows_per_day: int = 2000) -> Non
         f"&g0.range_input=3w  (backfilled days appear within a minute)\n"
         f"  alerts            {config.url('prometheus')}/alerts and {config.url('alertmanager')}\n"
         f"  Pushgateway       {config.url('pushgateway')}\n"
-        f"  Prefect UI        run `uv run prefect server start`, then http://127.0.0.1:4200\n"
+        f"  Prefect UI        `make prefect-ui`, then http://127.0.0.1:4200\n"
         f"  Grafana           `docker compose up` on a machine with Docker (see README)\n"
         f"  stop the stack    driftline stack down"
     )
