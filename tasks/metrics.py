@@ -26,6 +26,13 @@ from prometheus_client.registry import Collector
 from tasks.results import MonitoringResult
 
 JOB = "ml_monitoring"
+# metric field -> (gauge for the latest covered batch, gauge for the card's holdout value)
+PERFORMANCE_METRICS: Mapping[str, tuple[str, str]] = {
+    "mae": ("ml_model_mae", "ml_model_baseline_mae"),
+    "rmse": ("ml_model_rmse", "ml_model_baseline_rmse"),
+    "mape": ("ml_model_mape", "ml_model_baseline_mape"),
+    "r2": ("ml_model_r2", "ml_model_baseline_r2"),
+}
 Handler = Callable[..., Callable[[], None]]
 
 
@@ -144,17 +151,17 @@ def metric_families(
             "Labelled rows / batch rows of that batch.",
             current.label_coverage_ratio,
         )
-        for name in ("mae", "rmse", "mape", "r2"):
+        for field, (name, _) in PERFORMANCE_METRICS.items():
             f.add(
-                f"ml_model_{name}",
-                f"{name.upper()} on that batch's labelled rows.",
-                getattr(current.metrics, name),
+                name,
+                f"{field.upper()} on that batch's labelled rows.",
+                getattr(current.metrics, field),
             )
-    for name in ("mae", "rmse", "mape", "r2"):
+    for field, (_, baseline) in PERFORMANCE_METRICS.items():
         f.add(
-            f"ml_model_baseline_{name}",
-            f"Holdout {name.upper()} from the model card.",
-            getattr(result.baseline, name),
+            baseline,
+            f"Holdout {field.upper()} from the model card.",
+            getattr(result.baseline, field),
         )
     f.add(
         "ml_monitoring_last_success_timestamp_seconds",
