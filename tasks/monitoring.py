@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-import pandas as pd
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from data_lake.lake import Lake
 from driftline.errors import InputError
@@ -49,18 +51,24 @@ def read_batch(lake: Lake, card: ModelCard, batch_date: date) -> ValidatedBatch:
     return validate_batch(table, card, source=source)
 
 
+def _with_date(table: pa.Table, name: str, day: date) -> pa.Table:
+    return table.append_column(name, pa.array(np.full(table.num_rows, np.datetime64(day, "D"))))
+
+
 def read_performance_inputs(
     lake: Lake, card: ModelCard, batch: ValidatedBatch, batch_date: date, *, window_days: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Predictions of the window's batches and the labels arrived for them as of the run."""
+) -> tuple[pa.Table, pa.Table]:
+    """Predictions of the window's batches (row_id, prediction, batch_date) and the labels
+    arrived for them as of the run (row_id, target, arrival_date)."""
     first = batch_date - timedelta(days=window_days - 1)
-    frames = [batch.table.select([ROW_ID, PREDICTION]).to_pandas().assign(batch_date=batch_date)]
+    columns = [ROW_ID, PREDICTION]
+    tables = [_with_date(batch.table.select(columns), "batch_date", batch_date)]
     for day in lake.scored_dates(card.name):
         if first <= day < batch_date:
-            table = lake.read_scored(card.name, day, columns=[ROW_ID, PREDICTION])
-            frames.append(table.to_pandas().assign(batch_date=day))
-    scored = pd.concat(frames, ignore_index=True)
-    label_frames = []
+            table = lake.read_scored(card.name, day, columns=columns)
+            tables.append(_with_date(_uniform(table, columns), "batch_date", day))
+    scored = pa.concat_tables(tables, promote_options="permissive")
+    label_tables = []
     for arrival in lake.label_arrival_dates(card.name):
         # a label for a batch in the window arrives after the window opens
         if first < arrival <= as_of(batch_date):
@@ -68,22 +76,35 @@ def read_performance_inputs(
                 table = validate_labels(
                     lake.read_parquet(path), target=card.target, source=lake.uri_of(path)
                 )
-                label_frames.append(table.to_pandas().assign(arrival_date=arrival))
-    columns = [ROW_ID, card.target, "arrival_date"]
+                columns_ = [ROW_ID, card.target]
+                label_tables.append(_with_date(_uniform(table, columns_), "arrival_date", arrival))
     labels = (
-        pd.concat(label_frames, ignore_index=True)
-        if label_frames
-        else pd.DataFrame(
-            {c: pd.Series(dtype="float64" if c == card.target else "object") for c in columns}
+        pa.concat_tables(label_tables, promote_options="permissive")
+        if label_tables
+        else pa.table(
+            {
+                ROW_ID: pa.array([], pa.string()),
+                card.target: pa.array([], pa.float64()),
+                "arrival_date": pa.array([], pa.date32()),
+            }
         )
     )
-    if scored[ROW_ID].duplicated().any():
-        dup = scored.loc[scored[ROW_ID].duplicated(), ROW_ID].iloc[0]
+    row_ids = scored.column(ROW_ID)
+    if pc.count_distinct(row_ids).as_py() != scored.num_rows:
+        counts = pc.value_counts(row_ids)
+        dup = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
         raise InputError(
             f"row_id {dup!r} appears in more than one batch of model {card.name!r}; "
             "row_id must be unique within a model"
         )
     return scored, labels
+
+
+def _uniform(table: pa.Table, columns: list[str]) -> pa.Table:
+    """row_id as strings and values as float64, so the files of a window concatenate."""
+    arrays = [pc.cast(table.column(columns[0]), pa.string())]
+    arrays += [pc.cast(table.column(c), pa.float64()) for c in columns[1:]]
+    return pa.table(dict(zip(columns, arrays, strict=True)))
 
 
 def performance_outcome(batches: Sequence[BatchPerformance], unmatched: int) -> PerformanceOutcome:
@@ -96,9 +117,7 @@ def performance_outcome(batches: Sequence[BatchPerformance], unmatched: int) -> 
     return PerformanceOutcome(tuple(batches), unmatched, warnings)
 
 
-def compute_performance(
-    scored: pd.DataFrame, labels: pd.DataFrame, *, target: str
-) -> PerformanceOutcome:
+def compute_performance(scored: pa.Table, labels: pa.Table, *, target: str) -> PerformanceOutcome:
     return performance_outcome(*performance_by_batch(scored, labels, target=target))
 
 
