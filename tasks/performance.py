@@ -79,13 +79,16 @@ def performance_by_batch(
     Returns the per-batch performance and how many labels matched no scored row. Rows keep
     their order within a batch, so the sums come out the same on every path.
     """
-    scored = _string_ids(scored).append_column("__order", pa.array(np.arange(scored.num_rows)))
-    latest = latest_labels(_string_ids(labels)).select([ROW_ID, target])
-    joined = scored.join(latest, keys=ROW_ID, join_type="left outer").sort_by("__order")
-    unmatched = latest.join(scored.select([ROW_ID]), keys=ROW_ID, join_type="left anti").num_rows
-    days = pc.cast(joined.column("batch_date"), pa.int32()).to_numpy(zero_copy_only=False)
-    truth = pc.cast(joined.column(target), pa.float64()).to_numpy(zero_copy_only=False)
-    predicted = joined.column("prediction").to_numpy(zero_copy_only=False).astype(np.float64)
+    latest = latest_labels(_string_ids(labels))
+    # row_ids are unique on both sides (checked across the window; one label per row), so a
+    # hash lookup of each scored row in the labels is the join, in the scored rows' own order
+    wanted = latest.column(ROW_ID).combine_chunks()
+    found = pc.index_in(_string_ids(scored).column(ROW_ID), value_set=wanted)
+    unmatched = latest.num_rows - (len(found) - found.null_count)
+    labels_found = latest.column(target).take(found)
+    days = pc.cast(scored.column("batch_date"), pa.int32()).to_numpy(zero_copy_only=False)
+    truth = pc.cast(labels_found, pa.float64()).to_numpy(zero_copy_only=False)
+    predicted = pc.cast(scored.column("prediction"), pa.float64()).to_numpy(zero_copy_only=False)
     out = []
     for day in np.unique(days):
         rows = days == day
