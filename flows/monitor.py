@@ -37,6 +37,7 @@ def monitor(
         context = steps.load_model(settings, model)
         batch = steps.load_batch(settings, context, day)
         drift = steps.compute_drift(settings, context, batch)
+        batch = batch.without_features()  # the rest needs row_id and prediction only
         performance = steps.compute_performance(settings, context, batch, day)
         result = monitoring.assemble(context, day, batch, drift, performance, settings)
         # reading and computing may overlap; writing and pushing a day is one run at a time,

@@ -198,6 +198,7 @@ def run_driftline(directory: Path) -> dict[str, Any]:
     read, read_cpu = time.perf_counter(), time.process_time()
     outcome = drift_report(profile, batch.table, DriftRule())
     done, done_cpu = time.perf_counter(), time.process_time()
+    batch = batch.without_features()  # as monitor_day does
     # the rest of the nightly run: performance from the labels, the result written to the lake
     lake = Lake.open(str(directory / "lake"))
     settings = load_settings({"DATA_LAKE_URI": str(directory / "lake")})

@@ -152,6 +152,7 @@ def monitor_day(
     """The nightly run's computation for one day, in one call (used by backfill)."""
     batch = read_batch(lake, context.card, batch_date)
     drift = drift_report(context.profile, batch.table, settings.drift_rule)
+    batch = batch.without_features()
     scored, labels = read_performance_inputs(
         lake, context.card, batch, batch_date, window_days=settings.performance_window_days
     )

@@ -35,6 +35,11 @@ class ValidatedBatch:
     table: pa.Table  # row_id, the features and prediction only
     warnings: tuple[str, ...]
 
+    def without_features(self) -> ValidatedBatch:
+        """The batch as the rest of the run needs it once drift is computed: row_id and
+        prediction. Dropping the feature columns frees most of a large batch's memory."""
+        return ValidatedBatch(self.table.select([ROW_ID, PREDICTION]), self.warnings)
+
 
 def _is_numeric(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
