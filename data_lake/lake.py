@@ -13,9 +13,11 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from core.errors import InputError, RunError
+from core.settings import LockPolicy
 from data_lake import lock
+from data_lake.columns import ARRIVAL_DATE, BATCH_DATE
 from data_lake.storage import Storage
-from driftline.errors import InputError, RunError
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,10 @@ class Lake(Storage):
 
     # paths ---------------------------------------------------------------------------------
     def scored_dir(self, model: str, batch_date: date) -> str:
-        return f"{self.root}/scored/model={model}/batch_date={batch_date.isoformat()}"
+        return f"{self.root}/scored/model={model}/{BATCH_DATE}={batch_date.isoformat()}"
 
     def labels_dir(self, model: str, arrival_date: date) -> str:
-        return f"{self.root}/labels/model={model}/arrival_date={arrival_date.isoformat()}"
+        return f"{self.root}/labels/model={model}/{ARRIVAL_DATE}={arrival_date.isoformat()}"
 
     def result_path(self, model: str, batch_date: date) -> str:
         day = batch_date.isoformat()
@@ -53,17 +55,17 @@ class Lake(Storage):
         return sorted(found)
 
     def scored_dates(self, model: str) -> list[date]:
-        return self._partition_dates(f"{self.root}/scored/model={model}", "batch_date")
+        return self._partition_dates(f"{self.root}/scored/model={model}", BATCH_DATE)
 
     def label_arrival_dates(self, model: str) -> list[date]:
-        return self._partition_dates(f"{self.root}/labels/model={model}", "arrival_date")
+        return self._partition_dates(f"{self.root}/labels/model={model}", ARRIVAL_DATE)
 
     def result_dates(self, model: str) -> list[date]:
         """Days with a complete result (a run killed before its move leaves only a folder)."""
         base = f"{self.root}/monitoring/model={model}"
         return [
             day
-            for day in self._partition_dates(base, "batch_date")
+            for day in self._partition_dates(base, BATCH_DATE)
             if self.fs.get_file_info(self.result_path(model, day)).is_file
         ]
 
@@ -119,7 +121,7 @@ class Lake(Storage):
         batch_date: date,
         *,
         purpose: str,
-        policy: lock.LockPolicy | None = None,
+        policy: LockPolicy | None = None,
         on_wait: Callable[[lock.LockOwner | None], None] | None = None,
         on_takeover: Callable[[lock.LockOwner | None, str], None] | None = None,
     ) -> Iterator[lock.LakeLock]:
@@ -131,7 +133,7 @@ class Lake(Storage):
             self,
             self.lock_path(model, batch_date),
             purpose=purpose,
-            policy=policy or lock.LockPolicy(),
+            policy=policy or LockPolicy(),
             on_wait=on_wait,
             on_takeover=on_takeover,
         )

@@ -21,22 +21,16 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from core.errors import RunError
+from core.settings import LockPolicy
 from data_lake.storage import Storage
-from driftline.errors import InputError, RunError
-
-
-@dataclass(frozen=True)
-class LockPolicy:
-    wait_seconds: float = 120.0  # a nightly run that finds a manual one running waits this long
-    stale_after_seconds: float = 6 * 3600.0  # a lock this old is taken over from any host
-    poll_seconds: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -122,7 +116,7 @@ def acquire(
     path: str,
     *,
     purpose: str,
-    policy: LockPolicy = LockPolicy(),
+    policy: LockPolicy,
     on_wait: Callable[[LockOwner | None], None] | None = None,
     on_takeover: Callable[[LockOwner | None, str], None] | None = None,
 ) -> LakeLock:
@@ -207,24 +201,3 @@ def _take_over(storage: Storage, path: str, stale: LockOwner | None) -> bool:
         return False
     os.unlink(aside)
     return True
-
-
-def policy_from_env(env: Mapping[str, str]) -> LockPolicy:
-    """`DRIFTLINE_LOCK_WAIT_SECONDS` and `DRIFTLINE_LOCK_STALE_SECONDS`, else the defaults."""
-    default = LockPolicy()
-    values = {}
-    for field_name, variable in (
-        ("wait_seconds", "DRIFTLINE_LOCK_WAIT_SECONDS"),
-        ("stale_after_seconds", "DRIFTLINE_LOCK_STALE_SECONDS"),
-    ):
-        raw = env.get(variable, "").strip()
-        if not raw:
-            continue
-        try:
-            values[field_name] = float(raw)
-        except ValueError:
-            raise InputError(
-                f"{variable}={raw!r} is not a number of seconds "
-                f"(expected e.g. {getattr(default, field_name):.0f})"
-            ) from None
-    return replace(default, **values)

@@ -10,8 +10,6 @@ leaves only its temporary file, which `remove_temp_files` clears on the next wri
 from __future__ import annotations
 
 import contextlib
-import os
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +18,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from driftline import faults
-from driftline.errors import InputError
-
-TEMP_PREFIX = ".tmp-"
+from core.errors import InputError
+from core.files import TEMP_PREFIX, temp_name, write_atomically
 
 
 @dataclass(frozen=True)
@@ -115,34 +111,43 @@ class Storage:
                     removed.append(info.path)
         return removed
 
-    def _write_atomically(self, path: str, write: Callable[[pa.NativeFile], object]) -> None:
-        parent, name = path.rsplit("/", 1)
-        self.fs.create_dir(parent, recursive=True)
-        tmp = f"{parent}/{TEMP_PREFIX}{uuid.uuid4().hex}-{name}"
-        local = isinstance(self.fs, pafs.LocalFileSystem)
+    def _write_atomically(
+        self,
+        path: str,
+        write: Callable[[pa.NativeFile], object],
+        before_commit: Callable[[], None] | None,
+    ) -> None:
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            write_atomically(
+                Path(path),
+                lambda handle: write(pa.PythonFile(handle, mode="w")),
+                before_commit=before_commit,
+            )
+            return
+        # object stores have no rename; a move there is a copy, still whole or absent
+        tmp = temp_name(path)
         try:
-            if local:
-                with open(tmp, "wb") as handle:
-                    write(pa.PythonFile(handle, mode="w"))
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            else:
-                with self.fs.open_output_stream(tmp) as out:
-                    write(out)
-            faults.pause_point("write-temp")
+            with self.fs.open_output_stream(tmp) as out:
+                write(out)
+            if before_commit is not None:
+                before_commit()
             self.fs.move(tmp, path)
-            if local:
-                _fsync_dir(parent)
         except BaseException:
             if self.fs.get_file_info(tmp).is_file:
                 self.fs.delete_file(tmp)
             raise
 
     def write_table(self, path: str, table: pa.Table) -> None:
-        self._write_atomically(path, lambda out: pq.write_table(table, out, compression="zstd"))
+        self._write_atomically(
+            path, lambda out: pq.write_table(table, out, compression="zstd"), None
+        )
 
-    def write_bytes(self, path: str, payload: bytes) -> None:
-        self._write_atomically(path, lambda out: out.write(payload))
+    def write_bytes(
+        self, path: str, payload: bytes, *, before_commit: Callable[[], None] | None = None
+    ) -> None:
+        """Write `payload` to `path` atomically; `before_commit` runs once the bytes are written
+        under the temporary name, before the move (the crash tests pause there)."""
+        self._write_atomically(path, lambda out: out.write(payload), before_commit)
 
 
 def _decode_names(fields: list[pa.Field]) -> None:
@@ -150,12 +155,3 @@ def _decode_names(fields: list[pa.Field]) -> None:
     for f in fields:
         _ = f.name
         _decode_names([f.type.field(i) for i in range(f.type.num_fields)])
-
-
-def _fsync_dir(directory: str) -> None:
-    """Make a rename durable: the directory entry is data too."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

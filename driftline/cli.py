@@ -7,27 +7,13 @@ one-line message naming the file, column or value and what was expected.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from driftline.errors import DriftlineError, InputError
-from driftline.settings import DEFAULT_MODEL, REPO_ROOT, load_settings
-
-
-def prefect_environment() -> None:
-    """Keep Prefect local, quiet and inside the project unless the user set otherwise."""
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_HOME", str(REPO_ROOT / "var" / "prefect"))
-    # the embedded server's default 20 s start-up budget is too short on a busy 2-core machine
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    # run logs are progress, on stdout; stderr carries only the one-line error a script reads
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM", "ext://sys.stdout")
-    # Prefect creates its home without parents; the ephemeral SQLite database lives there
-    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
+from core.errors import DriftlineError, InputError
+from core.settings import DEFAULT_MODEL, load_settings, prefect_environment
 
 
 def _date(text: str) -> date:
@@ -94,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    if args.command in ("train", "register", "simulate"):
+        settings = load_settings(push=False)
+    elif args.command == "demo":
+        settings = load_settings()
     if args.command == "train":
         from driftline import commands
 
@@ -148,6 +137,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     elif args.command == "backfill":
         from flows.backfill import backfill
+        from tasks.reports import backfill_lines
 
         report = backfill(
             model=args.model,
@@ -156,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
             prometheus_data=str(args.prometheus_data or "") or None,
             openmetrics=str(args.openmetrics or "") or None,
         )
-        print("\n".join(report.lines()))
+        print("\n".join(backfill_lines(report)))
         return 1 if report.failed else 0
     elif args.command == "serve":
         from flows.deployments import serve

@@ -11,10 +11,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.errors import InputError
+from core.names import check_name
+from core.settings import REPO_ROOT, Settings
 from data_lake.lake import Lake
-from driftline.errors import InputError
-from driftline.settings import REPO_ROOT, Settings
-from model_registry.registry import ModelCard, Registry, check_name
+from model_registry.registry import ModelCard, Registry
 from tasks import simulate as sim
 from tasks.profile import profile_files
 from tasks.training import PreparedModel, describe_features, prepare, train_random_forest

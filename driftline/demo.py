@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from core.settings import DEFAULT_MODEL, Settings
 from driftline import commands, stack
-from driftline.settings import DEFAULT_MODEL, Settings
 
 DRIFT_AFTER_DAYS = 10
 

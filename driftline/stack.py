@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 import yaml
 
+from core.files import write_bytes_atomically
+
 Component = Literal["pushgateway", "alertmanager", "prometheus"]
 
 # Start order: Prometheus last, so its first scrape and first alert delivery find the others up.
@@ -231,10 +233,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _write_yaml(path: Path, content: Mapping[str, Any]) -> None:
-    # Write then rename, so a running Prometheus never reloads half a file.
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(dict(content), sort_keys=False), encoding="utf-8")
-    tmp.replace(path)
+    # whole or not at all, so a running Prometheus never reloads half a file
+    write_bytes_atomically(path, yaml.safe_dump(dict(content), sort_keys=False).encode())
 
 
 # --- processes ------------------------------------------------------------------------------------

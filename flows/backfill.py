@@ -7,10 +7,10 @@ from datetime import date
 
 from prefect import flow, unmapped
 
-from driftline.settings import DEFAULT_MODEL, load_settings
-from tasks import backfill as bf
-from tasks import steps
-from tasks.backfill import BackfillReport
+from core.settings import DEFAULT_MODEL, load_settings
+from tasks import backfill_steps as steps
+from tasks.backfill import BackfillReport, days_between
+from tasks.steps import load_model
 
 
 @flow(
@@ -28,15 +28,15 @@ def backfill(
     """Replay `model`'s nightly run for start..end (both included); export the history to a
     Prometheus data directory or an OpenMetrics file when one is given."""
     started = time.perf_counter()
-    settings = load_settings()
-    days = bf.days_between(start, end)
-    context = steps.load_model(settings, model)
-    inputs = bf.load_inputs(settings, context, start, end)
-    futures = bf.replay.map(unmapped(settings), unmapped(context), unmapped(inputs), days)
-    outcomes = bf.wait_for_days(futures, days, model=model)
-    written = bf.export_history(
+    settings = load_settings(push=False)
+    days = days_between(start, end)
+    context = load_model(settings, model)
+    window = steps.load_window(settings, context, start, end)
+    futures = steps.replay.map(unmapped(settings), unmapped(context), unmapped(window), days)
+    outcomes = steps.wait_for_days(futures, days, model=model)
+    written = steps.export_history(
         settings, model, outcomes, prometheus_data=prometheus_data, openmetrics=openmetrics
     )
-    report = bf.finish(model, start, end, outcomes, written, started)
-    bf.publish_report(report)
+    report = steps.finish(model, start, end, outcomes, written, started)
+    steps.publish_report(report)
     return report

@@ -8,9 +8,8 @@ one flow run per chunk of days (`submit_backfill_chunks`), each created with an 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import cast
 
@@ -20,23 +19,14 @@ from prefect.deployments import run_deployment
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 
-from driftline.errors import InputError
-from driftline.settings import DEFAULT_MODEL
+from core.errors import InputError
+from core.settings import DEFAULT_MODEL, served_models
 from flows.backfill import backfill
 from flows.monitor import monitor
-from model_registry.registry import check_name
 
 NIGHTLY_CRON = "0 2 * * *"  # the run for day D at D+1 02:00; history is stamped the same way
 TIMEZONE = "UTC"
-MODELS_ENV = "DRIFTLINE_MODELS"
 BACKFILL_DEPLOYMENT = "backfill/backfill"
-
-
-def configured_models(env: Mapping[str, str] | None = None) -> list[str]:
-    """Models named in DRIFTLINE_MODELS (comma-separated), default diamonds-price."""
-    raw = (os.environ if env is None else env).get(MODELS_ENV, "")
-    models = [m.strip() for m in raw.split(",") if m.strip()] or [DEFAULT_MODEL]
-    return [check_name("model", m) for m in models]
 
 
 def nightly_name(model: str) -> str:
@@ -67,7 +57,7 @@ def deployments(models: Sequence[str]) -> list[RunnerDeployment]:
 
 def serve(models: Sequence[str] | None = None) -> None:
     """Run the deployments on their schedules in this process until interrupted."""
-    prefect_serve(*deployments(models or configured_models()))
+    prefect_serve(*deployments(models or served_models()))
 
 
 def chunks(start: date, end: date, chunk_days: int) -> list[tuple[date, date]]:

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from prefect import flow
 from prefect.runtime import flow_run
 
-from driftline.settings import DEFAULT_MODEL, load_settings
+from core.settings import DEFAULT_MODEL, load_settings
 from tasks import monitoring, steps
 from tasks.results import MonitoringResult
 from tasks.validation import check_batch_date
@@ -32,7 +32,7 @@ def monitor(
     """Drift and performance of `model` for `batch_date` (default: yesterday, UTC)."""
     started = time.time()
     day = check_batch_date(batch_date or yesterday_utc())
-    settings = load_settings()
+    settings = load_settings(push=push)
     with steps.io_failures_reported(settings, model, day):
         context = steps.load_model(settings, model)
         batch = steps.load_batch(settings, context, day)
@@ -42,7 +42,7 @@ def monitor(
         result = monitoring.assemble(context, day, batch, drift, performance, settings)
         # reading and computing may overlap; writing and pushing a day is one run at a time,
         # so the lake's result and the pushed gauges always come from the same run
-        with steps.day_lock(settings, model, day, settings.lock_policy):
+        with steps.day_lock(settings, model, day):
             written = steps.write_result(settings, result)
             steps.publish_artifacts(result)
             if push:

@@ -20,15 +20,15 @@ import joblib
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.errors import InputError
+from core.names import check_name, is_valid_name
 from data_lake.storage import Storage
-from driftline.errors import InputError
 
 FeatureKind = Literal["numeric", "categorical"]
 MODEL_FILE = "model.joblib"
 REFERENCE_FILE = "reference.parquet"
 CARD_FILE = "card.json"
 PRODUCTION = "production"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _VERSION = re.compile(r"^v[0-9]{1,9}$")
 
 
@@ -138,16 +138,6 @@ def sha256_of(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-def check_name(kind: str, name: str) -> str:
-    """Model names become paths and label values: keep them to a safe alphabet."""
-    if not _NAME.match(name):
-        raise InputError(
-            f"{kind} name {name!r} is not allowed: use 1-128 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return name
-
-
 class Registry:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
@@ -176,7 +166,7 @@ class Registry:
         return [
             m
             for m in self.storage.subdirs(self.storage.root)
-            if _NAME.match(m) and self.versions(m)
+            if is_valid_name(m) and self.versions(m)
         ]
 
     def aliases(self, model: str) -> dict[str, str]:

@@ -39,17 +39,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from core.settings import DriftRule, load_settings
 from data_lake.lake import Lake
-from driftline.settings import DriftRule, load_settings
 from model_registry.registry import FeatureSpec, HoldoutMetrics, ModelCard
 from tasks.drift_report import drift_report
-from tasks.monitoring import (
-    ModelContext,
-    assemble,
-    compute_performance,
-    read_batch,
-    read_performance_inputs,
-)
+from tasks.monitoring import ModelContext, assemble, read_batch, read_window
 from tasks.profile import PROFILE_FILE, profile_files, profile_from_bytes
 from tasks.results import to_json
 
@@ -202,8 +196,8 @@ def run_driftline(directory: Path) -> dict[str, Any]:
     # the rest of the nightly run: performance from the labels, the result written to the lake
     lake = Lake.open(str(directory / "lake"))
     settings = load_settings({"DATA_LAKE_URI": str(directory / "lake")})
-    scored, labels = read_performance_inputs(lake, card(), batch, DAY, window_days=30)
-    performance = compute_performance(scored, labels, target="y")
+    window = read_window(lake, card(), DAY, DAY, window_days=30, current=batch.table)
+    performance = window.performance(DAY)
     result = assemble(ModelContext(card(), profile), DAY, batch, outcome, performance, settings)
     lake.write_bytes(lake.result_path(MODEL, DAY), to_json(result))
     finished = time.perf_counter()

@@ -21,7 +21,7 @@ import json
 import numpy as np
 import pyarrow as pa
 
-from driftline.settings import DriftRule
+from core.settings import DriftRule
 from model_registry.registry import FeatureSpec, HoldoutMetrics, ModelCard
 from tasks.drift_report import drift_report
 from tasks.profile import build_profile

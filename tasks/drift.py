@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 from scipy import special, stats
 
-from driftline.settings import DriftRule
+from core.settings import DriftRule
 
 TestName = Literal["ks", "chi2"]
 Status = Literal["ok", "insufficient_data"]

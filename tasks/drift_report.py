@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from driftline.settings import DriftRule
+from core.settings import DriftRule
 from tasks.columns import as_float, category_counts
 from tasks.drift import FeatureDrift, chi2_drift, decide, decide_single, ks_drift
 from tasks.profile import (

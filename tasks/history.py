@@ -25,7 +25,8 @@ from pathlib import Path
 from prometheus_client.core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest
 
-from driftline.errors import InputError, RunError
+from core.errors import InputError, RunError
+from core.files import write_bytes_atomically
 from tasks.metrics import JOB, RunStamp, metric_families, registry_for
 from tasks.results import MonitoringResult
 
@@ -75,10 +76,7 @@ def openmetrics_text(families: Sequence[Metric]) -> bytes:
 
 def write_openmetrics(path: Path, payload: bytes) -> None:
     """Write the file beside its target and move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(payload)
-    tmp.replace(path)
+    write_bytes_atomically(path, payload)
 
 
 def promtool_path() -> str:

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
+from typing import TypeVar
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from core.errors import DriftlineError
+from core.settings import Settings
+from data_lake.columns import PREDICTION, ROW_ID
 from data_lake.lake import Lake
-from driftline.errors import InputError
-from driftline.settings import Settings
 from model_registry.registry import ModelCard, Registry
 from tasks.drift_report import DriftOutcome, drift_report
-from tasks.performance import BatchPerformance, performance_by_batch
+from tasks.performance import PerformanceOutcome, Window, as_of, window_start
 from tasks.profile import ReferenceProfile, load_profile
 from tasks.results import MonitoringResult
-from tasks.validation import PREDICTION, ROW_ID, ValidatedBatch, validate_batch, validate_labels
+from tasks.validation import ValidatedBatch, validate_batch, validate_labels
+
+_READ_THREADS = 4
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -27,22 +31,10 @@ class ModelContext:
     profile: ReferenceProfile
 
 
-@dataclass(frozen=True)
-class PerformanceOutcome:
-    batches: tuple[BatchPerformance, ...]
-    unmatched_labels: int
-    warnings: tuple[str, ...]
-
-
 def load_model_context(registry: Registry, model: str, version: str = "production") -> ModelContext:
     """The card and the reference profile; the model file itself is not needed to monitor."""
     card = registry.card(model, version)
     return ModelContext(card, load_profile(registry, card))
-
-
-def as_of(batch_date: date) -> date:
-    """The nightly run for day D runs on D+1 and sees labels arrived up to then."""
-    return batch_date + timedelta(days=1)
 
 
 def read_batch(lake: Lake, card: ModelCard, batch_date: date) -> ValidatedBatch:
@@ -51,74 +43,69 @@ def read_batch(lake: Lake, card: ModelCard, batch_date: date) -> ValidatedBatch:
     return validate_batch(table, card, source=source)
 
 
-def _with_date(table: pa.Table, name: str, day: date) -> pa.Table:
-    return table.append_column(name, pa.array(np.full(table.num_rows, np.datetime64(day, "D"))))
+def read_window(
+    lake: Lake,
+    card: ModelCard,
+    start: date,
+    end: date,
+    *,
+    window_days: int,
+    current: pa.Table | None = None,
+) -> Window:
+    """The predictions and labels that the runs for start..end need, each file read once.
 
+    `current` is the batch of `end` (row_id, prediction) when the run already holds it. A file
+    that is bad input fails only the days whose window reads it; an I/O error fails the read.
+    """
+    first = window_start(start, window_days)
+    scored_days = [d for d in lake.scored_dates(card.name) if first <= d <= end]
+    arrival_days = [d for d in lake.label_arrival_dates(card.name) if first < d <= as_of(end)]
 
-def read_performance_inputs(
-    lake: Lake, card: ModelCard, batch: ValidatedBatch, batch_date: date, *, window_days: int
-) -> tuple[pa.Table, pa.Table]:
-    """Predictions of the window's batches (row_id, prediction, batch_date) and the labels
-    arrived for them as of the run (row_id, target, arrival_date)."""
-    first = batch_date - timedelta(days=window_days - 1)
-    columns = [ROW_ID, PREDICTION]
-    tables = [_with_date(batch.table.select(columns), "batch_date", batch_date)]
-    for day in lake.scored_dates(card.name):
-        if first <= day < batch_date:
-            table = lake.read_scored(card.name, day, columns=columns)
-            tables.append(_with_date(_uniform(table, columns), "batch_date", day))
-    scored = pa.concat_tables(tables, promote_options="permissive")
-    label_tables = []
-    for arrival in lake.label_arrival_dates(card.name):
-        # a label for a batch in the window arrives after the window opens
-        if first < arrival <= as_of(batch_date):
-            for path in lake.files(lake.labels_dir(card.name, arrival), ".parquet"):
-                table = validate_labels(
-                    lake.read_parquet(path), target=card.target, source=lake.uri_of(path)
-                )
-                columns_ = [ROW_ID, card.target]
-                label_tables.append(_with_date(_uniform(table, columns_), "arrival_date", arrival))
-    labels = (
-        pa.concat_tables(label_tables, promote_options="permissive")
-        if label_tables
-        else pa.table(
-            {
-                ROW_ID: pa.array([], pa.string()),
-                card.target: pa.array([], pa.float64()),
-                "arrival_date": pa.array([], pa.date32()),
-            }
-        )
+    def read_scored(day: date) -> pa.Table:
+        if current is not None and day == end:
+            return current
+        return lake.read_scored(card.name, day, columns=[ROW_ID, PREDICTION])
+
+    def read_labels(day: date) -> list[pa.Table]:
+        return [
+            validate_labels(lake.read_parquet(path), target=card.target, source=lake.uri_of(path))
+            for path in lake.files(lake.labels_dir(card.name, day), ".parquet")
+        ]
+
+    scored, scored_errors = _read_days(read_scored, scored_days)
+    labels, label_errors = _read_days(read_labels, arrival_days)
+    return Window.build(
+        model=card.name,
+        window_days=window_days,
+        target=card.target,
+        scored=scored,
+        labels=[(day, table) for day, tables in labels for table in tables],
+        scored_errors=scored_errors,
+        label_errors=label_errors,
     )
-    row_ids = scored.column(ROW_ID)
-    if pc.count_distinct(row_ids).as_py() != scored.num_rows:
-        counts = pc.value_counts(row_ids)
-        dup = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
-        raise InputError(
-            f"row_id {dup!r} appears in more than one batch of model {card.name!r}; "
-            "row_id must be unique within a model"
-        )
-    return scored, labels
 
 
-def _uniform(table: pa.Table, columns: list[str]) -> pa.Table:
-    """row_id as strings and values as float64, so the files of a window concatenate."""
-    arrays = [pc.cast(table.column(columns[0]), pa.string())]
-    arrays += [pc.cast(table.column(c), pa.float64()) for c in columns[1:]]
-    return pa.table(dict(zip(columns, arrays, strict=True)))
+def _read_days(
+    read: Callable[[date], T], days: Sequence[date]
+) -> tuple[list[tuple[date, T]], dict[date, DriftlineError]]:
+    """`read` each day on a few threads (pyarrow reads release the GIL), in day order; bad
+    input is kept per day, so it fails only the runs that need that day."""
 
+    def attempt(day: date) -> tuple[date, T | DriftlineError]:
+        try:
+            return day, read(day)
+        except DriftlineError as exc:
+            return day, exc
 
-def performance_outcome(batches: Sequence[BatchPerformance], unmatched: int) -> PerformanceOutcome:
-    """The window's performance, with a warning when labels matched no scored row."""
-    warnings = (
-        (f"{unmatched} label(s) match no scored row of the last batches and were skipped",)
-        if unmatched
-        else ()
-    )
-    return PerformanceOutcome(tuple(batches), unmatched, warnings)
-
-
-def compute_performance(scored: pa.Table, labels: pa.Table, *, target: str) -> PerformanceOutcome:
-    return performance_outcome(*performance_by_batch(scored, labels, target=target))
+    read_ok: list[tuple[date, T]] = []
+    errors: dict[date, DriftlineError] = {}
+    with ThreadPoolExecutor(_READ_THREADS) as pool:
+        for day, value in pool.map(attempt, days):
+            if isinstance(value, DriftlineError):
+                errors[day] = value
+            else:
+                read_ok.append((day, value))
+    return read_ok, errors
 
 
 def assemble(
@@ -147,14 +134,26 @@ def assemble(
 
 
 def monitor_day(
-    lake: Lake, context: ModelContext, batch_date: date, settings: Settings
+    lake: Lake,
+    context: ModelContext,
+    batch_date: date,
+    settings: Settings,
+    *,
+    window: Window | None = None,
 ) -> MonitoringResult:
-    """The nightly run's computation for one day, in one call (used by backfill)."""
+    """The nightly run's computation for one day, in one call: with the `window` of a range
+    read once (backfill), or else the day's own window, as the nightly run reads it."""
     batch = read_batch(lake, context.card, batch_date)
     drift = drift_report(context.profile, batch.table, settings.drift_rule)
-    batch = batch.without_features()
-    scored, labels = read_performance_inputs(
-        lake, context.card, batch, batch_date, window_days=settings.performance_window_days
-    )
-    performance = compute_performance(scored, labels, target=context.card.target)
+    batch = batch.without_features()  # the rest needs row_id and prediction only
+    if window is None:
+        window = read_window(
+            lake,
+            context.card,
+            batch_date,
+            batch_date,
+            window_days=settings.performance_window_days,
+            current=batch.table,
+        )
+    performance = window.performance(batch_date)
     return assemble(context, batch_date, batch, drift, performance, settings)

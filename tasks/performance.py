@@ -1,8 +1,17 @@
-"""Performance on labelled rows (contract section 4), per scored batch, as of a run date."""
+"""Performance on labelled rows, per scored batch, as of a run day (docs/contract.md, "Statistics").
+
+One engine serves the nightly run and the backfill. A `Window` holds the predictions and the label
+arrivals that a range of run days needs, read once; `Window.performance(day)` gives the run for
+`day` the performance of every batch of its window as that night saw it: labels arrived by the
+day after (`as_of`), a row labelled twice keeping its latest arrival (then read order, a later
+null label included), labels that match no batch of the window counted as unmatched. The nightly
+run is a window of one run day.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -10,6 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from sklearn import metrics
+
+from core.errors import DriftlineError, InputError
+from data_lake.columns import PREDICTION, ROW_ID
+from tasks.columns import as_float
 
 
 @dataclass(frozen=True)
@@ -29,6 +42,13 @@ class BatchPerformance:
     metrics: RegressionMetrics | None  # None when no row is labelled
 
 
+@dataclass(frozen=True)
+class PerformanceOutcome:
+    batches: tuple[BatchPerformance, ...]  # every batch of the window with rows, oldest first
+    unmatched_labels: int
+    warnings: tuple[str, ...]
+
+
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> RegressionMetrics:
     nonzero = y_true != 0
     mape = (
@@ -44,65 +64,206 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> RegressionMetr
     )
 
 
-ROW_ID = "row_id"
-EPOCH = date(1970, 1, 1)
+def as_of(batch_date: date) -> date:
+    """The nightly run for day D runs on D+1 and sees labels arrived up to then."""
+    return batch_date + timedelta(days=1)
 
 
-def _string_ids(table: pa.Table) -> pa.Table:
-    """row_id as Arrow strings, whichever of string or integer ids a file carried."""
-    index = table.column_names.index(ROW_ID)
-    return table.set_column(index, ROW_ID, pc.cast(table.column(ROW_ID), pa.string()))
+def window_start(batch_date: date, window_days: int) -> date:
+    """The oldest batch whose performance the run for `batch_date` reports."""
+    return batch_date - timedelta(days=window_days - 1)
 
 
-def latest_labels(labels: pa.Table) -> pa.Table:
-    """One label per row_id: a row labelled twice keeps its latest arrival (then read order)."""
-    if pc.count_distinct(labels.column(ROW_ID)).as_py() == labels.num_rows:
-        return labels
-    # Arrow's sort is stable, and "last" follows row order when not threaded; a later null
-    # label still replaces an earlier one, as it did when it arrived
-    keep_nulls = pc.ScalarAggregateOptions(skip_nulls=False)
-    others = [c for c in labels.column_names if c != ROW_ID]
-    latest = (
-        labels.sort_by([("arrival_date", "ascending")])
-        .group_by(ROW_ID, use_threads=False)
-        .aggregate([(c, "last", keep_nulls) for c in others])
-    )
-    return latest.rename_columns([ROW_ID, *others])
+@dataclass(frozen=True)
+class _Batch:
+    """One scored batch: predictions in file order and the label events for its rows."""
+
+    predictions: np.ndarray  # float64, file order
+    arrivals: np.ndarray  # int64 ordinals of each label event, ascending (read order)
+    rows: np.ndarray  # int64 row index in the batch of each label event
+    targets: np.ndarray  # float64 label of each event (NaN: a null label)
 
 
-def performance_by_batch(
-    scored: pa.Table, labels: pa.Table, *, target: str
-) -> tuple[list[BatchPerformance], int]:
-    """Per batch_date of `scored` (row_id, prediction, batch_date), joined to `labels`
-    (row_id, target, arrival_date) already cut to the run's as-of date.
+class Window:
+    """Predictions and labels of the windows of a range of run days, read once.
 
-    Returns the per-batch performance and how many labels matched no scored row. Rows keep
-    their order within a batch, so the sums come out the same on every path.
+    Built by `Window.build`; a plain class rather than a dataclass so that Prefect does not walk
+    its arrays when it is passed to mapped tasks.
     """
-    latest = latest_labels(_string_ids(labels))
-    # row_ids are unique on both sides (checked across the window; one label per row), so a
-    # hash lookup of each scored row in the labels is the join, in the scored rows' own order
-    wanted = latest.column(ROW_ID).combine_chunks()
-    found = pc.index_in(_string_ids(scored).column(ROW_ID), value_set=wanted)
-    unmatched = latest.num_rows - (len(found) - found.null_count)
-    labels_found = latest.column(target).take(found)
-    days = pc.cast(scored.column("batch_date"), pa.int32()).to_numpy(zero_copy_only=False)
-    truth = pc.cast(labels_found, pa.float64()).to_numpy(zero_copy_only=False)
-    predicted = pc.cast(scored.column("prediction"), pa.float64()).to_numpy(zero_copy_only=False)
-    out = []
-    for day in np.unique(days):
-        rows = days == day
-        labelled = rows & ~np.isnan(truth)
-        n_rows, n_labelled = int(rows.sum()), int(labelled.sum())
-        out.append(
-            BatchPerformance(
-                batch_date=EPOCH + timedelta(days=int(day)),
-                n_rows=n_rows,
-                n_labelled=n_labelled,
-                label_coverage_ratio=n_labelled / n_rows if n_rows else 0.0,
-                metrics=regression_metrics(truth[labelled], predicted[labelled])
-                if n_labelled
-                else None,
-            )
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        window_days: int,
+        batches: dict[date, _Batch],
+        label_arrivals: np.ndarray,
+        label_codes: np.ndarray,
+        label_batches: np.ndarray,
+        duplicates: list[tuple[str, np.ndarray]],
+        scored_errors: Mapping[date, DriftlineError],
+        label_errors: Mapping[date, DriftlineError],
+    ) -> None:
+        self.model = model
+        self.window_days = window_days
+        self.batches = batches
+        self.label_arrivals = label_arrivals  # every label event, in read order
+        self.label_codes = label_codes  # a code per distinct row_id
+        self.label_batches = label_batches  # ordinal of the row's batch, -1 when unknown
+        self.duplicates = duplicates  # row_ids scored more than once, and the batches of each
+        self.scored_errors = dict(scored_errors)
+        self.label_errors = dict(label_errors)
+        self._memo: dict[tuple[date, tuple[int, ...]], BatchPerformance] = {}
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        model: str,
+        window_days: int,
+        target: str,
+        scored: Sequence[tuple[date, pa.Table]],
+        labels: Sequence[tuple[date, pa.Table]],
+        scored_errors: Mapping[date, DriftlineError] | None = None,
+        label_errors: Mapping[date, DriftlineError] | None = None,
+    ) -> Window:
+        """From the scored batches (row_id, prediction) by batch day and the label files
+        (row_id, target) by arrival day, each in ascending day order and read order."""
+        ids: list[pa.Array] = []  # row_ids of the scored rows, then of the label events
+        predictions: dict[date, np.ndarray] = {}
+        scored_batch: list[np.ndarray] = []
+        for day, table in scored:
+            predictions[day] = as_float(table.column(PREDICTION))
+            ids.extend(pc.cast(table.column(ROW_ID), pa.string()).chunks)
+            scored_batch.append(np.full(table.num_rows, day.toordinal(), dtype=np.int64))
+        label_targets: list[np.ndarray] = []
+        label_arrival: list[np.ndarray] = []
+        for day, table in labels:
+            ids.extend(pc.cast(table.column(ROW_ID), pa.string()).chunks)
+            label_targets.append(as_float(table.column(target)))
+            label_arrival.append(np.full(table.num_rows, day.toordinal(), dtype=np.int64))
+
+        # one hash pass gives every row_id an integer code; the rest is integer arithmetic
+        all_ids, codes = _codes(ids)
+        batch_of_row = np.concatenate([np.empty(0, np.int64), *scored_batch])
+        scored_codes, label_codes = codes[: batch_of_row.size], codes[batch_of_row.size :]
+        row_in_batch = np.concatenate(
+            [np.empty(0, np.int64), *(np.arange(b.size, dtype=np.int64) for b in scored_batch)]
         )
-    return out, unmatched
+        # the batch and row of each label's row_id (-1: a row not read, outside the windows)
+        size = int(codes.max()) + 1 if codes.size else 0
+        batch_of_code = np.full(size, -1, dtype=np.int64)
+        row_of_code = np.full(size, -1, dtype=np.int64)
+        batch_of_code[scored_codes] = batch_of_row
+        row_of_code[scored_codes] = row_in_batch
+        arrivals = np.concatenate([np.empty(0, np.int64), *label_arrival])
+        targets = np.concatenate([np.empty(0, np.float64), *label_targets])
+        label_batches = batch_of_code[label_codes]
+        label_rows = row_of_code[label_codes]
+
+        order = np.argsort(label_batches, kind="stable")  # per batch, in read order
+        sorted_batches = label_batches[order]
+        batches: dict[date, _Batch] = {}
+        for day, preds in predictions.items():
+            lo, hi = np.searchsorted(sorted_batches, [day.toordinal(), day.toordinal() + 1])
+            events = order[lo:hi]
+            batches[day] = _Batch(preds, arrivals[events], label_rows[events], targets[events])
+        return cls(
+            model=model,
+            window_days=window_days,
+            batches=batches,
+            label_arrivals=arrivals,
+            label_codes=label_codes,
+            label_batches=label_batches,
+            duplicates=_duplicates(all_ids, scored_codes, batch_of_row),
+            scored_errors=scored_errors or {},
+            label_errors=label_errors or {},
+        )
+
+    def performance(self, batch_date: date) -> PerformanceOutcome:
+        """The performance the run for `batch_date` reports, or the error that run meets."""
+        first = window_start(batch_date, self.window_days)
+        lo, hi = first.toordinal(), as_of(batch_date).toordinal()
+        # the run reads the window's earlier batches, then the label arrivals, in day order
+        for day in sorted(self.scored_errors):
+            if first <= day < batch_date:
+                raise self.scored_errors[day]
+        for day in sorted(self.label_errors):
+            if lo < day.toordinal() <= hi:
+                raise self.label_errors[day]
+        for row_id, days in self.duplicates:
+            if np.count_nonzero((days >= lo) & (days <= batch_date.toordinal())) > 1:
+                raise InputError(
+                    f"row_id {row_id!r} appears in more than one batch of model "
+                    f"{self.model!r}; row_id must be unique within a model"
+                )
+        window = [d for d in sorted(self.batches) if first <= d <= batch_date]
+        batches = tuple(p for d in window if (p := self._batch(d, lo, hi)) is not None)
+        left, right = np.searchsorted(self.label_arrivals, [lo, hi], side="right")
+        found = self.label_batches[left:right]
+        outside = (found < lo) | (found > batch_date.toordinal())
+        unmatched = int(np.unique(self.label_codes[left:right][outside]).size)
+        warnings = (
+            (f"{unmatched} label(s) match no scored row of the last batches and were skipped",)
+            if unmatched
+            else ()
+        )
+        return PerformanceOutcome(batches, unmatched, warnings)
+
+    def _batch(self, batch_date: date, lo: int, hi: int) -> BatchPerformance | None:
+        """Performance of one batch with the labels that arrived in (lo, hi] (ordinals).
+
+        A batch whose labels stopped arriving keeps the same numbers for the rest of its window,
+        so each is computed once per set of arrivals it has seen.
+        """
+        batch = self.batches[batch_date]
+        n_rows = batch.predictions.size
+        if n_rows == 0:
+            return None  # no rows, nothing to report for the batch
+        left, right = np.searchsorted(batch.arrivals, [lo, hi], side="right")
+        key = (batch_date, tuple(np.unique(batch.arrivals[left:right]).tolist()))
+        cached = self._memo.get(key)
+        if cached is not None:
+            return cached
+        rows = batch.rows[left:right]
+        # the latest arrival of a row wins: its last event in read order
+        unique_rows, last_from_end = np.unique(rows[::-1], return_index=True)
+        targets = batch.targets[left:right][rows.size - 1 - last_from_end]
+        labelled = ~np.isnan(targets)
+        n_labelled = int(labelled.sum())
+        performance = BatchPerformance(
+            batch_date=batch_date,
+            n_rows=n_rows,
+            n_labelled=n_labelled,
+            label_coverage_ratio=n_labelled / n_rows,
+            metrics=regression_metrics(targets[labelled], batch.predictions[unique_rows[labelled]])
+            if n_labelled
+            else None,
+        )
+        self._memo[key] = performance
+        return performance
+
+
+def _codes(ids: list[pa.Array]) -> tuple[pa.Array, np.ndarray]:
+    """The distinct row_ids, and the index among them of every row_id in `ids`, in order."""
+    if not ids:
+        return pa.array([], pa.string()), np.empty(0, dtype=np.int64)
+    encoded = pc.dictionary_encode(pa.chunked_array(ids, type=pa.string()).combine_chunks())
+    codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return encoded.dictionary, codes
+
+
+def _duplicates(
+    distinct: pa.Array, codes: np.ndarray, batch_of_row: np.ndarray
+) -> list[tuple[str, np.ndarray]]:
+    """Each row_id scored more than once (in one batch or several) with the batch of each row."""
+    if codes.size == 0:
+        return []
+    repeated = np.flatnonzero(np.bincount(codes) > 1)
+    if repeated.size == 0:
+        return []
+    rows = np.isin(codes, repeated)
+    return [
+        (str(distinct[int(code)].as_py()), batch_of_row[rows][codes[rows] == code])
+        for code in repeated
+    ]

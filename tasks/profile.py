@@ -25,12 +25,12 @@ from typing import Protocol
 import numpy as np
 import pyarrow as pa
 
-from driftline.errors import InputError
+from core.errors import InputError
+from data_lake.columns import PREDICTION
 from model_registry.registry import REFERENCE_FILE, FeatureSpec, ModelCard, Registry
 from tasks.columns import category_counts, numeric_ecdf
 from tasks.drift import Ecdf
 
-PREDICTION = "prediction"
 PROFILE_FILE = "profile.arrow"
 PROFILE_FORMAT = 1
 _METADATA_KEY = b"driftline.profile"

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from data_lake.columns import MODEL_VERSION, PREDICTION, ROW_ID, SCORED_AT
 from model_registry.registry import ModelCard
 
 Scenario = Literal["none", "data-drift", "concept-drift", "both"]
@@ -74,8 +75,8 @@ def simulate_day(
     row_id = [f"{batch_date.isoformat()}-{i:07d}" for i in range(rows)]
     scored = pd.DataFrame(
         {
-            "row_id": row_id,
-            "scored_at": pd.to_datetime(
+            ROW_ID: row_id,
+            SCORED_AT: pd.to_datetime(
                 day_start.timestamp() + np.sort(rng.uniform(0, 86_400, rows)), unit="s", utc=True
             ),
         }
@@ -85,12 +86,12 @@ def simulate_day(
         if isinstance(sample[name].dtype, pd.CategoricalDtype):
             scored[name] = scored[name].astype(sample[name].dtype)
     predictions = estimator.predict(sample[names]) if rows else np.empty(0)
-    scored["prediction"] = np.asarray(predictions, dtype=np.float64)
-    scored["model_version"] = card.version
+    scored[PREDICTION] = np.asarray(predictions, dtype=np.float64)
+    scored[MODEL_VERSION] = card.version
     truth = sample[card.target].to_numpy(np.float64) * (CONCEPT_FACTOR if concept_drift else 1.0)
     delay = rng.choice(LABEL_DELAY_DAYS, size=rows, p=LABEL_DELAY_WEIGHTS)
     arrives = rng.uniform(size=rows) >= LABEL_NEVER_RATIO
-    labels = pd.DataFrame({"row_id": row_id, card.target: truth, "delay": delay})[arrives]
+    labels = pd.DataFrame({ROW_ID: row_id, card.target: truth, "delay": delay})[arrives]
     by_arrival = {
         batch_date + timedelta(days=int(d)): group.drop(columns="delay").reset_index(drop=True)
         for d, group in labels.groupby("delay")

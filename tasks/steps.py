@@ -2,49 +2,32 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
-from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from core import faults
+from core.errors import RunError
+from core.settings import IO_RETRY_DELAYS_SECONDS, PushSettings, Settings
 from data_lake.lake import Lake
-from data_lake.lock import LockOwner, LockPolicy
-from driftline import faults
-from driftline.errors import DriftlineError, RunError
-from driftline.settings import Settings
+from data_lake.lock import LockOwner
 from model_registry.registry import Registry
-from tasks import metrics, monitoring
+from tasks import monitoring, pushgateway, reports
 from tasks.drift_report import DriftOutcome, drift_report
-from tasks.monitoring import ModelContext, PerformanceOutcome
+from tasks.metrics import JOB, RunStamp
+from tasks.monitoring import ModelContext
+from tasks.performance import PerformanceOutcome
 from tasks.results import MonitoringResult, to_json
 from tasks.validation import ValidatedBatch
-
-IO_RETRY_DELAYS: list[float] = [2, 10, 30]
-
-
-def transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry what may pass (network, storage); bad input and missing batches will not."""
-    return not isinstance(state.data, DriftlineError)
+from tasks.wrappers import artifact_key, compute_task, io_task, transient
 
 
-def artifact_key(kind: str, model: str) -> str:
-    """Artifact keys allow lowercase letters, digits and dashes only."""
-    return f"{kind}-" + re.sub(r"[^a-z0-9-]+", "-", model.lower()).strip("-")
-
-
-@task(
-    name="load-model",
-    retries=3,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=transient,
-    cache_policy=NO_CACHE,
-)
+@io_task("load-model")
 def load_model(settings: Settings, model: str) -> ModelContext:
     context = monitoring.load_model_context(Registry.open(settings.model_registry_uri), model)
     get_run_logger().info(
@@ -64,13 +47,7 @@ def load_model(settings: Settings, model: str) -> ModelContext:
     return context
 
 
-@task(
-    name="load-batch",
-    retries=3,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=transient,
-    cache_policy=NO_CACHE,
-)
+@io_task("load-batch")
 def load_batch(settings: Settings, context: ModelContext, batch_date: date) -> ValidatedBatch:
     batch = monitoring.read_batch(Lake.open(settings.data_lake_uri), context.card, batch_date)
     faults.pause_point("load-batch")
@@ -81,7 +58,7 @@ def load_batch(settings: Settings, context: ModelContext, batch_date: date) -> V
     return batch
 
 
-@task(name="compute-drift", cache_policy=NO_CACHE)
+@compute_task("compute-drift")
 def compute_drift(settings: Settings, context: ModelContext, batch: ValidatedBatch) -> DriftOutcome:
     outcome = drift_report(context.profile, batch.table, settings.drift_rule)
     drifted = [d.feature for d in outcome.features if d.is_drifted]
@@ -93,24 +70,19 @@ def compute_drift(settings: Settings, context: ModelContext, batch: ValidatedBat
     return outcome
 
 
-@task(
-    name="compute-performance",
-    retries=3,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=transient,
-    cache_policy=NO_CACHE,
-)
+@io_task("compute-performance")
 def compute_performance(
     settings: Settings, context: ModelContext, batch: ValidatedBatch, batch_date: date
 ) -> PerformanceOutcome:
-    scored, labels = monitoring.read_performance_inputs(
+    window = monitoring.read_window(
         Lake.open(settings.data_lake_uri),
         context.card,
-        batch,
+        batch_date,
         batch_date,
         window_days=settings.performance_window_days,
+        current=batch.table,
     )
-    outcome = monitoring.compute_performance(scored, labels, target=context.card.target)
+    outcome = window.performance(batch_date)
     logger = get_run_logger()
     for warning in outcome.warnings:
         logger.warning(warning)
@@ -125,17 +97,16 @@ def io_failures_reported(settings: Settings, model: str, batch_date: date) -> It
     except OSError as exc:
         raise RunError(
             f"monitor {model} {batch_date}: the data lake or registry kept failing after "
-            f"{len(IO_RETRY_DELAYS) + 1} attempts ({exc}); nothing new was written or pushed "
-            "for this day, and the next run starts over (no clean-up needed)"
+            f"{len(IO_RETRY_DELAYS_SECONDS) + 1} attempts ({exc}); nothing new was written or "
+            "pushed for this day, and the next run starts over (no clean-up needed)"
         ) from exc
 
 
 @contextmanager
-def day_lock(
-    settings: Settings, model: str, batch_date: date, policy: LockPolicy
-) -> Iterator[None]:
+def day_lock(settings: Settings, model: str, batch_date: date) -> Iterator[None]:
     """Only one run writes and pushes a model's batch day at a time (data_lake/lock.py)."""
     logger = get_run_logger()
+    policy = settings.lock_policy
 
     def waiting(holder: LockOwner | None) -> None:
         held_by = holder.describe() if holder else "another run"
@@ -163,102 +134,41 @@ def day_lock(
         yield
 
 
-@task(
-    name="write-result",
-    retries=3,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=transient,
-    cache_policy=NO_CACHE,
-)
+@io_task("write-result")
 def write_result(settings: Settings, result: MonitoringResult) -> str:
     lake = Lake.open(settings.data_lake_uri)
     path = lake.result_path(result.model, result.batch_date)
-    lake.write_bytes(path, to_json(result))
+    lake.write_bytes(path, to_json(result), before_commit=lambda: faults.pause_point("write-temp"))
     get_run_logger().info("results written to %s", lake.uri_of(path))
     return lake.uri_of(path)
 
 
-@task(name="publish-artifacts", cache_policy=NO_CACHE)
+@compute_task("publish-artifacts")
 def publish_artifacts(result: MonitoringResult) -> None:
-    rows = [
-        {
-            "feature": d.feature,
-            "test": d.test,
-            "score": round(d.score, 4) if d.status == "ok" else None,
-            "p_value": d.p_value if d.status == "ok" else None,
-            "p_value_adjusted": d.p_value_adjusted if d.status == "ok" else None,
-            "missing_ratio": round(d.missing_ratio, 4),
-            "drifted": d.is_drifted,
-            "status": d.status,
-        }
-        for d in (*result.features, *([result.prediction] if result.prediction else []))
-    ]
     create_table_artifact(
         key=artifact_key("drift", result.model),
-        table=rows,
+        table=reports.drift_rows(result),
         description=f"Drift of {result.model} {result.model_version}, batch {result.batch_date}",
     )
     create_markdown_artifact(
         key=artifact_key("summary", result.model),
-        markdown=summary_markdown(result),
+        markdown=reports.summary_markdown(result),
         description=f"Monitoring summary, batch {result.batch_date}",
     )
 
 
-def summary_markdown(result: MonitoringResult) -> str:
-    drifted = result.drifted_features
-    perf = result.current_performance
-    lines = [
-        f"# {result.model} {result.model_version}: batch {result.batch_date}",
-        "",
-        f"- rows: {result.n_rows}",
-        f"- drifted features: {', '.join(drifted) if drifted else 'none'} "
-        f"(of {sum(d.status == 'ok' for d in result.features)} tested)",
-    ]
-    if result.prediction is not None and result.prediction.status == "ok":
-        lines.append(
-            f"- prediction drift: D = {result.prediction.score:.3f}, "
-            f"p = {result.prediction.p_value:.3g}, drifted: {result.prediction.is_drifted}"
-        )
-    if perf is not None and perf.metrics is not None:
-        ratio = perf.metrics.mae / result.baseline.mae if result.baseline.mae else float("nan")
-        lines.append(
-            f"- performance on batch {perf.batch_date} ({perf.label_coverage_ratio:.0%} labelled): "
-            f"MAE {perf.metrics.mae:.4g} = {ratio:.2f} x baseline {result.baseline.mae:.4g}, "
-            f"R² {perf.metrics.r2:.3f}"
-        )
-    else:
-        lines.append(
-            f"- performance: no batch of the window has {result.min_label_coverage:.0%} "
-            "of its labels yet"
-        )
-    lines += [f"- warning: {w}" for w in result.warnings]
-    return "\n".join(lines) + "\n"
-
-
 @task(name="push-metrics", cache_policy=NO_CACHE, retry_condition_fn=transient)
-def push_metrics(settings: Settings, result: MonitoringResult, started_at: float) -> None:
+def push_metrics(push: PushSettings, result: MonitoringResult, started_at: float) -> None:
     faults.pause_point("push")
     finished = time.time()
-    # TLS settings, once driftline/settings.py carries them (docs/reliability.md)
-    tls = metrics.tls_context(
-        ca_file=settings.pushgateway_ca_file,
-        cert_file=settings.pushgateway_cert_file,
-        key_file=settings.pushgateway_key_file,
-    )
-    metrics.push(
+    pushgateway.push(
         result,
-        metrics.RunStamp(finished_at_seconds=finished, duration_seconds=finished - started_at),
-        gateway=settings.pushgateway_url,
-        handler=metrics.auth_handler(
-            settings.pushgateway_username, settings.pushgateway_password, tls=tls
-        ),
+        RunStamp(finished_at_seconds=finished, duration_seconds=finished - started_at),
+        gateway=push.url,
+        handler=pushgateway.handler_for(push),
     )
     get_run_logger().info(
-        "pushed to %s (job=%s, model=%s)",
-        metrics.redact_url(settings.pushgateway_url),
-        metrics.JOB,
-        result.model,
+        "pushed to %s (job=%s, model=%s)", pushgateway.redact_url(push.url), JOB, result.model
     )
 
 
@@ -266,14 +176,15 @@ def push_metrics_or_fail(
     settings: Settings, result: MonitoringResult, started_at: float, written: str
 ) -> None:
     """Push with the configured retries; a Pushgateway that stays down fails the run clearly."""
-    delays = list(settings.push_retry_delays_seconds)
+    push = settings.push
+    delays = list(push.retry_delays_seconds)
     try:
         push_metrics.with_options(retries=len(delays), retry_delay_seconds=delays)(
-            settings, result, started_at
+            push, result, started_at
         )
     except OSError as exc:  # urllib's URLError and socket errors
         raise RunError(
-            f"could not push to the Pushgateway at {metrics.redact_url(settings.pushgateway_url)} "
-            f"after {len(delays) + 1} attempts ({metrics.failure_reason(exc)}); the results for "
+            f"could not push to the Pushgateway at {pushgateway.redact_url(push.url)} after "
+            f"{len(delays) + 1} attempts ({pushgateway.failure_reason(exc)}); the results for "
             f"{result.batch_date} are saved in {written} and the next run pushes again"
         ) from exc

@@ -19,12 +19,12 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
-from driftline.errors import InputError
+from core.errors import InputError
+from data_lake.columns import PREDICTION, ROW_ID
 from model_registry.registry import FeatureSpec, HoldoutMetrics
 from tasks.columns import category_counts
 from tasks.performance import regression_metrics
 
-PREDICTION = "prediction"
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "pyarrow", "scipy", "joblib", "driftline")
 
 
@@ -76,7 +76,7 @@ def describe_features(
         )
     specs = []
     for name in frame.columns:
-        if name in (target, PREDICTION, "row_id"):
+        if name in (target, PREDICTION, ROW_ID):
             continue
         column = frame[name]
         numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)

@@ -17,12 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from driftline.errors import InputError
+from core.errors import InputError
+from data_lake.columns import MODEL_VERSION, PREDICTION, ROW_ID, SCORED_AT
 from model_registry.registry import ModelCard
 
-ROW_ID = "row_id"
-PREDICTION = "prediction"
-OPTIONAL = ("scored_at", "model_version")
+OPTIONAL = (SCORED_AT, MODEL_VERSION)
 # a batch column with more distinct values than this has its unseen categories merged
 MAX_CATEGORIES = 10_000
 OTHER_CATEGORY = "(other categories)"

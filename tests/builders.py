@@ -64,7 +64,7 @@ def result(
     day: date = date(2026, 3, 2),
 ):
     """A MonitoringResult computed from builder batches, with one labelled batch in the window."""
-    from driftline.settings import DriftRule
+    from core.settings import DriftRule
     from tasks.drift_report import drift_report
     from tasks.performance import BatchPerformance, RegressionMetrics
     from tasks.profile import build_profile

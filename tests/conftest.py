@@ -54,8 +54,8 @@ def lake_env(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def diamonds_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry holding one trained diamonds-price version (trained once per session)."""
+    from core.settings import load_settings
     from driftline import commands
-    from driftline.settings import load_settings
 
     root = tmp_path_factory.mktemp("registry")
     commands.train(load_settings({"MODEL_REGISTRY_URI": str(root)}), model="diamonds-price")

@@ -10,13 +10,14 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from core.errors import InputError, RunError
+from core.settings import Settings, load_settings
 from data_lake.lake import Lake
 from driftline import commands
-from driftline.errors import InputError, RunError
-from driftline.settings import Settings, load_settings
 from model_registry.registry import Registry
 from tasks import monitoring
-from tasks.backfill import days_between, load_range_inputs, replay_and_write, replay_day
+from tasks.backfill import days_between, replay_and_write
+from tasks.monitoring import monitor_day, read_window
 from tasks.results import from_json, to_json
 
 START = date(2024, 3, 1)
@@ -73,13 +74,15 @@ def test_every_replayed_day_is_byte_identical_to_the_nightly_run(untidy_lake) ->
     settings, context = untidy_lake
     lake = Lake.open(settings.data_lake_uri)
     start, end = START + timedelta(days=3), START + timedelta(days=DAYS - 1)
-    inputs = load_range_inputs(lake, context.card, start, end, window_days=30)
+    inputs = read_window(lake, context.card, start, end, window_days=30)
     compared = 0
     for day in days_between(start, end):
         if day == MISSING:
             continue
-        nightly = monitoring.monitor_day(lake, context, day, settings)
-        assert to_json(replay_day(lake, context, inputs, day, settings)) == to_json(nightly), day
+        nightly = monitor_day(lake, context, day, settings)
+        assert to_json(monitor_day(lake, context, day, settings, window=inputs)) == to_json(
+            nightly
+        ), day
         compared += 1
     assert compared == DAYS - 4
 
@@ -87,18 +90,18 @@ def test_every_replayed_day_is_byte_identical_to_the_nightly_run(untidy_lake) ->
 def test_a_day_without_a_batch_fails_with_the_nightly_message(untidy_lake) -> None:
     settings, context = untidy_lake
     lake = Lake.open(settings.data_lake_uri)
-    inputs = load_range_inputs(lake, context.card, MISSING, MISSING, window_days=30)
+    inputs = read_window(lake, context.card, MISSING, MISSING, window_days=30)
     with pytest.raises(
         RunError, match=f"no scored batch for model=diamonds-price batch_date={MISSING}"
     ):
-        replay_day(lake, context, inputs, MISSING, settings)
+        monitor_day(lake, context, MISSING, settings, window=inputs)
 
 
 def test_a_replayed_day_is_written_where_the_nightly_run_writes_it(untidy_lake, tmp_path) -> None:
     settings, context = untidy_lake
     lake = Lake.open(settings.data_lake_uri)
     day = START + timedelta(days=30)
-    inputs = load_range_inputs(lake, context.card, day, day, window_days=30)
+    inputs = read_window(lake, context.card, day, day, window_days=30)
     outcome = replay_and_write(lake, context, inputs, day, settings)
     written = lake.read_bytes(lake.result_path("diamonds-price", day))
     assert written is not None and from_json(written) == outcome.result
@@ -121,10 +124,10 @@ def test_days_sharing_a_row_id_fail_as_the_nightly_run_does(
     context = monitoring.load_model_context(
         Registry.open(settings.model_registry_uri), "diamonds-price"
     )
-    inputs = load_range_inputs(lake, context.card, day, day + timedelta(days=2), window_days=30)
+    inputs = read_window(lake, context.card, day, day + timedelta(days=2), window_days=30)
     for d in (day, day + timedelta(days=2)):
         with pytest.raises(InputError, match="appears in more than one batch"):
-            replay_day(lake, context, inputs, d, settings)
+            monitor_day(lake, context, d, settings, window=inputs)
 
 
 def test_a_range_ending_before_it_starts_is_refused_with_the_fix() -> None:
@@ -140,13 +143,13 @@ def test_a_bad_label_file_fails_the_days_that_would_read_it(untidy_lake, tmp_pat
     arrival = START + timedelta(days=33)
     bad = pa.Table.from_pandas(pd.DataFrame({"row_id": ["a"], "cost": [1.0]}))
     lake.write_table(f"{lake.labels_dir('diamonds-price', arrival)}/bad.parquet", bad)
-    inputs = load_range_inputs(
-        lake, context.card, arrival - timedelta(days=2), arrival, window_days=30
-    )
+    inputs = read_window(lake, context.card, arrival - timedelta(days=2), arrival, window_days=30)
     copied = load_settings(
         {"DATA_LAKE_URI": str(copy), "MODEL_REGISTRY_URI": settings.model_registry_uri}
     )
-    assert replay_day(lake, context, inputs, arrival - timedelta(days=2), copied).n_rows == 300
+    assert (
+        monitor_day(lake, context, arrival - timedelta(days=2), copied, window=inputs).n_rows == 300
+    )
     for day in (arrival - timedelta(days=1), arrival):
         with pytest.raises(InputError, match=r"bad\.parquet lacks column 'price'"):
-            replay_day(lake, context, inputs, day, copied)
+            monitor_day(lake, context, day, copied, window=inputs)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import load_settings
 from data_lake.lake import Lake
 from driftline import commands
 from driftline.cli import main
-from driftline.settings import load_settings
 
 
 def test_a_day_held_by_another_run_is_listed_as_failed_and_the_rest_complete(

@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
+from core.settings import load_settings
 from data_lake.lake import Lake
 from driftline import commands
-from driftline.settings import load_settings
-from tasks import metrics
+from tasks import metrics, pushgateway
 from tasks.history import scheduled_run_seconds
 from tasks.results import from_json
 from tests.conftest import run_cli
@@ -238,7 +238,7 @@ def test_backfilled_history_lands_at_event_time_and_continues_live(
     # a live push of the last day continues the very same series: identical label sets
     latest = from_json(lake.read_bytes(lake.result_path(MODEL, end)) or b"")
     pushed_at = time.time()
-    metrics.push(latest, metrics.RunStamp(pushed_at, 1.0), gateway=gateway)
+    pushgateway.push(latest, metrics.RunStamp(pushed_at, 1.0), gateway=gateway)
     wait_until(
         lambda: bool(prom.query(f'ml_batch_rows{{model="{MODEL}"}}', at=time.time())),
         timeout=30,

@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core.settings import load_settings
 from driftline import commands
 from driftline.cli import main
-from driftline.settings import load_settings
 from tests.pushgateway_recorder import recording_pushgateway
 
 DAY = date(2026, 3, 5)

@@ -18,13 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
+from core.errors import InputError
+from core.settings import load_settings, served_models
 from driftline import commands
-from driftline.errors import InputError
-from driftline.settings import load_settings
 from flows.deployments import (
     NIGHTLY_CRON,
     chunks,
-    configured_models,
     deployments,
     submit_backfill_chunks,
 )
@@ -53,14 +52,14 @@ def test_prefect_yaml_declares_what_serve_runs() -> None:
 
 
 def test_the_nightly_monitor_runs_at_two_utc_for_every_configured_model() -> None:
-    served = deployments(configured_models({"DRIFTLINE_MODELS": "diamonds-price, churn"}))
+    served = deployments(served_models({"DRIFTLINE_MODELS": "diamonds-price, churn"}))
     nightly = {d.name: d for d in served if d.flow_name == "monitor"}
     assert sorted(nightly) == ["monitor-churn", "monitor-diamonds-price"]
     for name, d in nightly.items():
         (schedule,) = d.schedules
         assert (schedule.schedule.cron, schedule.schedule.timezone) == (NIGHTLY_CRON, "UTC")
         assert d.parameters == {"model": name.removeprefix("monitor-")}
-    assert configured_models({}) == ["diamonds-price"]
+    assert served_models({}) == ["diamonds-price"]
 
 
 def test_a_range_is_cut_into_consecutive_chunks() -> None:

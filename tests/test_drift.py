@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy import special, stats
 
-from driftline.settings import DriftRule
+from core.settings import DriftRule
 from tasks.drift import (
     FeatureDrift,
     chi2_drift,

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 from scipy import stats
 
-from driftline.settings import DriftRule
+from core.settings import DriftRule
 from tasks.drift_report import drift_report
 from tasks.profile import build_profile
 from tests.builders import batch, card

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import load_settings
 from data_lake.lake import Lake
 from driftline import commands, stack
 from driftline.cli import main
-from driftline.settings import load_settings
 from tasks import steps
 from tasks.results import from_json
 from tests.pushgateway_recorder import recording_pushgateway
@@ -481,7 +481,7 @@ def test_stale_temporary_files_and_locks_do_not_need_cleaning_by_hand(world: Pat
 
 
 def test_a_lock_held_elsewhere_is_taken_over_only_when_older_than_the_limit(world: Path) -> None:
-    from data_lake.lock import LockPolicy
+    from core.settings import LockPolicy
 
     lake = Lake.open(str(world / "lake"))
     lock_file(world).parent.mkdir(parents=True)
@@ -491,7 +491,7 @@ def test_a_lock_held_elsewhere_is_taken_over_only_when_older_than_the_limit(worl
              "acquired_at": time.time() - 100, "purpose": "monitor on another host", "token": "t"}
         )
     )  # fmt: skip
-    from driftline.errors import RunError
+    from core.errors import RunError
 
     with (
         pytest.raises(RunError, match=re.escape("held by monitor on another host (pid 1 on ")),
@@ -505,7 +505,7 @@ def test_a_lock_held_elsewhere_is_taken_over_only_when_older_than_the_limit(worl
 
 
 def test_the_fault_hook_is_inert_unless_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    from driftline import faults
+    from core import faults
 
     monkeypatch.delenv(faults.ENV, raising=False)
     for point in faults.POINTS:

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.errors import InputError
 from data_lake.storage import Storage
-from driftline.errors import InputError
 from model_registry.registry import HoldoutMetrics
 from tasks import metrics
 from tasks.drift import FeatureDrift

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from core.errors import RunError
+from core.settings import load_settings
 from data_lake.lake import Lake
 from driftline import commands
-from driftline.errors import RunError
-from driftline.settings import load_settings
 from model_registry.registry import Registry
 from tasks import history, monitoring
 from tasks.metrics import RunStamp, metric_families

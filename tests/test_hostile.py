@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from driftline.errors import InputError
-from driftline.settings import DriftRule
+from core.errors import InputError
+from core.settings import DriftRule
 from model_registry.registry import ModelCard
-from tasks import metrics
+from tasks import metrics, pushgateway
 from tasks.drift_report import drift_report
 from tasks.profile import build_profile
 from tasks.validation import OTHER_CATEGORY, cap_categories, validate_batch
@@ -58,7 +58,7 @@ def test_hostile_feature_names_round_trip_through_a_real_pushgateway_and_prometh
     model = "hostile-names"
     result = hostile_result(model)
     names = {d.feature for d in result.features}
-    metrics.push(result, metrics.RunStamp(1.0, 2.0), gateway=live_stack.pushgateway_url)
+    pushgateway.push(result, metrics.RunStamp(1.0, 2.0), gateway=live_stack.pushgateway_url)
     with urllib.request.urlopen(f"{live_stack.pushgateway_url}/metrics", timeout=10) as response:
         exposition = response.read().decode()
 
@@ -152,7 +152,7 @@ from tests import builders
 from tasks.validation import validate_batch
 from tasks.drift_report import drift_report
 from tasks.profile import build_profile
-from driftline.settings import DriftRule
+from core.settings import DriftRule
 card = builders.card()
 profile = build_profile(builders.batch(2000, seed=9, target="price"), card)
 n = 1_000_000
@@ -229,8 +229,8 @@ def test_a_column_written_twice_is_named(tmp_path: Path) -> None:
 
 @pytest.fixture
 def lake_world(trained_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    from core.settings import load_settings
     from driftline import commands
-    from driftline.settings import load_settings
 
     for key, value in trained_env.items():
         monkeypatch.setenv(key, value)

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tasks import metrics
+from tasks import metrics, pushgateway
 from tasks.results import from_json, to_json
 from tests import builders
 
@@ -82,15 +82,15 @@ def test_push_replaces_the_model_group_with_a_put():
 
         return send
 
-    metrics.push(builders.result(), RUN, gateway="http://127.0.0.1:9091", handler=handler)
+    pushgateway.push(builders.result(), RUN, gateway="http://127.0.0.1:9091", handler=handler)
     assert seen["method"] == "PUT"
     assert seen["url"] == "http://127.0.0.1:9091/metrics/job/ml_monitoring/model/toy"
     assert b"ml_feature_drift_score" in seen["data"]
 
 
 def test_basic_auth_is_sent_only_when_configured():
-    assert metrics.auth_handler(None, None) is metrics.default_handler
-    handler = metrics.auth_handler("monitor", "s3cret")
+    assert pushgateway.auth_handler(None, None) is pushgateway.default_handler
+    handler = pushgateway.auth_handler("monitor", "s3cret")
     assert handler.keywords == {"username": "monitor", "password": "s3cret"}
 
 

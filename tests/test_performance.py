@@ -1,16 +1,16 @@
-"""Performance per batch from labels as they arrive (contract sections 1 and 4)."""
+"""Performance per batch from labels as they arrive, as of each run day."""
 
 from __future__ import annotations
 
 from datetime import date
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pytest
 from sklearn import metrics
 
-from tasks.performance import performance_by_batch, regression_metrics
+from core.errors import InputError
+from tasks.performance import Window, regression_metrics
 
 D1, D2 = date(2026, 3, 1), date(2026, 3, 2)
 
@@ -25,35 +25,64 @@ def test_metrics_match_scikit_learn_and_mape_leaves_out_zero_targets():
     assert m.r2 == pytest.approx(metrics.r2_score(y, p))
 
 
+def window_of(scored: list[tuple[date, pa.Table]], labels: list[tuple[date, pa.Table]]) -> Window:
+    return Window.build(model="m", window_days=30, target="price", scored=scored, labels=labels)
+
+
 def test_coverage_counts_labelled_rows_and_the_latest_arrival_wins():
-    scored = pd.DataFrame(
-        {"row_id": ["a", "b", "c", "d", "e"], "prediction": [10.0, 20, 30, 40, 50],
-         "batch_date": [D1, D1, D1, D1, D2]}
-    )  # fmt: skip
-    labels = pd.DataFrame(
-        {"row_id": ["a", "b", "a", "zzz"], "price": [11.0, 20, 12, 5],
-         "arrival_date": [date(2026, 3, 2), date(2026, 3, 2), date(2026, 3, 4), date(2026, 3, 3)]}
-    )  # fmt: skip
-    batches, unmatched = performance_by_batch(
-        pa.Table.from_pandas(scored), pa.Table.from_pandas(labels), target="price"
-    )
-    first, second = batches
+    scored = [
+        (D1, pa.table({"row_id": ["a", "b", "c", "d"], "prediction": [10.0, 20, 30, 40]})),
+        (D2, pa.table({"row_id": ["e"], "prediction": [50.0]})),
+    ]
+    labels = [
+        (date(2026, 3, 2), pa.table({"row_id": ["a", "b"], "price": [11.0, 20]})),
+        (date(2026, 3, 3), pa.table({"row_id": ["zzz"], "price": [5.0]})),
+        (date(2026, 3, 4), pa.table({"row_id": ["a"], "price": [12.0]})),
+    ]
+    outcome = window_of(scored, labels).performance(date(2026, 3, 3))
+    first, second = outcome.batches
     assert (first.batch_date, first.n_rows, first.n_labelled) == (D1, 4, 2)
     assert first.label_coverage_ratio == 0.5
     assert first.metrics is not None and first.metrics.mae == pytest.approx((2 + 0) / 2)
     assert (second.n_labelled, second.metrics) == (0, None)
-    assert unmatched == 1
+    assert outcome.unmatched_labels == 1
+    assert outcome.warnings == (
+        "1 label(s) match no scored row of the last batches and were skipped",
+    )
+
+
+def test_a_run_sees_only_the_labels_arrived_by_the_day_after_its_batch():
+    scored = [(D1, pa.table({"row_id": ["a", "b"], "prediction": [10.0, 20.0]}))]
+    labels = [
+        (date(2026, 3, 2), pa.table({"row_id": ["a"], "price": [11.0]})),
+        (date(2026, 3, 5), pa.table({"row_id": ["a", "b"], "price": [15.0, 20.0]})),
+    ]
+    window = window_of(scored, labels)
+    nightly = window.performance(D1).batches[0]
+    later = window.performance(date(2026, 3, 4)).batches[0]
+    assert (nightly.n_labelled, nightly.metrics.mae if nightly.metrics else None) == (1, 1.0)
+    assert later.n_labelled == 2 and later.metrics is not None
+    assert later.metrics.mae == pytest.approx((5 + 0) / 2)
 
 
 def test_a_later_null_label_replaces_an_earlier_value_and_ids_may_be_integers():
-    scored = pa.table(
-        {"row_id": pa.array([1, 2], pa.int64()), "prediction": [10.0, 20.0],
-         "batch_date": pa.array([D1, D1], pa.date32())}
-    )  # fmt: skip
-    labels = pa.table(
-        {"row_id": ["1", "1", "2"], "price": [11.0, None, 22.0],
-         "arrival_date": pa.array([date(2026, 3, 2), date(2026, 3, 3), date(2026, 3, 2)])}
-    )  # fmt: skip
-    (batch,), unmatched = performance_by_batch(scored, labels, target="price")
-    assert (batch.n_rows, batch.n_labelled, unmatched) == (2, 1, 0)
+    scored = [(D1, pa.table({"row_id": pa.array([1, 2], pa.int64()), "prediction": [10.0, 20.0]}))]
+    labels = [
+        (date(2026, 3, 2), pa.table({"row_id": ["1", "2"], "price": [11.0, 22.0]})),
+        (date(2026, 3, 3), pa.table({"row_id": ["1"], "price": pa.array([None], pa.float64())})),
+    ]
+    outcome = window_of(scored, labels).performance(date(2026, 3, 2))
+    (batch,) = outcome.batches
+    assert (batch.n_rows, batch.n_labelled, outcome.unmatched_labels) == (2, 1, 0)
     assert batch.metrics is not None and batch.metrics.mae == pytest.approx(2.0)
+
+
+def test_a_row_id_scored_in_two_batches_of_the_window_is_refused_naming_it():
+    scored = [
+        (D1, pa.table({"row_id": ["a", "b"], "prediction": [1.0, 2.0]})),
+        (D2, pa.table({"row_id": ["b"], "prediction": [3.0]})),
+    ]
+    window = window_of(scored, [])
+    assert window.performance(D1).batches[0].n_rows == 2  # D2 is not in D1's window
+    with pytest.raises(InputError, match="row_id 'b' appears in more than one batch of model 'm'"):
+        window.performance(D2)

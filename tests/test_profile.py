@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from driftline.errors import InputError
+from core.errors import InputError
 from model_registry.registry import FeatureSpec, HoldoutMetrics, ModelCard, Registry
 from tasks.columns import category_counts, numeric_ecdf
 from tasks.profile import (

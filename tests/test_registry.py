@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from driftline.errors import InputError
+from core.errors import InputError
 from model_registry.registry import Registry
 
 

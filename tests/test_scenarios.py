@@ -9,9 +9,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from core.settings import load_settings
 from data_lake.lake import Lake
 from driftline import commands
-from driftline.settings import load_settings
 from model_registry.registry import Registry
 from tasks.monitoring import load_model_context, monitor_day
 

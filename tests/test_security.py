@@ -20,10 +20,10 @@ from pathlib import Path
 import joblib
 import pytest
 
+from core.errors import InputError
 from driftline.cli import main
-from driftline.errors import InputError
 from model_registry.registry import MODEL_FILE, REFERENCE_FILE, Registry
-from tasks import metrics
+from tasks import metrics, pushgateway
 from tests import builders
 from tests.stack_fixtures import LiveStack, free_port, wait_for
 from tests.test_faults import listening_sockets
@@ -168,8 +168,8 @@ def test_basic_auth_is_honoured_and_the_password_is_written_nowhere(
 ) -> None:
     from datetime import date
 
+    from core.settings import load_settings
     from driftline import commands
-    from driftline.settings import load_settings
 
     url, password = secured_pushgateway
     secret_file = tmp_path / "pushgateway-password"
@@ -207,9 +207,10 @@ def test_basic_auth_is_honoured_and_the_password_is_written_nowhere(
 
 def test_a_password_in_the_pushgateway_url_is_not_repeated() -> None:
     assert (
-        metrics.redact_url("https://u:s3cret@gw.example:9091/x") == "https://***@gw.example:9091/x"
+        pushgateway.redact_url("https://u:s3cret@gw.example:9091/x")
+        == "https://***@gw.example:9091/x"
     )
-    assert metrics.redact_url("http://127.0.0.1:9091") == "http://127.0.0.1:9091"
+    assert pushgateway.redact_url("http://127.0.0.1:9091") == "http://127.0.0.1:9091"
 
 
 class urllib_open:
@@ -321,18 +322,20 @@ def test_tls_settings_are_honoured(tls_pushgateway: tuple[str, dict[str, Path]])
     url, certs = tls_pushgateway
     result, run = builders.result(), metrics.RunStamp(1.0, 2.0)
     with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
-        metrics.push(result, run, gateway=url)  # the system CAs do not know ours
-    ca_only = metrics.tls_context(ca_file=str(certs["ca_crt"]))
+        pushgateway.push(result, run, gateway=url)  # the system CAs do not know ours
+    ca_only = pushgateway.tls_context(ca_file=str(certs["ca_crt"]))
     with pytest.raises(OSError):
-        metrics.push(
-            result, run, gateway=url, handler=metrics.auth_handler(None, None, tls=ca_only)
+        pushgateway.push(
+            result, run, gateway=url, handler=pushgateway.auth_handler(None, None, tls=ca_only)
         )
-    full = metrics.tls_context(
+    full = pushgateway.tls_context(
         ca_file=str(certs["ca_crt"]),
         cert_file=str(certs["client_crt"]),
         key_file=str(certs["client_key"]),
     )
-    metrics.push(result, run, gateway=url, handler=metrics.auth_handler(None, None, tls=full))
+    pushgateway.push(
+        result, run, gateway=url, handler=pushgateway.auth_handler(None, None, tls=full)
+    )
 
 
 # --- listeners -----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from driftline.errors import InputError
+from core.errors import InputError
 from tasks.validation import validate_batch, validate_labels
 from tests import builders
 

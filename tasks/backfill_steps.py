@@ -1,0 +1,176 @@
+"""The backfill's Prefect tasks: each wraps a plain function with a name, retries on I/O, logging;
+and the progress a person watches while the days run."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.client.schemas.objects import State
+from prefect.futures import PrefectFuture, as_completed
+from prefect.states import Failed
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from core.errors import DriftlineError, InputError
+from core.settings import Settings
+from data_lake.lake import Lake
+from tasks import history, monitoring, reports
+from tasks.backfill import BackfillReport, DayOutcome, failed_day, replay_and_write
+from tasks.monitoring import ModelContext
+from tasks.performance import Window, as_of, window_start
+from tasks.wrappers import artifact_key, compute_task, io_task
+
+
+@io_task("load-range-inputs")
+def load_window(settings: Settings, context: ModelContext, start: date, end: date) -> Window:
+    window = monitoring.read_window(
+        Lake.open(settings.data_lake_uri),
+        context.card,
+        start,
+        end,
+        window_days=settings.performance_window_days,
+    )
+    logger = get_run_logger()
+    logger.info(
+        "read %d scored batches and the labels of %s..%s for %s..%s",
+        len(window.batches),
+        window_start(start, settings.performance_window_days),
+        as_of(end),
+        start,
+        end,
+    )
+    for day, error in sorted({**window.scored_errors, **window.label_errors}.items()):
+        logger.warning("%s unreadable, the days that need it will fail: %s", day, error)
+    return window
+
+
+def _replay_name() -> str:
+    from prefect.runtime import task_run
+
+    return f"replay-{task_run.parameters['batch_date']}"
+
+
+@io_task("replay-day", task_run_name=_replay_name)
+def replay(
+    settings: Settings, context: ModelContext, window: Window, batch_date: date
+) -> DayOutcome | State[Any]:
+    """One day's nightly run, written to the lake; a day that cannot run ends Failed, quietly."""
+    try:
+        return replay_and_write(
+            Lake.open(settings.data_lake_uri), context, window, batch_date, settings
+        )
+    except DriftlineError as exc:
+        # bad input or a missing batch: one line that says what to do, no traceback, no retry
+        get_run_logger().error("%s failed: %s", batch_date, exc)
+        return Failed(message=str(exc), data=exc)
+
+
+def _outcome(future: PrefectFuture[Any], batch_date: date) -> DayOutcome:
+    value = future.result(raise_on_failure=False)
+    if isinstance(value, DayOutcome):
+        return value
+    return failed_day(
+        batch_date, value if isinstance(value, BaseException) else RuntimeError(str(value))
+    )
+
+
+def wait_for_days(
+    futures: Sequence[PrefectFuture[Any]], days: Sequence[date], *, model: str
+) -> list[DayOutcome]:
+    """Collect the days as they finish: a bar on stderr, a line in the run's log every tenth."""
+    logger = get_run_logger()
+    day_of = {future.task_run_id: day for future, day in zip(futures, days, strict=True)}
+    outcomes: list[DayOutcome] = []
+    every = max(1, len(futures) // 10)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("days, {task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        # leave stdout alone: the command prints its report there after the bar
+        redirect_stdout=False,
+        redirect_stderr=False,
+    ) as progress:
+        bar = progress.add_task(f"backfill {model}", total=len(futures), failed=0)
+        for future in as_completed(list(futures)):
+            outcomes.append(_outcome(future, day_of[future.task_run_id]))
+            failed = sum(o.failure is not None for o in outcomes)
+            progress.update(bar, advance=1, failed=failed)
+            if len(outcomes) % every == 0 or len(outcomes) == len(futures):
+                logger.info("%d/%d days replayed, %d failed", len(outcomes), len(futures), failed)
+    return sorted(outcomes, key=lambda o: o.batch_date)
+
+
+@compute_task("export-history")
+def export_history(
+    settings: Settings,
+    model: str,
+    outcomes: Sequence[DayOutcome],
+    *,
+    prometheus_data: str | None,
+    openmetrics: str | None,
+) -> str | None:
+    """The replayed days' gauges at event time: an OpenMetrics file, or blocks in a data dir."""
+    if prometheus_data and openmetrics:
+        raise InputError("pass --prometheus-data or --openmetrics, not both")
+    if not (prometheus_data or openmetrics):
+        return None
+    runs = [history.PastRun(o.result, o.duration_seconds) for o in outcomes if o.result is not None]
+    if not runs:
+        get_run_logger().warning("no day succeeded: no history to export")
+        return None
+    payload = history.openmetrics_text(history.history_families(runs))
+    logger = get_run_logger()
+    if openmetrics:
+        history.write_openmetrics(Path(openmetrics), payload)
+        logger.info("history of %d day(s) written to %s", len(runs), openmetrics)
+        return f"OpenMetrics file {openmetrics}"
+    data_dir = Path(str(prometheus_data))
+    cleared = history.clear_days(
+        settings.prometheus_url, model, [run.result.batch_date for run in runs]
+    )
+    logger.info(cleared)
+    with tempfile.TemporaryDirectory(prefix="driftline-history-") as tmp:
+        file = Path(tmp) / "history.om.txt"
+        file.write_bytes(payload)
+        blocks = history.create_blocks(file, data_dir)
+    logger.info("history of %d day(s): %d TSDB block(s) in %s", len(runs), len(blocks), data_dir)
+    return f"{len(blocks)} TSDB block(s) in {data_dir}"
+
+
+def finish(
+    model: str,
+    start: date,
+    end: date,
+    outcomes: list[DayOutcome],
+    history_written: str | None,
+    started: float,
+) -> BackfillReport:
+    """The report, with every failed day and its reason listed in the run's log."""
+    report = BackfillReport.of(
+        model, start, end, outcomes, history_written, time.perf_counter() - started
+    )
+    logger = get_run_logger()
+    head, *rest = reports.backfill_lines(report)
+    (logger.warning if report.failed else logger.info)(head)
+    for line in rest:
+        logger.info(line.strip())
+    return report
+
+
+@compute_task("publish-backfill-summary")
+def publish_report(report: BackfillReport) -> None:
+    create_markdown_artifact(
+        key=artifact_key("backfill", report.model),
+        markdown=reports.backfill_markdown(report),
+        description=f"Backfill of {report.model}, {report.start} to {report.end}",
+    )
