@@ -20,6 +20,7 @@ import numpy as np
 from scipy import special, stats
 
 from core.settings import DriftRule
+from tasks.ecdf import Ecdf, ecdf_of, ecdf_of_sorted, sort_floats
 
 TestName = Literal["ks", "chi2"]
 Status = Literal["ok", "insufficient_data"]
@@ -35,10 +36,6 @@ _COARSE_NODES, _EXACT_TERMS, _FINE_NODES = 512, 20_000, 8_192
 _KS_BLOCK = 32_768
 # raw current values sorted and counted at a time by `ks_statistic_of_values`
 _KS_CHUNK = 2**20
-# samples at least this large are sorted through buckets first (see `sort_floats`)
-_BUCKET_SORT_MIN_N = 65_536
-_BUCKETS = 2**16  # numpy's stable argsort of uint16 keys is a radix sort
-_BUCKET_SAMPLE = 16_384  # values drawn (evenly spaced) to place the buckets
 
 
 @dataclass(frozen=True)
@@ -55,107 +52,16 @@ class FeatureDrift:
     is_drifted: bool = False
 
 
-@dataclass(frozen=True)
-class Ecdf:
-    """An empirical CDF: distinct values ascending, and how many values lie below each."""
-
-    values: np.ndarray  # float64, distinct, NaN-free
-    # int64, len(values) + 1: how many values are < values[i], the last one n; None when every
-    # value occurs once (then it is 0, 1, 2, ...: not worth 8 bytes a row of a large batch)
-    counts_below: np.ndarray | None = None
-
-    @property
-    def n(self) -> int:
-        return self.values.size if self.counts_below is None else int(self.counts_below[-1])
-
-    def below(self, positions: np.ndarray) -> np.ndarray:
-        """How many values lie below `values[positions]` (position len(values): all of them)."""
-        return positions if self.counts_below is None else self.counts_below[positions]
-
-    def below_all(self) -> np.ndarray:
-        """`counts_below`, materialised."""
-        return self.below(np.arange(self.values.size + 1))
-
-    def sorted_values(self) -> np.ndarray:
-        """The sample itself, sorted (ties repeated)."""
-        if self.counts_below is None:
-            return self.values
-        return np.repeat(self.values, np.diff(self.counts_below))
-
-
-def ecdf_of_sorted(values_sorted: np.ndarray) -> Ecdf:
-    """The ECDF of an ascending, NaN-free sample (ties allowed)."""
-    values_sorted = np.asarray(values_sorted, dtype=np.float64)
-    n = values_sorted.size
-    new_run = np.empty(n, dtype=bool)
-    new_run[:1] = True
-    # -0.0 == 0.0 here, as in scipy's searchsorted
-    np.not_equal(values_sorted[1:], values_sorted[:-1], out=new_run[1:])
-    if new_run.all():  # continuous data: every value distinct, nothing to gather
-        return Ecdf(values_sorted)
-    starts = np.flatnonzero(new_run)
-    return Ecdf(values_sorted[starts], np.append(starts, n).astype(np.int64))
-
-
-def sort_floats(values: np.ndarray) -> np.ndarray:
-    """`np.sort(values)` for float64 (NaN last), in about 60% of its time on large samples.
-
-    numpy's quicksort takes about 50 ns a value on this project's machines. Large samples are
-    first ordered by a 16-bit bucket (a linear map between the 0.1% and 99.9% quantiles of an
-    evenly spaced sample; radix-sorted by numpy's stable argsort), which leaves a few dozen
-    values out of order per bucket; numpy's timsort then finishes in a fraction of a full sort.
-    The result is exactly sorted whatever the buckets: they only decide the speed. When the
-    sample shows distinct values crowding one bucket (far-apart clusters), plain `np.sort`.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    n = values.size
-    if n < _BUCKET_SORT_MIN_N:
-        return np.sort(values)
-    sample = np.sort(values[:: max(1, n // _BUCKET_SAMPLE)])
-    sample = sample[: np.searchsorted(sample, np.nan, side="left")]
-    if sample.size < 2:
-        return np.sort(values)
-    low = float(sample[(sample.size - 1) // 1000])
-    high = float(sample[(sample.size - 1) - (sample.size - 1) // 1000])
-    scale = (_BUCKETS - 3) / (high - low) if high > low else 0.0
-    if not 0.0 < scale < math.inf:
-        return np.sort(values)
-
-    def buckets(x: np.ndarray) -> np.ndarray:
-        # bucket 0 below the low quantile, _BUCKETS - 1 above the high one; NaN lands anywhere.
-        # Block by block, so the float temporary stays in cache instead of 8 bytes a value
-        keys = np.empty(x.size, dtype=np.uint16)
-        with np.errstate(invalid="ignore", over="ignore"):
-            for start in range(0, x.size, _BUCKETS):
-                position = x[start : start + _BUCKETS] - low
-                position *= scale
-                np.clip(position, -1.0, _BUCKETS - 2, out=position)
-                position += 1.0
-                keys[start : start + _BUCKETS] = position
-        return keys
-
-    sample_buckets = buckets(sample)
-    tallies = np.bincount(sample_buckets, minlength=_BUCKETS)
-    crowded = int(tallies.argmax())
-    if tallies[crowded] > sample.size // 100:
-        in_crowded = sample[sample_buckets == crowded]
-        if in_crowded[0] != in_crowded[-1]:  # equal values in one bucket cost timsort nothing
-            return np.sort(values)
-    ordered = values[np.argsort(buckets(values), kind="stable")]
-    ordered.sort(kind="stable")
-    return ordered
-
-
-def ecdf_of(values: np.ndarray) -> tuple[Ecdf, int]:
-    """The ECDF of the present values and the number of missing (NaN) ones."""
-    ordered = sort_floats(values)
-    # np.sort puts NaN last and searchsorted agrees, so this finds the first NaN in O(log n)
-    n_present = int(np.searchsorted(ordered, np.nan, side="left"))
-    return ecdf_of_sorted(ordered[:n_present]), ordered.size - n_present
-
-
 def _missing_ratio(n_missing: int, n_total: int) -> float:
     return n_missing / n_total if n_total else 0.0
+
+
+def _excess(a: np.ndarray, n_a: int, b: np.ndarray, n_b: int, *, exact: bool) -> float:
+    """The largest a / n_a - b / n_b over the pairs of counts; with `exact`, in integers scaled
+    by n_a * n_b (a * n_b - b * n_a), as D is divided once at the end."""
+    if exact:
+        return int(np.max(a * n_b - b * n_a))
+    return float(np.max(a / n_a - b / n_b))
 
 
 def ks_statistic(reference: Ecdf, current: Ecdf) -> float:
@@ -185,12 +91,8 @@ def ks_statistic(reference: Ecdf, current: Ecdf) -> float:
         ref_below = reference.below(k - ties) if ties.any() else ref_at
         cur = current.below(np.arange(start, start + block.size + 1))
         cur_before, cur_at = cur[:-1], cur[1:]
-        if exact:
-            up = max(up, int(np.max(ref_below * n2 - cur_before * n1)))
-            down = max(down, int(np.max(cur_at * n1 - ref_at * n2)))
-        else:
-            up = max(up, float(np.max(ref_below / n1 - cur_before / n2)))
-            down = max(down, float(np.max(cur_at / n2 - ref_at / n1)))
+        up = max(up, _excess(ref_below, n1, cur_before, n2, exact=exact))
+        down = max(down, _excess(cur_at, n2, ref_at, n1, exact=exact))
     # scipy's D is never negative: its last difference is 1 - 1
     return max(up, down) / (n1 * n2) if exact else max(up, down)
 
@@ -255,12 +157,8 @@ def _ks_from_counts(reference: Ecdf, in_step: np.ndarray, equal: np.ndarray) -> 
         cur_below = cur_at - equal[start:stop]  # current values < r[k]
         ref_below = reference.below(np.arange(start, stop))  # reference values < r[k]
         ref_at = reference.below(np.arange(start + 1, stop + 1))  # reference values <= r[k]
-        if exact:
-            up = max(up, int(np.max(cur_below * n1 - ref_below * n2)))
-            down = max(down, int(np.max(ref_at * n2 - cur_at * n1)))
-        else:
-            up = max(up, float(np.max(cur_below / n2 - ref_below / n1)))
-            down = max(down, float(np.max(ref_at / n1 - cur_at / n2)))
+        up = max(up, _excess(cur_below, n2, ref_below, n1, exact=exact))
+        down = max(down, _excess(ref_at, n1, cur_at, n2, exact=exact))
     # the values above the last reference value: there the reference ECDF is 1, so no larger
     return max(up, down) / (n1 * n2) if exact else max(up, down)
 

@@ -29,7 +29,7 @@ from core.errors import InputError
 from data_lake.columns import PREDICTION
 from model_registry.registry import REFERENCE_FILE, FeatureSpec, ModelCard, Registry
 from tasks.columns import category_counts, numeric_ecdf
-from tasks.drift import Ecdf
+from tasks.ecdf import Ecdf
 
 PROFILE_FILE = "profile.arrow"
 PROFILE_FORMAT = 1

@@ -17,14 +17,13 @@ from tasks.drift import (
     chi2_drift,
     decide,
     decide_single,
-    ecdf_of,
     ks_drift,
     ks_statistic,
     ks_statistic_of_values,
     kstwo_sf,
     smirnov_sf,
-    sort_floats,
 )
+from tasks.ecdf import ecdf_of, sort_floats
 
 # few distinct values make heavy ties; NaN is missing; inf must not break anything
 ADVERSARIAL = st.sampled_from(
@@ -199,8 +198,8 @@ def test_sort_floats_equals_numpy_sort_on_large_batches(name):
 def test_sort_floats_buckets_sort_any_input_exactly(values):
     # the bucket path, on small adversarial inputs (it normally starts at 65,536 values)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("tasks.drift._BUCKET_SORT_MIN_N", 0)
-        patch.setattr("tasks.drift._BUCKET_SAMPLE", 16)
+        patch.setattr("tasks.ecdf._BUCKET_SORT_MIN_N", 0)
+        patch.setattr("tasks.ecdf._BUCKET_SAMPLE", 16)
         ordered = sort_floats(values)
     np.testing.assert_array_equal(ordered, np.sort(values))
 

@@ -1,0 +1,112 @@
+"""Empirical CDFs of float samples, and the sort that builds them: what the KS test compares."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# samples at least this large are sorted through buckets first (see `sort_floats`)
+_BUCKET_SORT_MIN_N = 65_536
+_BUCKETS = 2**16  # numpy's stable argsort of uint16 keys is a radix sort
+_BUCKET_SAMPLE = 16_384  # values drawn (evenly spaced) to place the buckets
+
+
+@dataclass(frozen=True)
+class Ecdf:
+    """An empirical CDF: distinct values ascending, and how many values lie below each."""
+
+    values: np.ndarray  # float64, distinct, NaN-free
+    # int64, len(values) + 1: how many values are < values[i], the last one n; None when every
+    # value occurs once (then it is 0, 1, 2, ...: not worth 8 bytes a row of a large batch)
+    counts_below: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return self.values.size if self.counts_below is None else int(self.counts_below[-1])
+
+    def below(self, positions: np.ndarray) -> np.ndarray:
+        """How many values lie below `values[positions]` (position len(values): all of them)."""
+        return positions if self.counts_below is None else self.counts_below[positions]
+
+    def below_all(self) -> np.ndarray:
+        """`counts_below`, materialised."""
+        return self.below(np.arange(self.values.size + 1))
+
+    def sorted_values(self) -> np.ndarray:
+        """The sample itself, sorted (ties repeated)."""
+        if self.counts_below is None:
+            return self.values
+        return np.repeat(self.values, np.diff(self.counts_below))
+
+
+def ecdf_of_sorted(values_sorted: np.ndarray) -> Ecdf:
+    """The ECDF of an ascending, NaN-free sample (ties allowed)."""
+    values_sorted = np.asarray(values_sorted, dtype=np.float64)
+    n = values_sorted.size
+    new_run = np.empty(n, dtype=bool)
+    new_run[:1] = True
+    # -0.0 == 0.0 here, as in scipy's searchsorted
+    np.not_equal(values_sorted[1:], values_sorted[:-1], out=new_run[1:])
+    if new_run.all():  # continuous data: every value distinct, nothing to gather
+        return Ecdf(values_sorted)
+    starts = np.flatnonzero(new_run)
+    return Ecdf(values_sorted[starts], np.append(starts, n).astype(np.int64))
+
+
+def sort_floats(values: np.ndarray) -> np.ndarray:
+    """`np.sort(values)` for float64 (NaN last), in about 60% of its time on large samples.
+
+    numpy's quicksort takes about 50 ns a value on this project's machines. Large samples are
+    first ordered by a 16-bit bucket (a linear map between the 0.1% and 99.9% quantiles of an
+    evenly spaced sample; radix-sorted by numpy's stable argsort), which leaves a few dozen
+    values out of order per bucket; numpy's timsort then finishes in a fraction of a full sort.
+    The result is exactly sorted whatever the buckets: they only decide the speed. When the
+    sample shows distinct values crowding one bucket (far-apart clusters), plain `np.sort`.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = values.size
+    if n < _BUCKET_SORT_MIN_N:
+        return np.sort(values)
+    sample = np.sort(values[:: max(1, n // _BUCKET_SAMPLE)])
+    sample = sample[: np.searchsorted(sample, np.nan, side="left")]
+    if sample.size < 2:
+        return np.sort(values)
+    low = float(sample[(sample.size - 1) // 1000])
+    high = float(sample[(sample.size - 1) - (sample.size - 1) // 1000])
+    scale = (_BUCKETS - 3) / (high - low) if high > low else 0.0
+    if not 0.0 < scale < math.inf:
+        return np.sort(values)
+
+    def buckets(x: np.ndarray) -> np.ndarray:
+        # bucket 0 below the low quantile, _BUCKETS - 1 above the high one; NaN lands anywhere.
+        # Block by block, so the float temporary stays in cache instead of 8 bytes a value
+        keys = np.empty(x.size, dtype=np.uint16)
+        with np.errstate(invalid="ignore", over="ignore"):
+            for start in range(0, x.size, _BUCKETS):
+                position = x[start : start + _BUCKETS] - low
+                position *= scale
+                np.clip(position, -1.0, _BUCKETS - 2, out=position)
+                position += 1.0
+                keys[start : start + _BUCKETS] = position
+        return keys
+
+    sample_buckets = buckets(sample)
+    tallies = np.bincount(sample_buckets, minlength=_BUCKETS)
+    crowded = int(tallies.argmax())
+    if tallies[crowded] > sample.size // 100:
+        in_crowded = sample[sample_buckets == crowded]
+        if in_crowded[0] != in_crowded[-1]:  # equal values in one bucket cost timsort nothing
+            return np.sort(values)
+    ordered = values[np.argsort(buckets(values), kind="stable")]
+    ordered.sort(kind="stable")
+    return ordered
+
+
+def ecdf_of(values: np.ndarray) -> tuple[Ecdf, int]:
+    """The ECDF of the present values and the number of missing (NaN) ones."""
+    ordered = sort_floats(values)
+    # np.sort puts NaN last and searchsorted agrees, so this finds the first NaN in O(log n)
+    n_present = int(np.searchsorted(ordered, np.nan, side="left"))
+    return ecdf_of_sorted(ordered[:n_present]), ordered.size - n_present
