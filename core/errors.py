@@ -1,4 +1,4 @@
-"""The two kinds of failure the command line tells apart (contract section 3).
+"""The two kinds of failure the command line tells apart (docs/contract.md, "Command line").
 
 `InputError` is bad usage or bad input: exit status 2 with one line that names the file, column
 or value and what was expected. `RunError` is a run that could not complete (a batch that is not

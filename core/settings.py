@@ -4,7 +4,7 @@ Nothing is read at import time, and each command reads only what it needs: `load
 the commands that touch the lake and the registry (with the Pushgateway's credentials only when
 the command pushes), `served_models` for `driftline serve`, `prefect_environment` before Prefect
 is imported. A value that cannot be used is an `InputError` (exit 2) naming the variable, what it
-held and what was expected. docs/contract.md lists the variables.
+held and what was expected. docs/contract.md, "Settings", lists the variables.
 """
 
 from __future__ import annotations

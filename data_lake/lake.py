@@ -1,4 +1,4 @@
-"""The data lake: Hive-style Parquet partitions under one root (contract section 1).
+"""The data lake: Hive-style Parquet partitions under one root (docs/contract.md, "Data lake").
 
 Paths are built here and nowhere else.
 """

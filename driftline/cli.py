@@ -1,4 +1,4 @@
-"""The `driftline` command line (contract section 3).
+"""The `driftline` command line (docs/contract.md, "Command line").
 
 Exit status: 0 done (drift found is still 0); 1 the run failed; 2 bad usage or bad input, with a
 one-line message naming the file, column or value and what was expected.

@@ -1,4 +1,5 @@
-"""The model registry (contract section 2): immutable versions, an alias, hashes checked first.
+"""The model registry (docs/contract.md, "Model registry"): immutable versions, an alias, and
+hashes checked first.
 
 Layout under the root: `<model>/<version>/{model.joblib, reference.parquet, card.json}` and
 `<model>/aliases.json`. The card is written last, so a version without a card is unfinished and
