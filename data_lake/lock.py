@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from core import processes
 from core.errors import RunError
 from core.settings import LockPolicy
 from data_lake.storage import Storage
@@ -50,26 +51,20 @@ class LockOwner:
     def me(cls, purpose: str) -> LockOwner:
         pid = os.getpid()
         return cls(
-            socket.gethostname(), pid, _pid_started(pid), time.time(), purpose, uuid.uuid4().hex
+            socket.gethostname(),
+            pid,
+            processes.start_time(pid),
+            time.time(),
+            purpose,
+            uuid.uuid4().hex,
         )
 
 
-def _pid_started(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
 def _is_running(pid: int, started: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    """The lock's owner still runs: its pid is alive and started when the lock was taken."""
+    if not processes.is_alive(pid):
         return False
-    except PermissionError:
-        pass
-    now = _pid_started(pid)
+    now = processes.start_time(pid)
     return started is None or now is None or now == started
 
 

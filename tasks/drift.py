@@ -1,4 +1,4 @@
-"""Drift statistics as plain functions over arrays (contract section 4).
+"""Drift statistics as plain functions over arrays (docs/contract.md, "Statistics").
 
 Numeric features and the prediction: two-sample Kolmogorov-Smirnov with scipy `ks_2samp`
 semantics. Categorical features: chi-square test of homogeneity (`chi2_contingency` defaults) on

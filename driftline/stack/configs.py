@@ -1,27 +1,18 @@
-"""Local Prometheus, Pushgateway and Alertmanager on loopback, from the binaries on PATH."""
+"""The local stack's configuration: ports, state dir, the infra/ configs rewritten for loopback."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
 from core.files import write_bytes_atomically
+from core.settings import REPO_ROOT
 
 Component = Literal["pushgateway", "alertmanager", "prometheus"]
 
@@ -35,7 +26,7 @@ BINARIES: Mapping[Component, str] = {
     "alertmanager": "prometheus-alertmanager",
 }
 
-INFRA_DIR = Path(__file__).resolve().parents[1] / "infra"
+INFRA_DIR = REPO_ROOT / "infra"
 STATE_FILE = "stack.json"
 
 
@@ -49,7 +40,7 @@ class MissingBinaryError(StackError):
 
 def default_state_dir() -> Path:
     """Return var/stack under the repository root (git-ignored)."""
-    return Path(__file__).resolve().parents[1] / "var" / "stack"
+    return REPO_ROOT / "var" / "stack"
 
 
 @dataclass(frozen=True)
@@ -90,18 +81,6 @@ class StackConfig:
     def url(self, component: Component) -> str:
         """Return the base URL of a component."""
         return f"http://127.0.0.1:{self.port(component)}"
-
-
-@dataclass(frozen=True)
-class ComponentStatus:
-    """One component as `driftline stack status` reports it."""
-
-    name: Component
-    url: str
-    pid: int | None
-    is_running: bool
-    is_ready: bool
-    log_path: Path
 
 
 # --- rendering: the infra/ configs, rewritten for loopback ---------------------------------------
@@ -237,9 +216,6 @@ def _write_yaml(path: Path, content: Mapping[str, Any]) -> None:
     write_bytes_atomically(path, yaml.safe_dump(dict(content), sort_keys=False).encode())
 
 
-# --- processes ------------------------------------------------------------------------------------
-
-
 def command_line(component: Component, config: StackConfig, rendered: RenderedConfigs) -> list[str]:
     """Return the argv that starts one component on loopback."""
     binary = find_binary(component)
@@ -285,222 +261,3 @@ def find_binary(component: Component) -> str:
             f"install it with: apt-get install {name}"
         )
     return path
-
-
-def up(
-    config: StackConfig | None = None, *, timeout_seconds: float = 30.0
-) -> list[ComponentStatus]:
-    """Start the components that are not running yet, wait until all are ready."""
-    config = config or StackConfig()
-    # Absolute, because ownership of a pid is recognised by the state dir in its argv.
-    config = replace(config, state_dir=config.state_dir.resolve())
-    for component in COMPONENTS:
-        find_binary(component)
-    rendered = render(config)
-    _write_state(config)
-    started: list[Component] = []
-    try:
-        for component in COMPONENTS:
-            if _owned_pid(config.state_dir, component) is not None:
-                continue
-            _start(component, config, rendered)
-            started.append(component)
-        deadline = time.monotonic() + timeout_seconds
-        for component in COMPONENTS:
-            _wait_ready(component, config, deadline)
-    except BaseException:
-        for component in reversed(started):
-            _stop(config.state_dir, component, timeout_seconds=5.0)
-        raise
-    return status(config.state_dir)
-
-
-def down(state_dir: Path | None = None, *, timeout_seconds: float = 10.0) -> list[Component]:
-    """Stop the components this state dir started; return the ones that were running."""
-    state_dir = (state_dir or default_state_dir()).resolve()
-    return [
-        component
-        for component in reversed(COMPONENTS)
-        if _stop(state_dir, component, timeout_seconds=timeout_seconds)
-    ]
-
-
-def status(state_dir: Path | None = None) -> list[ComponentStatus]:
-    """Report each component: its URL, pid, whether it runs and answers /-/ready."""
-    state_dir = (state_dir or default_state_dir()).resolve()
-    urls = _read_state(state_dir)
-    statuses = []
-    for component in COMPONENTS:
-        pid = _owned_pid(state_dir, component)
-        url = urls.get(component, StackConfig().url(component))
-        statuses.append(
-            ComponentStatus(
-                name=component,
-                url=url,
-                pid=pid,
-                is_running=pid is not None,
-                is_ready=pid is not None and _is_ready(url),
-                log_path=state_dir / f"{component}.log",
-            )
-        )
-    return statuses
-
-
-def format_status(statuses: list[ComponentStatus]) -> str:
-    """Render statuses as the lines `driftline stack status` prints."""
-    lines = []
-    for s in statuses:
-        state = "ready" if s.is_ready else "running, not ready" if s.is_running else "stopped"
-        pid = f"pid {s.pid}" if s.pid is not None else "no pid"
-        lines.append(f"{s.name:<13} {state:<19} {s.url:<24} {pid:<10} log {s.log_path}")
-    return "\n".join(lines)
-
-
-def _start(component: Component, config: StackConfig, rendered: RenderedConfigs) -> None:
-    port = config.port(component)
-    if not _port_is_free(port):
-        raise StackError(
-            f"127.0.0.1:{port} is already in use, so the local {component} cannot listen there; "
-            f"stop whatever holds it or choose another port"
-        )
-    argv = command_line(component, config, rendered)
-    log_path = config.state_dir / f"{component}.log"
-    with log_path.open("ab") as log:
-        # A new session: the stack outlives the shell (and Ctrl-C) that started it.
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=config.state_dir,
-            start_new_session=True,
-        )
-    (config.state_dir / f"{component}.pid").write_text(f"{process.pid}\n", encoding="utf-8")
-
-
-def _wait_ready(component: Component, config: StackConfig, deadline: float) -> None:
-    url = config.url(component)
-    while True:
-        if _is_ready(url):
-            return
-        if _owned_pid(config.state_dir, component) is None:
-            raise StackError(
-                f"{component} exited before it was ready; last log lines of "
-                f"{config.state_dir / (component + '.log')}:\n"
-                + _tail(config.state_dir / f"{component}.log")
-            )
-        if time.monotonic() > deadline:
-            raise StackError(f"{component} did not answer {url}/-/ready in time")
-        time.sleep(0.2)
-
-
-def _stop(state_dir: Path, component: Component, *, timeout_seconds: float) -> bool:
-    pid = _owned_pid(state_dir, component)
-    pid_file = state_dir / f"{component}.pid"
-    if pid is None:
-        pid_file.unlink(missing_ok=True)
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_seconds
-    while _is_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _is_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        while _is_alive(pid):
-            time.sleep(0.05)
-    pid_file.unlink(missing_ok=True)
-    return True
-
-
-def _owned_pid(state_dir: Path, component: Component) -> int | None:
-    """Return the pid from the pid file if that process is alive and is the one we started."""
-    try:
-        pid = int((state_dir / f"{component}.pid").read_text(encoding="utf-8").strip())
-    except (OSError, ValueError):
-        return None
-    if not _is_alive(pid):
-        return None
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists():
-        # A recycled pid must not get our SIGTERM: check binary and state dir in its argv.
-        argv = cmdline.read_bytes().decode(errors="replace").split("\0")
-        if Path(argv[0]).name != BINARIES[component] or str(state_dir) not in " ".join(argv):
-            return None
-    return pid
-
-
-def _is_alive(pid: int) -> bool:
-    # Reap our own exited children first, or they linger as zombies that look alive.
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError):
-        return stat.read_text().rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
-    return True
-
-
-def _is_ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=1.0) as response:
-            return bool(response.status == 200)
-    except urllib.error.HTTPError as error:
-        # A Pushgateway behind basic auth guards /-/ready too: answering 401 means it is up.
-        return error.code == 401
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _write_state(config: StackConfig) -> None:
-    state = {component: config.url(component) for component in COMPONENTS}
-    (config.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
-
-
-def _read_state(state_dir: Path) -> dict[str, str]:
-    try:
-        loaded = json.loads((state_dir / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in loaded.items() if isinstance(v, str)}
-
-
-def main(action: Literal["up", "down", "status"], *, config: StackConfig | None = None) -> int:
-    """Run `driftline stack up|down|status`: print the report, return the exit status."""
-    config = config or StackConfig()
-    try:
-        if action == "up":
-            print(format_status(up(config)))
-            print(f"state, configs and logs in {config.state_dir}; stop with: driftline stack down")
-        elif action == "down":
-            stopped = down(config.state_dir)
-            print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
-        else:
-            print(format_status(status(config.state_dir)))
-    except StackError as error:
-        print(f"driftline stack {action}: {error}", file=sys.stderr)
-        return 1
-    return 0

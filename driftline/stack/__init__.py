@@ -1,0 +1,24 @@
+"""Local Prometheus, Pushgateway and Alertmanager on loopback, from the binaries on PATH.
+
+`driftline.stack.configs` renders their configs from infra/; `driftline.stack.control` starts,
+stops and reports the processes. The names below are the stack's public face.
+"""
+
+from driftline.stack.configs import (
+    BINARIES,
+    COMPONENTS,
+    INFRA_DIR,
+    Component,
+    MissingBinaryError,
+    RenderedConfigs,
+    StackConfig,
+    StackError,
+    command_line,
+    default_state_dir,
+    find_binary,
+    render,
+    render_alertmanager_config,
+    render_prometheus_config,
+    render_rules,
+)
+from driftline.stack.control import ComponentStatus, down, format_status, main, status, up
