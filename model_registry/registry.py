@@ -12,7 +12,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -63,6 +63,30 @@ class ModelCard:
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @classmethod
+    def unregistered(
+        cls,
+        name: str,
+        *,
+        target: str,
+        numeric: Sequence[str],
+        categorical: Sequence[str] = (),
+        metrics: HoldoutMetrics | None = None,
+    ) -> ModelCard:
+        """A card for a feature set that is in no registry: the benchmark and the calibration
+        measure the statistics with it."""
+        return cls(
+            name=name,
+            version="v1",
+            created_at="2026-01-01T00:00:00+00:00",
+            target=target,
+            features=tuple(FeatureSpec(n, "numeric") for n in numeric)
+            + tuple(FeatureSpec(c, "categorical") for c in categorical),
+            metrics=metrics or HoldoutMetrics(mae=1.0, rmse=1.0, mape=0.1, r2=0.9),
+            sha256={},
+            libraries={},
+        )
 
     def to_json(self) -> str:
         payload = asdict(self)

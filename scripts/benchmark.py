@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 
 from core.settings import DriftRule, load_settings
 from data_lake.lake import Lake
-from model_registry.registry import FeatureSpec, HoldoutMetrics, ModelCard
+from model_registry.registry import ModelCard
 from tasks.drift_report import drift_report
 from tasks.monitoring import ModelContext, assemble, read_batch, read_window
 from tasks.profile import PROFILE_FILE, profile_files, profile_from_bytes
@@ -58,19 +58,7 @@ GRADES = np.array(["Fair", "Good", "Very Good", "Premium", "Ideal"])
 
 
 def card() -> ModelCard:
-    features = tuple(FeatureSpec(n, "numeric") for n in NUMERIC) + tuple(
-        FeatureSpec(c, "categorical") for c in CATEGORICAL
-    )
-    return ModelCard(
-        name=MODEL,
-        version="v1",
-        created_at="2026-01-01T00:00:00+00:00",
-        target="y",
-        features=features,
-        metrics=HoldoutMetrics(mae=1.0, rmse=1.0, mape=0.1, r2=0.9),
-        sha256={},
-        libraries={},
-    )
+    return ModelCard.unregistered(MODEL, target="y", numeric=NUMERIC, categorical=CATEGORICAL)
 
 
 def chunk(rows: int, rng: np.random.Generator, *, current: bool, start: int) -> pa.Table:

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from core.settings import DriftRule
-from model_registry.registry import FeatureSpec, HoldoutMetrics, ModelCard
+from model_registry.registry import ModelCard
 from tasks.drift_report import drift_report
 from tasks.profile import build_profile
 
@@ -37,18 +37,11 @@ def runs_for(rows: int) -> int:
 
 
 def card() -> ModelCard:
-    features = tuple(FeatureSpec(f"num_{i}", "numeric") for i in range(10)) + tuple(
-        FeatureSpec(c, "categorical") for c in ("cat_str", "cat_skewed", "cat_code")
-    )
-    return ModelCard(
-        name="calibration",
-        version="v1",
-        created_at="2026-01-01T00:00:00+00:00",
+    return ModelCard.unregistered(
+        "calibration",
         target="y",
-        features=features,
-        metrics=HoldoutMetrics(mae=1.0, rmse=1.0, mape=0.1, r2=0.9),
-        sha256={},
-        libraries={},
+        numeric=[f"num_{i}" for i in range(10)],
+        categorical=["cat_str", "cat_skewed", "cat_code"],
     )
 
 
