@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from datetime import date
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn import metrics
 
 from core.errors import InputError
@@ -23,6 +27,39 @@ def test_metrics_match_scikit_learn_and_mape_leaves_out_zero_targets():
     assert m.rmse == pytest.approx(np.sqrt(metrics.mean_squared_error(y, p)))
     assert m.mape == pytest.approx((0.1 + 0.1 + 0.0) / 3)
     assert m.r2 == pytest.approx(metrics.r2_score(y, p))
+
+
+VALUES = st.one_of(
+    st.sampled_from([0.0, 1.0, -1.0, 1e-300, 1e300, 5.0]),
+    st.floats(-1e6, 1e6, allow_nan=False),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    truth=st.lists(VALUES, min_size=1, max_size=60),
+    noise=st.lists(st.floats(-1e3, 1e3), min_size=60, max_size=60),
+    exact=st.booleans(),
+)
+def test_metrics_equal_scikit_learn_to_the_bit(truth, noise, exact):
+    y = np.array(truth)
+    p = y.copy() if exact else y + np.array(noise[: y.size])
+    nonzero = y != 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = (
+            metrics.mean_absolute_error(y, p),
+            metrics.root_mean_squared_error(y, p),
+            metrics.mean_absolute_percentage_error(y[nonzero], p[nonzero])
+            if nonzero.any()
+            else math.nan,
+            metrics.r2_score(y, p) if y.size >= 2 else math.nan,
+        )
+    m = regression_metrics(y, p)
+    got = (m.mae, m.rmse, m.mape, m.r2)
+    assert all(
+        a == b or (math.isnan(a) and math.isnan(b)) for a, b in zip(got, expected, strict=True)
+    ), (got, expected)
 
 
 def window_of(scored: list[tuple[date, pa.Table]], labels: list[tuple[date, pa.Table]]) -> Window:
