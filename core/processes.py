@@ -42,3 +42,13 @@ def argv(pid: int) -> list[str] | None:
 def _stat_fields(pid: int) -> list[str]:
     """The fields of /proc/<pid>/stat after the command name (state first)."""
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def environ(pid: int) -> dict[str, str] | None:
+    """The environment `pid` started with, or None when it cannot be read."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    pairs = (item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+    return dict(pairs)  # type: ignore[arg-type]

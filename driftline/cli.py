@@ -1,4 +1,4 @@
-"""The `driftline` command line (docs/contract.md, "Command line").
+"""driftline: batch ML-model monitoring, from a Parquet lake to Prometheus (docs/contract.md).
 
 Exit status: 0 done (drift found is still 0); 1 the run failed; 2 bad usage or bad input, with a
 one-line message naming the file, column or value and what was expected.
@@ -7,13 +7,21 @@ one-line message naming the file, column or value and what was expected.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
 from core.errors import DriftlineError, InputError
-from core.settings import DEFAULT_MODEL, load_settings, prefect_environment
+from core.settings import DEFAULT_MODEL, Settings, load_settings, prefect_environment
+
+EPILOG = """\
+settings: flags, then the environment (DATA_LAKE_URI, MODEL_REGISTRY_URI, PUSHGATEWAY_URL,
+PROMETHEUS_URL, ...; see docs/contract.md, "Settings"), then the defaults shown.
+exit status: 0 done (drift found is still 0), 1 the run failed, 2 bad usage or bad input.
+"""
 
 
 def _date(text: str) -> date:
@@ -25,148 +33,302 @@ def _date(text: str) -> date:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise InputError(f"{self.prog}: {message}")
+        raise InputError(f"{message} (see '{self.prog} --help')")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="driftline", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = _Parser(
+        prog="driftline",
+        description=__doc__.splitlines()[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--lake", metavar="URI", help="data lake root (env DATA_LAKE_URI)")
+    parser.add_argument(
+        "--registry", metavar="URI", help="model registry root (env MODEL_REGISTRY_URI)"
+    )
+    parser.add_argument(
+        "--pushgateway", metavar="URL", help="Pushgateway base URL (env PUSHGATEWAY_URL)"
+    )
+    parser.add_argument(
+        "--prometheus", metavar="URL", help="Prometheus base URL (env PROMETHEUS_URL)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    model_help = "registered model name (default: %(default)s)"
 
     p = sub.add_parser("train", help="fit the diamonds model, register it, set production")
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help=model_help)
+    p.add_argument("--seed", type=int, default=42, metavar="N", help="default: %(default)s")
 
-    p = sub.add_parser("register", help="register an externally trained model")
-    p.add_argument("--model", required=True)
-    p.add_argument("--artifact", type=Path, required=True, help="joblib file of the fitted model")
-    p.add_argument("--reference", type=Path, required=True, help="out-of-sample reference rows")
-    p.add_argument("--target", required=True)
-    p.add_argument("--categorical", default="", help="comma-separated categorical features")
+    p = sub.add_parser("register", help="register an externally trained model as production")
+    p.add_argument("--model", required=True, metavar="NAME", help="name to register under")
+    p.add_argument(
+        "--artifact", type=Path, required=True, metavar="FILE", help="joblib file of the model"
+    )
+    p.add_argument(
+        "--reference",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="Parquet of out-of-sample rows: features, target, prediction",
+    )
+    p.add_argument("--target", required=True, metavar="COLUMN", help="the target column")
+    p.add_argument(
+        "--categorical",
+        default="",
+        metavar="A,B",
+        help="comma-separated categorical features (default: none)",
+    )
 
     p = sub.add_parser("simulate", help="write scored batches and delayed labels")
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--start", type=_date, required=True)
-    p.add_argument("--days", type=int, required=True)
-    p.add_argument("--rows-per-day", type=int, default=1000)
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help=model_help)
+    p.add_argument("--start", type=_date, required=True, metavar="YYYY-MM-DD", help="first day")
+    p.add_argument("--days", type=int, required=True, metavar="N", help="how many days")
     p.add_argument(
-        "--scenario", choices=["none", "data-drift", "concept-drift", "both"], default="none"
+        "--rows-per-day", type=int, default=1000, metavar="N", help="default: %(default)s"
     )
-    p.add_argument("--drift-start", type=_date, help="first drifted day (default: mid-range)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pool", type=Path, help="Parquet rows to draw from (default: the reference)")
+    p.add_argument(
+        "--scenario",
+        choices=["none", "data-drift", "concept-drift", "both"],
+        default="none",
+        help="default: %(default)s",
+    )
+    p.add_argument(
+        "--drift-start",
+        type=_date,
+        metavar="YYYY-MM-DD",
+        help="first drifted day (default: mid-range)",
+    )
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="default: %(default)s")
+    p.add_argument(
+        "--pool", type=Path, metavar="FILE", help="Parquet rows to draw from (default: reference)"
+    )
 
     p = sub.add_parser("monitor", help="the nightly flow for one batch day")
-    p.add_argument("--date", type=_date, help="batch day (default: yesterday, UTC)")
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--no-push", action="store_true")
+    p.add_argument(
+        "--date", type=_date, metavar="YYYY-MM-DD", help="batch day (default: yesterday, UTC)"
+    )
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help=model_help)
+    p.add_argument(
+        "--no-push", action="store_true", help="write the result to the lake only, do not push"
+    )
 
     p = sub.add_parser("backfill", help="replay the nightly run for a range of days")
-    p.add_argument("--start", type=_date, required=True)
-    p.add_argument("--end", type=_date, required=True)
-    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--start", type=_date, required=True, metavar="YYYY-MM-DD", help="first day")
+    p.add_argument(
+        "--end", type=_date, required=True, metavar="YYYY-MM-DD", help="last day (included)"
+    )
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help=model_help)
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--prometheus-data", type=Path, help="Prometheus data dir for TSDB blocks")
-    out.add_argument("--openmetrics", type=Path, help="write the history as OpenMetrics text")
+    out.add_argument(
+        "--prometheus-data",
+        type=Path,
+        metavar="DIR",
+        help="write the history as TSDB blocks into this Prometheus data dir",
+    )
+    out.add_argument(
+        "--openmetrics", type=Path, metavar="FILE", help="write the history as OpenMetrics text"
+    )
 
-    sub.add_parser("serve", help="run the Prefect deployments on their schedules")
+    sub.add_parser("serve", help="run the Prefect deployments on their schedules (02:00 UTC)")
 
-    p = sub.add_parser("stack", help="local Prometheus, Pushgateway and Alertmanager")
+    p = sub.add_parser(
+        "stack", help="local Prometheus, Pushgateway, Alertmanager and Prefect server"
+    )
     p.add_argument("action", choices=["up", "down", "status"])
 
-    p = sub.add_parser("demo", help="train, simulate with drift, backfill, monitor")
-    p.add_argument("--days", type=int, default=21)
-    p.add_argument("--rows-per-day", type=int, default=2000)
+    sub.add_parser("alerts", help="firing alerts and the notifications the local stack received")
+
+    p = sub.add_parser(
+        "demo", help="train, simulate with drift, backfill, monitor: the whole story"
+    )
+    p.add_argument("--days", type=int, default=21, metavar="N", help="default: %(default)s")
+    p.add_argument(
+        "--rows-per-day", type=int, default=2000, metavar="N", help="default: %(default)s"
+    )
     return parser
 
 
-def _run(args: argparse.Namespace) -> int:
-    if args.command in ("train", "register", "simulate"):
-        settings = load_settings(push=False)
-    elif args.command == "demo":
-        settings = load_settings()
-    if args.command == "train":
-        from driftline import commands
+def _settings(args: argparse.Namespace, *, push: bool = True) -> Settings:
+    return load_settings(
+        push=push,
+        data_lake_uri=args.lake,
+        model_registry_uri=args.registry,
+        pushgateway_url=args.pushgateway,
+        prometheus_url=args.prometheus,
+    )
 
-        card = commands.train(settings, model=args.model, seed=args.seed)
-        print(
-            f"registered {card.name} {card.version} (production); holdout MAE "
-            f"{card.metrics.mae:.1f}, R² {card.metrics.r2:.3f}"
-        )
-    elif args.command == "register":
-        from driftline import commands
 
-        categorical = [c for c in args.categorical.split(",") if c]
-        card = commands.register(
-            settings,
-            model=args.model,
-            artifact=args.artifact,
-            reference=args.reference,
-            target=args.target,
-            categorical=categorical,
-        )
-        print(
-            f"registered {card.name} {card.version} (production): "
-            f"{len(card.features)} features, holdout MAE {card.metrics.mae:.4g}"
-        )
-    elif args.command == "simulate":
-        from driftline import commands
+def _train(args: argparse.Namespace) -> int:
+    from driftline import commands
 
-        summary = commands.simulate(
-            settings,
-            model=args.model,
-            start=args.start,
-            days=args.days,
-            rows_per_day=args.rows_per_day,
-            scenario=args.scenario,
-            seed=args.seed,
-            drift_start=args.drift_start,
-            pool=args.pool,
-        )
-        print(
-            f"simulated {summary.days} day(s), {summary.rows} rows of {summary.model} "
-            f"{summary.model_version}, {summary.label_files} label files; scenario "
-            f"{args.scenario} from {summary.drift_start}"
-        )
-    elif args.command == "monitor":
-        from flows.monitor import monitor
-
-        result = monitor(model=args.model, batch_date=args.date, push=not args.no_push)
-        print(
-            f"{result.model} {result.batch_date}: {result.n_rows} rows, drifted: "
-            f"{', '.join(result.drifted_features) or 'none'}"
-        )
-    elif args.command == "backfill":
-        from flows.backfill import backfill
-        from tasks.reports import backfill_lines
-
-        report = backfill(
-            model=args.model,
-            start=args.start,
-            end=args.end,
-            prometheus_data=str(args.prometheus_data or "") or None,
-            openmetrics=str(args.openmetrics or "") or None,
-        )
-        print("\n".join(backfill_lines(report)))
-        return 1 if report.failed else 0
-    elif args.command == "serve":
-        from flows.deployments import serve
-
-        serve()
-    elif args.command == "stack":
-        from driftline import stack
-
-        return stack.main(args.action)
-    elif args.command == "demo":
-        from driftline.demo import demo
-
-        demo(settings, days=args.days, rows_per_day=args.rows_per_day)
+    card = commands.train(_settings(args, push=False), model=args.model, seed=args.seed)
+    print(
+        f"registered {card.name} {card.version} (production); holdout MAE "
+        f"{card.metrics.mae:.1f}, R² {card.metrics.r2:.3f}"
+    )
     return 0
 
 
+def _register(args: argparse.Namespace) -> int:
+    from driftline import commands
+
+    card = commands.register(
+        _settings(args, push=False),
+        model=args.model,
+        artifact=args.artifact,
+        reference=args.reference,
+        target=args.target,
+        categorical=[c for c in args.categorical.split(",") if c],
+    )
+    print(
+        f"registered {card.name} {card.version} (production): "
+        f"{len(card.features)} features, holdout MAE {card.metrics.mae:.4g}"
+    )
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from driftline import commands
+
+    summary = commands.simulate(
+        _settings(args, push=False),
+        model=args.model,
+        start=args.start,
+        days=args.days,
+        rows_per_day=args.rows_per_day,
+        scenario=args.scenario,
+        seed=args.seed,
+        drift_start=args.drift_start,
+        pool=args.pool,
+    )
+    print(
+        f"simulated {summary.days} day(s), {summary.rows} rows of {summary.model} "
+        f"{summary.model_version}, {summary.label_files} label files; scenario "
+        f"{args.scenario} from {summary.drift_start}"
+    )
+    return 0
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    _settings(args, push=not args.no_push)  # bad settings fail here, before Prefect starts
+    _flow_environment()
+    from flows.monitor import monitor
+
+    result = monitor(model=args.model, batch_date=args.date, push=not args.no_push)
+    print(
+        f"{result.model} {result.batch_date}: {result.n_rows} rows, drifted: "
+        f"{', '.join(result.drifted_features) or 'none'}"
+    )
+    return 0
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    _settings(args, push=False)
+    _flow_environment()
+    from flows.backfill import backfill
+    from tasks.reports import backfill_lines
+
+    report = backfill(
+        model=args.model,
+        start=args.start,
+        end=args.end,
+        prometheus_data=str(args.prometheus_data or "") or None,
+        openmetrics=str(args.openmetrics or "") or None,
+    )
+    print("\n".join(backfill_lines(report)))
+    return 1 if report.failed else 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    _flow_environment()
+    from flows.deployments import serve
+
+    serve()
+    return 0
+
+
+def _stack(args: argparse.Namespace) -> int:
+    from driftline import stack
+
+    return stack.main(args.action)
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    from driftline import stack
+
+    return stack.alerts_main()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from driftline import stack
+    from driftline.demo import demo
+
+    config = stack.StackConfig.local()
+    print(stack.format_status(stack.up(config)))
+    _flow_environment()  # after the stack is up: the runs go to its Prefect server
+    demo(settings, config, days=args.days, rows_per_day=args.rows_per_day)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "train": _train,
+    "register": _register,
+    "simulate": _simulate,
+    "monitor": _monitor,
+    "backfill": _backfill,
+    "serve": _serve,
+    "stack": _stack,
+    "alerts": _alerts,
+    "demo": _demo,
+}
+
+
+def _export_flags(args: argparse.Namespace) -> None:
+    """Flags win over the environment: flows read their settings from it when they start."""
+    for flag, variable in (
+        ("lake", "DATA_LAKE_URI"),
+        ("registry", "MODEL_REGISTRY_URI"),
+        ("pushgateway", "PUSHGATEWAY_URL"),
+        ("prometheus", "PROMETHEUS_URL"),
+    ):
+        if getattr(args, flag):
+            os.environ[variable] = getattr(args, flag)
+
+
+def _flow_environment() -> None:
+    """Before a flow runs: the local stack's Prefect server when it is up (unless
+    PREFECT_API_URL says otherwise), and a terminal that shows a failed run as one line."""
+    from driftline import stack
+
+    api_url = stack.prefect_api_url()
+    if api_url and not os.environ.get("PREFECT_API_URL"):
+        os.environ["PREFECT_API_URL"] = api_url
+    from prefect import flow  # noqa: F401  (sets up Prefect's logging: its console handler)
+
+    # Prefect's account of a failure (traceback, Failed states) stays in its API log, where
+    # the UI shows it; the terminal gets the one line `main` prints instead
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_a_failure)
+
+
+def _not_a_failure(record: logging.LogRecord) -> bool:
+    return record.levelno < logging.ERROR and not str(record.msg).startswith(
+        ("Finished in state Failed", "Finished in state Crashed")
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    prefect_environment()
+    parser = build_parser()
     try:
-        return _run(build_parser().parse_args(argv))
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        _export_flags(args)
+        prefect_environment()
+        return COMMANDS[args.command](args)
     except DriftlineError as exc:
         print(f"driftline: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import time
+import urllib.error
 from datetime import UTC, datetime, timedelta
 
 from core.settings import DEFAULT_MODEL, Settings
-from driftline import commands, stack
+from driftline import commands, hints, stack
+from driftline.stack.alerts import describe, rule_alerts
 
 DRIFT_AFTER_DAYS = 10
+# Prometheus scrapes and evaluates every 15 s: two rounds see the live push become an alert
+ALERT_WAIT_SECONDS = 45.0
 
 
-def demo(settings: Settings, *, days: int = 21, rows_per_day: int = 2000) -> None:
+def demo(
+    settings: Settings, config: stack.StackConfig, *, days: int = 21, rows_per_day: int = 2000
+) -> None:
     """Train, simulate `days` days up to yesterday with drift from day 11, backfill them into
-    the local Prometheus, then run the nightly flow for yesterday and push it live."""
+    the local Prometheus, then run the nightly flow for yesterday and push it live. The stack
+    (`config`) is up, and Prefect records the runs in its server."""
     from flows.backfill import backfill
     from flows.monitor import monitor
 
-    config = stack.StackConfig()
-    print(stack.format_status(stack.up(config)))
     card = commands.train(settings, model=DEFAULT_MODEL)
     print(f"trained {card.name} {card.version}: holdout MAE {card.metrics.mae:.0f}")
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
@@ -44,15 +50,47 @@ def demo(settings: Settings, *, days: int = 21, rows_per_day: int = 2000) -> Non
         )
     result = monitor(model=DEFAULT_MODEL, batch_date=yesterday, push=True)
     lake_results = f"{settings.data_lake_uri}/monitoring/model={DEFAULT_MODEL}/"
+    print(f"\nnightly run for {yesterday}: drifted {', '.join(result.drifted_features) or 'none'}")
+    print(_alert_outlook(config))
     print(
-        f"\nnightly run for {yesterday}: drifted {', '.join(result.drifted_features) or 'none'}\n"
         f"\nwhere to look:\n"
         f"  results per day   {lake_results}batch_date=*/result.json\n"
+        f"  Prefect UI        {config.url('prefect')}/runs (the monitor and backfill runs, "
+        "their artifacts)\n"
         f"  Prometheus        {config.url('prometheus')}/graph?g0.expr=ml_features_drifted"
         f"&g0.range_input=3w  (backfilled days appear within a minute)\n"
-        f"  alerts            {config.url('prometheus')}/alerts and {config.url('alertmanager')}\n"
+        f"  alerts            {hints.command('alerts')}, {config.url('prometheus')}/alerts, "
+        f"{config.url('alertmanager')}\n"
         f"  Pushgateway       {config.url('pushgateway')}\n"
-        f"  Prefect UI        `make prefect-ui`, then http://127.0.0.1:4200\n"
         f"  Grafana           `docker compose up` on a machine with Docker (see README)\n"
-        f"  stop the stack    driftline stack down"
+        f"  stop the stack    {hints.command('stack down')}"
+    )
+
+
+def _alert_outlook(config: stack.StackConfig) -> str:
+    """The alerts the live push raised, with when each fires, once Prometheus has seen it."""
+    deadline = time.monotonic() + ALERT_WAIT_SECONDS
+    alerts: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        try:
+            alerts = [
+                a
+                for a in rule_alerts(config.url("prometheus"))
+                if a["labels"].get("model") == DEFAULT_MODEL
+            ]
+        except (urllib.error.URLError, OSError):
+            alerts = []
+        if alerts:
+            break
+        time.sleep(3)
+    if not alerts:
+        return (
+            f"\nno alert pending yet: Prometheus evaluates the rules every 15 s; "
+            f"`{hints.command('alerts')}` shows them as they come"
+        )
+    now = datetime.now(UTC).timestamp()
+    lines = [f"  {describe(a, now)}" for a in alerts]
+    return (
+        "\nalerts (they fire after their `for:`; Alertmanager then notifies the stack's "
+        f"receiver, which `{hints.command('alerts')}` lists):\n" + "\n".join(lines)
     )

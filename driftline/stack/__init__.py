@@ -4,10 +4,12 @@
 stops and reports the processes. The names below are the stack's public face.
 """
 
+from driftline.stack.alerts import main as alerts_main
 from driftline.stack.configs import (
     BINARIES,
     COMPONENTS,
     INFRA_DIR,
+    LOCAL_STACK,
     Component,
     MissingBinaryError,
     RenderedConfigs,
@@ -21,4 +23,12 @@ from driftline.stack.configs import (
     render_prometheus_config,
     render_rules,
 )
-from driftline.stack.control import ComponentStatus, down, format_status, main, status, up
+from driftline.stack.control import (
+    ComponentStatus,
+    down,
+    format_status,
+    main,
+    prefect_api_url,
+    status,
+    up,
+)

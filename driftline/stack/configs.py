@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
 import shutil
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +16,14 @@ import yaml
 from core.files import write_bytes_atomically
 from core.settings import REPO_ROOT
 
-Component = Literal["pushgateway", "alertmanager", "prometheus"]
+Component = Literal["receiver", "pushgateway", "alertmanager", "prometheus", "prefect"]
 
-# Start order: Prometheus last, so its first scrape and first alert delivery find the others up.
+# The monitoring services, in start order: Prometheus last, so its first scrape and first alert
+# delivery find the others up.
 COMPONENTS: tuple[Component, ...] = ("pushgateway", "alertmanager", "prometheus")
+# `driftline stack up`: those, the receiver of Alertmanager's notifications before them, and
+# the Prefect server (UI and API) whose runs every command records while it is up.
+LOCAL_STACK: tuple[Component, ...] = ("receiver", *COMPONENTS, "prefect")
 
 # Debian's binary names; the Debian packages are named the same.
 BINARIES: Mapping[Component, str] = {
@@ -25,6 +31,7 @@ BINARIES: Mapping[Component, str] = {
     "pushgateway": "prometheus-pushgateway",
     "alertmanager": "prometheus-alertmanager",
 }
+RECEIVER_RECORD = "alerts.jsonl"
 
 INFRA_DIR = REPO_ROOT / "infra"
 STATE_FILE = "stack.json"
@@ -59,9 +66,12 @@ class StackConfig:
     scrape_interval: str = "15s"
     evaluation_interval: str = "15s"
     retention: str = "400d"
+    receiver_port: int = 9095
+    prefect_port: int = 4200
+    components: tuple[Component, ...] = COMPONENTS
     rule_for: str | None = None
-    # Nothing listens there by default; point it at a receiver of your own (the tests do).
-    webhook_url: str | None = "http://127.0.0.1:5001/alerts"
+    # None keeps infra/'s webhook URL; `local()` points it at the stack's own receiver
+    webhook_url: str | None = None
     alertmanager_group_wait: str | None = None
     alertmanager_group_interval: str | None = None
     alertmanager_repeat_interval: str | None = None
@@ -70,17 +80,36 @@ class StackConfig:
     pushgateway_password_file: Path | None = None
     infra_dir: Path = INFRA_DIR
 
+    @classmethod
+    def local(cls) -> StackConfig:
+        """What `driftline stack up` runs: every component on its usual port."""
+        return cls(
+            components=LOCAL_STACK, webhook_url=f"http://127.0.0.1:{cls.receiver_port}/alerts"
+        )
+
     def port(self, component: Component) -> int:
         """Return the loopback port of a component."""
         return {
             "prometheus": self.prometheus_port,
             "pushgateway": self.pushgateway_port,
             "alertmanager": self.alertmanager_port,
+            "receiver": self.receiver_port,
+            "prefect": self.prefect_port,
         }[component]
 
     def url(self, component: Component) -> str:
         """Return the base URL of a component."""
         return f"http://127.0.0.1:{self.port(component)}"
+
+
+def ready_url(component: Component, base_url: str) -> str:
+    """Where a component answers 200 once it serves."""
+    return f"{base_url}/api/health" if component == "prefect" else f"{base_url}/-/ready"
+
+
+def prefect_home(state_dir: Path) -> Path:
+    """The stack's Prefect server keeps its SQLite database here."""
+    return state_dir / "prefect"
 
 
 # --- rendering: the infra/ configs, rewritten for loopback ---------------------------------------
@@ -218,6 +247,28 @@ def _write_yaml(path: Path, content: Mapping[str, Any]) -> None:
 
 def command_line(component: Component, config: StackConfig, rendered: RenderedConfigs) -> list[str]:
     """Return the argv that starts one component on loopback."""
+    if component == "receiver":
+        record = config.state_dir / RECEIVER_RECORD
+        return [
+            sys.executable,
+            "-m",
+            "driftline.stack.receiver",
+            f"--port={config.port(component)}",
+            f"--record={record}",
+        ]
+    if component == "prefect":
+        # from the project's own environment, its database under the state dir (environment)
+        return [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(config.port(component)),
+        ]
     binary = find_binary(component)
     listen = f"--web.listen-address=127.0.0.1:{config.port(component)}"
     if component == "prometheus":
@@ -251,8 +302,37 @@ def command_line(component: Component, config: StackConfig, rendered: RenderedCo
     ]
 
 
+def environment(component: Component, config: StackConfig) -> dict[str, str] | None:
+    """The environment a component starts with (None: the caller's)."""
+    if component != "prefect":
+        return None
+    return {
+        **os.environ,
+        "PREFECT_HOME": str(prefect_home(config.state_dir)),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(config.port(component)),
+    }
+
+
+def is_ours(
+    component: Component, argv: list[str], environ: dict[str, str] | None, state_dir: Path
+) -> bool:
+    """Whether a process runs this stack's component (a recycled pid must not get our SIGTERM):
+    the binary and the state dir in its argv, or for the Prefect server its PREFECT_HOME."""
+    if component == "prefect":
+        home = (environ or {}).get("PREFECT_HOME")
+        return "prefect" in argv and home == str(prefect_home(state_dir))
+    if component == "receiver":
+        return "driftline.stack.receiver" in argv and str(state_dir) in " ".join(argv)
+    return Path(argv[0]).name == BINARIES[component] and str(state_dir) in " ".join(argv)
+
+
 def find_binary(component: Component) -> str:
     """Return the path of a component's binary or say how to install it."""
+    if component not in BINARIES:
+        return sys.executable
     name = BINARIES[component]
     path = shutil.which(name)
     if path is None:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Literal
 
 from core import processes
+from driftline import hints
 from driftline.stack.configs import (
-    BINARIES,
-    COMPONENTS,
+    LOCAL_STACK,
     STATE_FILE,
     Component,
     RenderedConfigs,
@@ -27,7 +27,10 @@ from driftline.stack.configs import (
     StackError,
     command_line,
     default_state_dir,
+    environment,
     find_binary,
+    is_ours,
+    ready_url,
     render,
 )
 
@@ -45,25 +48,26 @@ class ComponentStatus:
 
 
 def up(
-    config: StackConfig | None = None, *, timeout_seconds: float = 30.0
+    config: StackConfig | None = None, *, timeout_seconds: float = 60.0
 ) -> list[ComponentStatus]:
     """Start the components that are not running yet, wait until all are ready."""
-    config = config or StackConfig()
+    config = config or StackConfig.local()
     # Absolute, because ownership of a pid is recognised by the state dir in its argv.
     config = replace(config, state_dir=config.state_dir.resolve())
-    for component in COMPONENTS:
+    for component in config.components:
         find_binary(component)
     rendered = render(config)
     _write_state(config)
     started: list[Component] = []
     try:
-        for component in COMPONENTS:
+        for component in config.components:
             if _owned_pid(config.state_dir, component) is not None:
                 continue
             _start(component, config, rendered)
             started.append(component)
+        # they start side by side: the Prefect server's 10-odd seconds overlap the others'
         deadline = time.monotonic() + timeout_seconds
-        for component in COMPONENTS:
+        for component in config.components:
             _wait_ready(component, config, deadline)
     except BaseException:
         for component in reversed(started):
@@ -77,26 +81,28 @@ def down(state_dir: Path | None = None, *, timeout_seconds: float = 10.0) -> lis
     state_dir = (state_dir or default_state_dir()).resolve()
     return [
         component
-        for component in reversed(COMPONENTS)
+        for component in reversed(LOCAL_STACK)
         if _stop(state_dir, component, timeout_seconds=timeout_seconds)
     ]
 
 
 def status(state_dir: Path | None = None) -> list[ComponentStatus]:
-    """Report each component: its URL, pid, whether it runs and answers /-/ready."""
+    """Report each component: its URL, pid, whether it runs and answers its readiness URL."""
     state_dir = (state_dir or default_state_dir()).resolve()
-    urls = _read_state(state_dir)
+    urls = _read_state(state_dir) or {c: StackConfig.local().url(c) for c in LOCAL_STACK}
     statuses = []
-    for component in COMPONENTS:
+    for component in LOCAL_STACK:
+        if component not in urls:
+            continue  # not part of the stack this state dir started
         pid = _owned_pid(state_dir, component)
-        url = urls.get(component, StackConfig().url(component))
+        url = urls[component]
         statuses.append(
             ComponentStatus(
                 name=component,
                 url=url,
                 pid=pid,
                 is_running=pid is not None,
-                is_ready=pid is not None and _is_ready(url),
+                is_ready=pid is not None and _is_ready(component, url),
                 log_path=state_dir / f"{component}.log",
             )
         )
@@ -130,6 +136,7 @@ def _start(component: Component, config: StackConfig, rendered: RenderedConfigs)
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=config.state_dir,
+            env=environment(component, config),
             start_new_session=True,
         )
     (config.state_dir / f"{component}.pid").write_text(f"{process.pid}\n", encoding="utf-8")
@@ -138,7 +145,7 @@ def _start(component: Component, config: StackConfig, rendered: RenderedConfigs)
 def _wait_ready(component: Component, config: StackConfig, deadline: float) -> None:
     url = config.url(component)
     while True:
-        if _is_ready(url):
+        if _is_ready(component, url):
             return
         if _owned_pid(config.state_dir, component) is None:
             raise StackError(
@@ -147,7 +154,7 @@ def _wait_ready(component: Component, config: StackConfig, deadline: float) -> N
                 + _tail(config.state_dir / f"{component}.log")
             )
         if time.monotonic() > deadline:
-            raise StackError(f"{component} did not answer {url}/-/ready in time")
+            raise StackError(f"{component} did not answer {ready_url(component, url)} in time")
         time.sleep(0.2)
 
 
@@ -157,14 +164,12 @@ def _stop(state_dir: Path, component: Component, *, timeout_seconds: float) -> b
     if pid is None:
         pid_file.unlink(missing_ok=True)
         return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+    _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_seconds
     while processes.is_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     if processes.is_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        _signal(pid, signal.SIGKILL)
         while processes.is_alive(pid):
             time.sleep(0.05)
     pid_file.unlink(missing_ok=True)
@@ -179,18 +184,26 @@ def _owned_pid(state_dir: Path, component: Component) -> int | None:
         return None
     if not processes.is_alive(pid):
         return None
-    # A recycled pid must not get our SIGTERM: check binary and state dir in its argv.
     command = processes.argv(pid)
-    if command is not None and (
-        Path(command[0]).name != BINARIES[component] or str(state_dir) not in " ".join(command)
-    ):
+    if command is not None and not is_ours(component, command, processes.environ(pid), state_dir):
         return None
     return pid
 
 
-def _is_ready(url: str) -> bool:
+def _signal(pid: int, signum: int) -> None:
+    """Signal the process and what it started: each component leads its own session."""
     try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=1.0) as response:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def _is_ready(component: Component, url: str) -> bool:
+    try:
+        with urllib.request.urlopen(ready_url(component, url), timeout=1.0) as response:
             return bool(response.status == 200)
     except urllib.error.HTTPError as error:
         # A Pushgateway behind basic auth guards /-/ready too: answering 401 means it is up.
@@ -217,7 +230,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def _write_state(config: StackConfig) -> None:
-    state = {component: config.url(component) for component in COMPONENTS}
+    state = {component: config.url(component) for component in config.components}
     (config.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
 
 
@@ -231,11 +244,14 @@ def _read_state(state_dir: Path) -> dict[str, str]:
 
 def main(action: Literal["up", "down", "status"], *, config: StackConfig | None = None) -> int:
     """Run `driftline stack up|down|status`: print the report, return the exit status."""
-    config = config or StackConfig()
+    config = config or StackConfig.local()
     try:
         if action == "up":
             print(format_status(up(config)))
-            print(f"state, configs and logs in {config.state_dir}; stop with: driftline stack down")
+            print(
+                f"state, configs and logs in {config.state_dir}; "
+                f"stop with: {hints.command('stack down')}"
+            )
         elif action == "down":
             stopped = down(config.state_dir)
             print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
@@ -245,3 +261,12 @@ def main(action: Literal["up", "down", "status"], *, config: StackConfig | None 
         print(f"driftline stack {action}: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def prefect_api_url(state_dir: Path | None = None) -> str | None:
+    """The API of the stack's Prefect server when it is up and answers, else None."""
+    state_dir = (state_dir or default_state_dir()).resolve()
+    url = _read_state(state_dir).get("prefect")
+    if url is None or _owned_pid(state_dir, "prefect") is None:
+        return None
+    return f"{url}/api" if _is_ready("prefect", url) else None
