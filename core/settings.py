@@ -64,6 +64,8 @@ class Settings:
     lock_policy: LockPolicy = LockPolicy()
     min_label_coverage: float = 0.8
     performance_window_days: int = 30
+    # local, outside the registry: digests of registry files (model_registry/hash_cache.py)
+    cache_dir: Path = REPO_ROOT / "var" / "cache"
 
 
 def load_settings(
@@ -87,6 +89,7 @@ def load_settings(
         or env.get("MODEL_REGISTRY_URI")
         or str(REPO_ROOT / "model_registry"),
         prometheus_url=prometheus_url or env.get("PROMETHEUS_URL") or "http://localhost:9090",
+        cache_dir=Path(env.get("DRIFTLINE_CACHE_DIR") or REPO_ROOT / "var" / "cache"),
         push=_push_settings(env, pushgateway_url) if push else PushSettings(),
         lock_policy=LockPolicy(
             wait_seconds=_seconds(env, "DRIFTLINE_LOCK_WAIT_SECONDS", LockPolicy.wait_seconds),

@@ -15,15 +15,18 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import joblib
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from core.errors import InputError
 from core.names import check_name, is_valid_name
 from data_lake.storage import Storage
+from model_registry.hash_cache import HashCache
 
 FeatureKind = Literal["numeric", "categorical"]
 MODEL_FILE = "model.joblib"
@@ -163,13 +166,26 @@ def sha256_of(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
+def _check_digest(shown: str, actual: str, expected: str) -> None:
+    if actual != expected:
+        raise InputError(
+            f"{shown}: sha256 {actual[:12]}... does not match its card ({expected[:12]}...); "
+            "the file changed after registration and was not loaded: register the model "
+            "again with `driftline register` (or `driftline train`)"
+        )
+
+
 class Registry:
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, *, hash_cache: HashCache | None = None) -> None:
         self.storage = storage
+        self.hash_cache = hash_cache
 
     @classmethod
-    def open(cls, uri: str) -> Registry:
-        return cls(Storage.from_uri(uri))
+    def open(cls, uri: str, *, cache_dir: Path | None = None) -> Registry:
+        """The registry at `uri`; with `cache_dir`, digests of its local files are remembered
+        there (model_registry/hash_cache.py) so a large model file is not hashed every run."""
+        cache = HashCache(cache_dir / "registry-sha256.json") if cache_dir else None
+        return cls(Storage.from_uri(uri), hash_cache=cache)
 
     def _dir(self, model: str, version: str | None = None) -> str:
         base = f"{self.storage.root}/{check_name('model', model)}"
@@ -254,14 +270,41 @@ class Registry:
         payload = self.storage.read_bytes(path)
         if expected is None or payload is None:
             raise InputError(f"{shown}: missing from the registry or its card; re-register")
-        actual = sha256_of(payload)
-        if actual != expected:
-            raise InputError(
-                f"{shown}: sha256 {actual[:12]}... does not match its card ({expected[:12]}...); "
-                "the file changed after registration and was not loaded: register the model "
-                "again with `driftline register` (or `driftline train`)"
-            )
+        _check_digest(shown, sha256_of(payload), expected)
         return payload
+
+    def verify(self, card: ModelCard, *, besides: Sequence[str] = ()) -> None:
+        """Every file of the version matches its card (those in `besides` are checked when
+        they are read), or an InputError names the first that does not. Each file is read once,
+        in chunks, and never unpickled."""
+        for filename, expected in sorted(card.sha256.items()):
+            if filename in besides:
+                continue
+            path = f"{self._dir(card.name, card.version)}/{filename}"
+            shown = self.storage.uri_of(path)
+            actual = self._file_digest(path)
+            if actual is None:
+                raise InputError(f"{shown}: missing from the registry; re-register the model")
+            _check_digest(shown, actual, expected)
+
+    def _file_digest(self, path: str) -> str | None:
+        local = isinstance(self.storage.fs, pafs.LocalFileSystem)
+        cache = self.hash_cache if local else None
+        if cache is not None:
+            found = cache.get(Path(path))
+            if found is not None:
+                return found
+            identity = cache.identity(Path(path))
+        if not self.storage.fs.get_file_info(path).is_file:
+            return None
+        digest = hashlib.sha256()
+        with self.storage.fs.open_input_stream(path) as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        hexdigest = digest.hexdigest()
+        if cache is not None:
+            cache.put(Path(path), hexdigest, identity)
+        return hexdigest
 
     def load(self, model: str, version: str = PRODUCTION) -> LoadedModel:
         card = self.card(model, version)

@@ -17,7 +17,7 @@ from data_lake.lake import Lake
 from model_registry.registry import ModelCard, Registry
 from tasks.drift_report import DriftOutcome, drift_report
 from tasks.performance import PerformanceOutcome, Window, as_of, window_start
-from tasks.profile import ReferenceProfile, load_profile
+from tasks.profile import PROFILE_FILE, ReferenceProfile, load_profile
 from tasks.results import MonitoringResult
 from tasks.validation import ValidatedBatch, validate_batch, validate_labels
 
@@ -32,8 +32,10 @@ class ModelContext:
 
 
 def load_model_context(registry: Registry, model: str, version: str = "production") -> ModelContext:
-    """The card and the reference profile; the model file itself is not needed to monitor."""
+    """The card and the reference profile, once every file of the version matches its card:
+    the model file is not needed to monitor, but a tampered one stops the run all the same."""
     card = registry.card(model, version)
+    registry.verify(card, besides=(PROFILE_FILE,))  # the profile is checked as it is read
     return ModelContext(card, load_profile(registry, card))
 
 

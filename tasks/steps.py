@@ -29,7 +29,8 @@ from tasks.wrappers import artifact_key, compute_task, io_task, transient
 
 @io_task("load-model")
 def load_model(settings: Settings, model: str) -> ModelContext:
-    context = monitoring.load_model_context(Registry.open(settings.model_registry_uri), model)
+    registry = Registry.open(settings.model_registry_uri, cache_dir=settings.cache_dir)
+    context = monitoring.load_model_context(registry, model)
     get_run_logger().info(
         "model %s version %s: %d features, reference of %d rows",
         model,
