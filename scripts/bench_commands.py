@@ -1,0 +1,128 @@
+"""Time driftline's commands as a user runs them: whole processes, the stack's Prefect server up.
+
+Starts a private Pushgateway and Prefect server on free loopback ports (state in a temporary
+directory), trains the diamonds model into a private registry, writes a 1,000-row and a
+1,000,000-row batch (rows drawn from the reference, 80 % labelled the next day) and a batch that
+lacks a feature column, then runs each command `--repeats` times in a fresh process and prints
+one line of JSON: the median and every run's wall seconds. The bars (issue "The operator's day"):
+--help within 1 s, monitor within 3 s at 1k rows and 5 s at 1M rows, and an unknown model, a
+missing batch or bad input exiting within 3 s.
+
+    .venv/bin/python scripts/bench_commands.py [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from core.settings import load_settings  # noqa: E402
+from data_lake.lake import Lake  # noqa: E402
+from driftline import commands, stack  # noqa: E402
+from model_registry.registry import Registry  # noqa: E402
+
+MODEL = "diamonds-price"
+SMALL, LARGE, BAD, MISSING = (date(2026, 3, d) for d in (1, 2, 3, 9))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_batch(lake: Lake, reference: pa.Table, day: date, rows: int, *, drop: str = "") -> None:
+    """`rows` reference rows drawn with replacement, as a scored batch, labels the next day."""
+    rng = np.random.default_rng(day.toordinal())
+    table = reference.take(pa.array(rng.integers(0, reference.num_rows, rows)))
+    row_id = pc.binary_join_element_wise(
+        day.isoformat(), pa.array(np.arange(rows).astype(str)), "-"
+    )
+    labels = pa.table({"row_id": row_id, "price": table.column("price")})
+    table = table.drop_columns(["price", *([drop] if drop else [])]).add_column(0, "row_id", row_id)
+    lake.replace_partition(lake.scored_dir(MODEL, day), "part-0.parquet", table)
+    labelled = labels.filter(pa.array(rng.random(rows) < 0.8))
+    lake.write_table(f"{lake.labels_dir(MODEL, day + timedelta(days=1))}/labels.parquet", labelled)
+
+
+def timed(argv: list[str], env: dict[str, str], repeats: int, expect: int) -> dict[str, object]:
+    runs = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=REPO)
+        runs.append(time.perf_counter() - started)
+        if done.returncode != expect:
+            raise SystemExit(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()}")
+    lines = len((done.stdout + done.stderr).strip().splitlines())
+    return {"median_seconds": round(statistics.median(runs), 2),
+            "seconds": [round(r, 2) for r in runs], "lines_printed": lines}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="driftline-bench-") as tmp:
+        root = Path(tmp)
+        config = stack.StackConfig(
+            state_dir=root / "stack",
+            pushgateway_port=free_port(),
+            prefect_port=free_port(),
+            components=("pushgateway", "prefect"),
+        )
+        stack.up(config, timeout_seconds=120)
+        try:
+            env = {
+                **os.environ,
+                "DATA_LAKE_URI": str(root / "lake"),
+                "MODEL_REGISTRY_URI": str(root / "registry"),
+                "DRIFTLINE_CACHE_DIR": str(root / "cache"),
+                "PUSHGATEWAY_URL": config.url("pushgateway"),
+                "PREFECT_API_URL": f"{config.url('prefect')}/api",
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
+            settings = load_settings(env)
+            commands.train(settings, model=MODEL)
+            reference = Registry.open(settings.model_registry_uri).load(MODEL).reference
+            lake = Lake.open(settings.data_lake_uri)
+            write_batch(lake, reference, SMALL, 1_000)
+            write_batch(lake, reference, LARGE, 1_000_000)
+            write_batch(lake, reference, BAD, 1_000, drop="carat")
+            driftline = str(Path(sys.executable).parent / "driftline")
+            cases = {
+                "help": ([driftline, "--help"], 0),
+                "monitor_1k_rows": ([driftline, "monitor", "--date", str(SMALL)], 0),
+                "monitor_1m_rows": ([driftline, "monitor", "--date", str(LARGE)], 0),
+                "unknown_model": ([driftline, "monitor", "--model", "nope"], 2),
+                "missing_batch": ([driftline, "monitor", "--date", str(MISSING)], 1),
+                "bad_input": ([driftline, "monitor", "--date", str(BAD)], 2),
+            }
+            # one warm-up: the first run hashes the registry and fills the OS page cache
+            subprocess.run(cases["monitor_1k_rows"][0], env=env, capture_output=True, cwd=REPO)
+            figures = {
+                name: timed(argv, env, args.repeats, expect)
+                for name, (argv, expect) in cases.items()
+            }
+        finally:
+            stack.down(config.state_dir)
+    print(json.dumps({"cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0], **figures}))
+
+
+if __name__ == "__main__":
+    main()
