@@ -319,6 +319,40 @@ def _not_a_failure(record: logging.LogRecord) -> bool:
     )
 
 
+def _prefect_unreachable(exc: BaseException) -> str | None:
+    """The one line for a run whose Prefect API does not answer, else None.
+
+    A server down at the start surfaces as Prefect's RuntimeError "Failed to reach API" raised
+    from httpx's connection error; a server gone mid-run as that error itself, once Prefect's
+    client has retried (PREFECT_CLIENT_MAX_RETRIES). Only Prefect talks httpx here.
+    """
+    try:
+        import httpx
+    except ImportError:
+        return None
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, httpx.TransportError):
+            break
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    else:
+        return None
+    assert cause is not None
+    detail = (str(cause).strip().splitlines() or [""])[0]
+    reason = f"{type(cause).__name__}: {detail}" if detail else type(cause).__name__
+    api_url = os.environ.get("PREFECT_API_URL")
+    if not api_url:
+        return f"Prefect's temporary local server stopped answering ({reason}); run it again"
+    from driftline import hints
+
+    return (
+        f"the Prefect server at {api_url} does not answer ({reason}); start it with "
+        f"`{hints.command('stack up')}` or unset PREFECT_API_URL, then run the command again"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -335,6 +369,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the traceback is in Prefect's log; the user gets one line
+        unreachable = _prefect_unreachable(exc)
+        if unreachable is not None:
+            print(f"driftline: error: {unreachable}", file=sys.stderr)
+            return 1
         print(f"driftline: error: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
 

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -13,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from core import faults
 from core.errors import RunError
+from core.files import NoSpaceError, free_space, is_no_space
 from core.settings import IO_RETRY_DELAYS_SECONDS, PushSettings, Settings
 from data_lake.lake import Lake
 from data_lake.lock import LockOwner
@@ -96,6 +98,14 @@ def io_failures_reported(settings: Settings, model: str, batch_date: date) -> It
     try:
         yield
     except OSError as exc:
+        if is_no_space(exc):  # e.g. the lock file could not be written: retries cannot help
+            lake = Lake.open(settings.data_lake_uri)
+            raise NoSpaceError(
+                f"monitor {model} {batch_date}: no space left on the device of the data lake "
+                f"({exc}; {free_space(Path(lake.root))}); nothing new was written or pushed for "
+                "this day; free space there (or move the lake to a larger disk), then run the "
+                "day again"
+            ) from exc
         raise RunError(
             f"monitor {model} {batch_date}: the data lake or registry kept failing after "
             f"{len(IO_RETRY_DELAYS_SECONDS) + 1} attempts ({exc}); nothing new was written or "
