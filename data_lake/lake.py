@@ -38,6 +38,10 @@ class Lake(Storage):
         day = batch_date.isoformat()
         return f"{self.root}/monitoring/model={model}/batch_date={day}/result.json"
 
+    def report_path(self, model: str, batch_date: date) -> str:
+        """The day's report for people (HTML, pictures inline), beside its result."""
+        return self.result_path(model, batch_date).rsplit("/", 1)[0] + "/report.html"
+
     def lock_path(self, model: str, batch_date: date) -> str:
         # beside the partitions, in a folder that Hive readers and the date listings skip
         day = batch_date.isoformat()

@@ -44,7 +44,7 @@ def monitor(
         # so the lake's result and the pushed gauges always come from the same run
         with steps.day_lock(settings, model, day):
             written = steps.write_result(settings, result)
-            steps.publish_artifacts(result)
+            steps.publish_artifacts(result, settings, drift)
             if push:
                 steps.push_metrics_or_fail(settings, result, started, written)
     return result

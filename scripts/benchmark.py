@@ -15,6 +15,10 @@ whole run is all three, the compute only the last; the nightly run adds the perf
 80 % of the rows labelled the next day and writes the result to the lake. The
 scipy baseline runs in its own processes on the same files: `ks_2samp` / `chi2_contingency` per
 feature on the same Arrow columns (NaN dropped) and the raw reference rows, timed end to end.
+The pictures (the day's report) are timed on their own: the sketches the drift step keeps for
+them (timed alone in another fresh process), and the report drawn with matplotlib, written to
+the lake as HTML and rendered as the artifact's Markdown, after the nightly run's work in the
+same process; with how far they raise the peak RSS, the HTML's and the artifact's size.
 driftline and scipy runs alternate, so both see the same load on the machine. Times are
 medians over the repeats; peak RSS is the largest of driftline's runs.
 """
@@ -42,9 +46,12 @@ import pyarrow.parquet as pq
 from core.settings import DriftRule, load_settings
 from data_lake.lake import Lake
 from model_registry.registry import ModelCard
+from tasks import plots, reports
+from tasks.columns import as_float, category_counts
 from tasks.drift_report import drift_report
+from tasks.ecdf import ecdf_of
 from tasks.monitoring import ModelContext, assemble, read_batch, read_window
-from tasks.profile import PROFILE_FILE, profile_files, profile_from_bytes
+from tasks.profile import PROFILE_FILE, NumericProfile, profile_files, profile_from_bytes
 from tasks.results import to_json
 
 MODEL = "bench"
@@ -189,7 +196,21 @@ def run_driftline(directory: Path) -> dict[str, Any]:
     result = assemble(ModelContext(card(), profile), DAY, batch, outcome, performance, settings)
     lake.write_bytes(lake.result_path(MODEL, DAY), to_json(result))
     finished = time.perf_counter()
+    # the pictures: the day's report drawn from the sketches the drift step kept (matplotlib
+    # imported here, as in the nightly run), written to the lake, and the artifact's Markdown
+    peak_before, rss_before, cpu_before = peak_rss_mb(), rss_mb(), time.process_time()
+    report = reports.DayReport.draw(result, outcome.sketches, DriftRule())
+    page = report.html().encode()
+    lake.write_bytes(lake.report_path(MODEL, DAY), page)
+    markdown = report.markdown(lake.uri_of(lake.report_path(MODEL, DAY)))
+    pictured = time.perf_counter()
     return {
+        "report_seconds": pictured - finished,
+        "report_cpu_seconds": time.process_time() - cpu_before,
+        "report_peak_added_mb": peak_rss_mb() - peak_before,
+        "report_rss_added_mb": rss_mb() - rss_before,
+        "report_html_bytes": len(page),
+        "artifact_markdown_bytes": len(markdown.encode()),
         "rows": batch.table.num_rows,
         "profile_load_seconds": loaded - started,
         "whole_run_seconds": done - started,
@@ -200,6 +221,38 @@ def run_driftline(directory: Path) -> dict[str, Any]:
         "peak_rss_mb": peak_rss_mb(),
         "drifted": [d.feature for d in outcome.features if d.is_drifted],
     }
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (VmRSS), 0 where /proc is not there."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_sketches(directory: Path) -> dict[str, Any]:
+    """What the drift step adds for the pictures, timed alone: per feature, the count of
+    missing values that picks the sort, and the sketch of the two sorted samples."""
+    profile = profile_from_bytes((directory / PROFILE_FILE).read_bytes(), source=PROFILE_FILE)
+    batch = read_batch(Lake.open(str(directory / "lake")), card(), DAY).table
+    seconds = cpu = 0.0
+    for name, reference in [*profile.features.items(), ("prediction", profile.prediction)]:
+        if isinstance(reference, NumericProfile):
+            values = as_float(batch.column(name))
+            current = ecdf_of(values)[0]
+            started, cpu_started = time.perf_counter(), time.process_time()
+            int(np.count_nonzero(np.isnan(values)))
+            plots.numeric_sketch(reference.ecdf, current)
+        else:
+            counts = category_counts(batch.column(name))[0]
+            started, cpu_started = time.perf_counter(), time.process_time()
+            plots.categorical_sketch(reference.counts, counts)
+        seconds += time.perf_counter() - started
+        cpu += time.process_time() - cpu_started
+    return {"sketch_seconds": seconds, "sketch_cpu_seconds": cpu}
 
 
 def run_scipy(directory: Path) -> dict[str, Any]:
@@ -227,9 +280,11 @@ def measure(directory: Path, repeats: int, scipy_repeats: int) -> dict[str, Any]
     load_at_start = os.getloadavg()[0]
     ours: list[dict[str, Any]] = []
     theirs: list[dict[str, Any]] = []
+    sketches: list[dict[str, Any]] = []
     for i in range(max(repeats, scipy_repeats)):
         if i < repeats:
             ours.append(child(directory, "driftline"))
+            sketches.append(child(directory, "sketches"))
         if i < scipy_repeats:
             theirs.append(child(directory, "scipy"))
     compute = statistics.median(r["compute_seconds"] for r in ours)
@@ -250,6 +305,24 @@ def measure(directory: Path, repeats: int, scipy_repeats: int) -> dict[str, Any]
         ),
         "peak_rss_mb": round(max(r["peak_rss_mb"] for r in ours), 1),
         "peak_rss_mb_each": [round(r["peak_rss_mb"], 1) for r in ours],
+        # the pictures: sketches in the drift step, then the report drawn, written, linked
+        "pictures_seconds": round(
+            statistics.median(r["sketch_seconds"] for r in sketches)
+            + statistics.median(r["report_seconds"] for r in ours),
+            4,
+        ),
+        "sketch_seconds_each": [round(r["sketch_seconds"], 4) for r in sketches],
+        "report_seconds_each": [round(r["report_seconds"], 4) for r in ours],
+        # CPU seconds: what the pictures cost whatever else shares the cores
+        "pictures_cpu_seconds": round(
+            statistics.median(r["sketch_cpu_seconds"] for r in sketches)
+            + statistics.median(r["report_cpu_seconds"] for r in ours),
+            4,
+        ),
+        "pictures_peak_added_mb": round(max(r["report_peak_added_mb"] for r in ours), 1),
+        "pictures_rss_added_mb": round(max(r["report_rss_added_mb"] for r in ours), 1),
+        "report_html_bytes": ours[0]["report_html_bytes"],
+        "artifact_markdown_bytes": ours[0]["artifact_markdown_bytes"],
         "scipy_per_feature_seconds": round(scipy_seconds, 4),
         "scipy_per_feature_seconds_each": [round(r["compute_seconds"], 4) for r in theirs],
         "speedup_vs_scipy": round(scipy_seconds / compute, 2),
@@ -269,11 +342,13 @@ def main() -> None:
     parser.add_argument("--scipy-repeats", default="3,1", help="per size; the last one repeats")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--kind", choices=["driftline", "scipy"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--kind", choices=["driftline", "scipy", "sketches"], help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.child:
-        run = run_driftline if args.kind == "driftline" else run_scipy
-        print(json.dumps(run(args.child)))
+        run = {"driftline": run_driftline, "scipy": run_scipy, "sketches": run_sketches}
+        print(json.dumps(run[args.kind](args.child)))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     scipy_repeats = [int(s) for s in args.scipy_repeats.split(",")]

@@ -14,6 +14,8 @@ from datetime import date, timedelta
 from core.errors import DriftlineError, InputError
 from core.settings import Settings
 from data_lake.lake import Lake
+from tasks import reports
+from tasks.drift_report import DriftOutcome
 from tasks.monitoring import ModelContext, monitor_day
 from tasks.performance import Window
 from tasks.results import MonitoringResult, to_json
@@ -47,9 +49,13 @@ class DayOutcome:
 def replay_and_write(
     lake: Lake, context: ModelContext, window: Window, batch_date: date, settings: Settings
 ) -> DayOutcome:
-    """Replay one day and write its result where the nightly run writes it."""
+    """Replay one day and write its result and its report where the nightly run writes them."""
     started = time.perf_counter()
-    result = monitor_day(lake, context, batch_date, settings, window=window)
+    drift: list[DriftOutcome] = []
+    result = monitor_day(
+        lake, context, batch_date, settings, window=window, keep_drift=drift.append
+    )
+    report = reports.DayReport.draw(result, drift[0].sketches, settings.drift_rule).html()
     # the nightly run's lock: a backfill never interleaves with a run of the same day
     with lake.day_lock(
         result.model,
@@ -58,6 +64,7 @@ def replay_and_write(
         policy=settings.lock_policy,
     ):
         lake.write_bytes(lake.result_path(result.model, result.batch_date), to_json(result))
+        lake.write_bytes(lake.report_path(result.model, result.batch_date), report.encode())
     return DayOutcome(batch_date, result, None, time.perf_counter() - started)
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 
 from core.settings import DriftRule
 from tasks.columns import as_float, category_counts
 from tasks.drift import FeatureDrift, chi2_drift, decide, decide_single, ks_drift
+from tasks.ecdf import ecdf_of
+from tasks.plots import Sketch, categorical_sketch, numeric_sketch
 from tasks.profile import (
     PREDICTION,
     CategoricalProfile,
@@ -21,30 +25,55 @@ from tasks.profile import (
 
 # below this many rows a batch is done before threads would pay for themselves
 PARALLEL_MIN_ROWS = 50_000
+# up to this many present values a numeric column is sorted whole, as `ks_drift` would sort it
+# (its own chunk size); larger ones are counted in chunks there, and sketched from a sample
+SORTED_WHOLE_MAX = 2**20
+SKETCH_SAMPLE = 2**18
 
 
 @dataclass(frozen=True)
 class DriftOutcome:
     features: tuple[FeatureDrift, ...]
     prediction: FeatureDrift
+    # per feature and the prediction (under its column name): what the report's pictures need
+    sketches: Mapping[str, Sketch] = field(default_factory=dict, compare=False)
 
 
 def feature_drift(
     name: str, reference: FeatureProfile, column: pa.ChunkedArray, rule: DriftRule
 ) -> FeatureDrift:
     """One feature: KS on its ECDF, or chi-square on its category counts."""
+    return measured(name, reference, column, rule)[0]
+
+
+def measured(
+    name: str, reference: FeatureProfile, column: pa.ChunkedArray, rule: DriftRule
+) -> tuple[FeatureDrift, Sketch]:
+    """`feature_drift` and the sketch of both samples, from the sort the test makes anyway."""
     if isinstance(reference, NumericProfile):
-        return ks_drift(
-            reference.ecdf, as_float(column), feature=name, min_samples=rule.min_samples
-        )
+        values = as_float(column)
+        if values.size - int(np.count_nonzero(np.isnan(values))) <= SORTED_WHOLE_MAX:
+            current, missing = ecdf_of(values)
+            drift = ks_drift(
+                reference.ecdf,
+                current,
+                feature=name,
+                min_samples=rule.min_samples,
+                n_current_missing=missing,
+            )
+            return drift, numeric_sketch(reference.ecdf, current)
+        drift = ks_drift(reference.ecdf, values, feature=name, min_samples=rule.min_samples)
+        sample = ecdf_of(values[:: -(-values.size // SKETCH_SAMPLE)])[0]
+        return drift, numeric_sketch(reference.ecdf, sample, sampled=sample.n)
     counts, missing = category_counts(column)
-    return chi2_drift(
+    drift = chi2_drift(
         reference.counts,
         counts,
         feature=name,
         n_current_missing=missing,
         min_samples=rule.min_samples,
     )
+    return drift, categorical_sketch(reference.counts, counts)
 
 
 def drift_report(
@@ -65,9 +94,9 @@ def drift_report(
     jobs: list[tuple[str, FeatureProfile]] = [*profile.features.items()]
     jobs.append((PREDICTION, profile.prediction))
 
-    def run(job: tuple[str, FeatureProfile]) -> FeatureDrift:
+    def run(job: tuple[str, FeatureProfile]) -> tuple[FeatureDrift, Sketch]:
         name, reference = job
-        return feature_drift(name, reference, batch.column(name), rule)
+        return measured(name, reference, batch.column(name), rule)
 
     if workers is None:
         workers = (os.cpu_count() or 1) if batch.num_rows >= PARALLEL_MIN_ROWS else 1
@@ -79,5 +108,6 @@ def drift_report(
         results = [done[i] for i in range(len(jobs))]
     else:
         results = [run(job) for job in jobs]
-    *features, prediction = results
-    return DriftOutcome(tuple(decide(features, rule)), decide_single(prediction, rule))
+    *features, prediction = (drift for drift, _ in results)
+    sketches = {drift.feature: sketch for drift, sketch in results}
+    return DriftOutcome(tuple(decide(features, rule)), decide_single(prediction, rule), sketches)

@@ -142,11 +142,15 @@ def monitor_day(
     settings: Settings,
     *,
     window: Window | None = None,
+    keep_drift: Callable[[DriftOutcome], object] | None = None,
 ) -> MonitoringResult:
     """The nightly run's computation for one day, in one call: with the `window` of a range
-    read once (backfill), or else the day's own window, as the nightly run reads it."""
+    read once (backfill), or else the day's own window, as the nightly run reads it.
+    `keep_drift` is handed the drift outcome (its sketches draw the day's report)."""
     batch = read_batch(lake, context.card, batch_date)
     drift = drift_report(context.profile, batch.table, settings.drift_rule)
+    if keep_drift is not None:
+        keep_drift(drift)
     batch = batch.without_features()  # the rest needs row_id and prediction only
     if window is None:
         window = read_window(

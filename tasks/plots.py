@@ -234,15 +234,29 @@ def _largest_gap(reference: Ecdf, current: Ecdf, knots: np.ndarray) -> tuple[flo
     for j in np.argsort(-bounds, kind="stable")[:_REFINE_INTERVALS]:
         if bounds[j] <= best_gap:
             break
+        # every value of either sample strictly between the two knots; each sample's ECDF at
+        # its own values is read off its counts, at the other's by a search of that stretch
         low, high = knots[j], knots[j + 1]
-        inside = [
-            e.values[np.searchsorted(e.values, low, "right") : np.searchsorted(e.values, high)]
-            for e in (reference, current)
-        ]
-        points = np.concatenate(inside)
-        if points.size == 0:
+        i0 = np.searchsorted(reference.values, low, side="right")
+        i1 = np.searchsorted(reference.values, high, side="left")
+        j0 = np.searchsorted(current.values, low, side="right")
+        j1 = np.searchsorted(current.values, high, side="left")
+        ref_v, cur_v = reference.values[i0:i1], current.values[j0:j1]
+        if ref_v.size + cur_v.size == 0:
             continue
-        r, c = _cdf(reference, points), _cdf(current, points)
+        points = np.concatenate([ref_v, cur_v])
+        r = np.concatenate(
+            [
+                reference.below(np.arange(i0 + 1, i1 + 1)),
+                reference.below(i0 + np.searchsorted(ref_v, cur_v, side="right")),
+            ]
+        ) / float(reference.n)
+        c = np.concatenate(
+            [
+                current.below(j0 + np.searchsorted(cur_v, ref_v, side="right")),
+                current.below(np.arange(j0 + 1, j1 + 1)),
+            ]
+        ) / float(current.n)
         i = int(np.argmax(np.abs(r - c)))
         if abs(r[i] - c[i]) > best_gap:
             best_gap = float(abs(r[i] - c[i]))
@@ -448,8 +462,8 @@ def _numeric_cell(ax: Axes, box: tuple[float, float, float, float], sketch: Nume
         # the axis spans the middle 99% of both samples (and the gap), not a stray extreme
         ends = [
             (
-                x[min(np.searchsorted(f, 0.005), x.size - 1)],
-                x[min(np.searchsorted(f, 0.995), x.size - 1)],
+                float(x[min(int(np.searchsorted(f, 0.005)), x.size - 1)]),
+                float(x[min(int(np.searchsorted(f, 0.995)), x.size - 1)]),
             )
             for x, f in (
                 (sketch.reference_x, sketch.reference_f),

@@ -1,9 +1,19 @@
-"""What people read about a run: the drift table, the summaries, the backfill report."""
+"""What people read about a run: the drift table, the summaries, the backfill report, and the
+day's report with its pictures (Markdown for the Prefect artifact, HTML for the lake)."""
 
 from __future__ import annotations
 
+import base64
+import html
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from core.settings import DriftRule
+from tasks import plots
+from tasks.drift import FeatureDrift
+from tasks.plots import Sketch, p_text, percent, sig3
 from tasks.results import MonitoringResult
 
 if TYPE_CHECKING:
@@ -78,3 +88,228 @@ def backfill_markdown(report: BackfillReport) -> str:
         lines += ["", "| day | reason |", "|---|---|"]
         lines += [f"| {day} | {reason.replace('|', '/')} |" for day, reason in report.failed]
     return "\n".join(lines) + "\n"
+
+
+# --- the day's report, with pictures ----------------------------------------------------------
+
+PICTURE_ALL_UP_TO = 4  # a model with this many features or fewer has every one pictured
+PICTURE_AT_LEAST = 3  # else the drifted ones, topped up by the highest scores to this many
+PICTURE_AT_MOST = 12  # the highest-scoring drifted features beyond this are named, not drawn
+
+
+def rule_text(rule: DriftRule) -> str:
+    """The drift rule, once, in words."""
+    return (
+        "A feature counts as drifted when its Benjamini-Hochberg adjusted p-value (over the "
+        f"model's features) is below {rule.alpha:g} and its score is at least {rule.min_score:g}: "
+        "the Kolmogorov-Smirnov distance D for numbers (the largest gap between the two "
+        "cumulative distributions, drawn in red) and the total variation distance for "
+        "categories (the share of rows that moved category). The prediction is tested alone, "
+        "by the same rule on its raw p-value."
+    )
+
+
+def pictured_features(result: MonitoringResult) -> list[FeatureDrift]:
+    """Which features the report draws, in the card's order (see the PICTURE_* constants)."""
+    features = list(result.features)
+    if len(features) <= PICTURE_ALL_UP_TO:
+        return features
+
+    def by_score(f: FeatureDrift) -> float:
+        return -f.score if math.isfinite(f.score) else math.inf
+
+    drifted = sorted((f for f in features if f.is_drifted), key=by_score)[:PICTURE_AT_MOST]
+    chosen = {f.feature for f in drifted}
+    if len(chosen) < PICTURE_AT_LEAST:
+        others = sorted((f for f in features if f.feature not in chosen), key=by_score)
+        chosen |= {f.feature for f in others[: PICTURE_AT_LEAST - len(chosen)]}
+    return [f for f in features if f.feature in chosen]
+
+
+@dataclass(frozen=True)
+class DayReport:
+    """One run's report: its result, the pictures drawn of it, and the rule it applied."""
+
+    result: MonitoringResult
+    rule: DriftRule
+    pictured: tuple[str, ...]
+    drift_png: bytes | None
+    performance_png: bytes | None
+
+    @classmethod
+    def draw(
+        cls, result: MonitoringResult, sketches: Mapping[str, Sketch], rule: DriftRule
+    ) -> DayReport:
+        """Draw the pictures (a picture that fails is left out, never the report)."""
+        items: list[tuple[FeatureDrift, Sketch]] = [
+            (f, sketches[f.feature]) for f in pictured_features(result) if f.feature in sketches
+        ]
+        if result.prediction is not None and result.prediction.feature in sketches:
+            items.append((result.prediction, sketches[result.prediction.feature]))
+        drift_png = plots.drawn_or_none(lambda: plots.drift_picture(items)) if items else None
+        return cls(
+            result=result,
+            rule=rule,
+            pictured=tuple(f.feature for f, _ in items),
+            drift_png=drift_png,
+            performance_png=plots.drawn_or_none(lambda: plots.performance_picture(result)),
+        )
+
+    # the content, once, for both renderings
+    def _headline(self) -> str:
+        r = self.result
+        drifted = r.drifted_features
+        tested = sum(d.status == "ok" for d in r.features)
+        text = (
+            f"Drifted: {', '.join(drifted)} ({len(drifted)} of {tested} features tested)."
+            if drifted
+            else f"No feature drifted ({tested} tested)."
+        )
+        p = r.prediction
+        if p is not None and p.status == "ok":
+            verdict = "drifted" if p.is_drifted else "did not drift"
+            text += f" The prediction {verdict} (D = {sig3(p.score)}, p {_p(p.p_value)})."
+        return text
+
+    def _caption(self) -> str:
+        names = [n for n in self.pictured if n != "prediction"]
+        shown = ", ".join(names) if names else "no feature"
+        tail = " and the prediction" if "prediction" in self.pictured else ""
+        return f"Reference against this batch: {shown}{tail}"
+
+    def _table(self) -> tuple[list[str], list[list[str]]]:
+        head = ["feature", "test", "score", "p", "adjusted p", "missing", "verdict"]
+        rows = []
+        for d in (*self.result.features, self.result.prediction):
+            if d is None:
+                continue
+            ok = d.status == "ok"
+            verdict = "DRIFTED" if d.is_drifted else ("no" if ok else "too little data")
+            rows.append(
+                [
+                    d.feature,
+                    "KS" if d.test == "ks" else "chi-square",
+                    sig3(d.score) if ok else "-",
+                    p_text(d.p_value) if ok else "-",
+                    p_text(d.p_value_adjusted) if ok else "-",
+                    percent(d.missing_ratio),
+                    verdict,
+                ]
+            )
+        return head, rows
+
+    def _facts(self) -> list[str]:
+        r = self.result
+        facts = [f"rows: {r.n_rows:,}"]
+        perf = r.current_performance
+        if perf is not None and perf.metrics is not None:
+            ratio = perf.metrics.mae / r.baseline.mae if r.baseline.mae else math.nan
+            facts.append(
+                f"performance on batch {perf.batch_date} ({percent(perf.label_coverage_ratio)} "
+                f"labelled): MAE {sig3(perf.metrics.mae)} = {sig3(ratio)} x the baseline "
+                f"{sig3(r.baseline.mae)} (alert above 1.2 x), R² {sig3(perf.metrics.r2)}"
+            )
+        else:
+            facts.append(
+                f"performance: no batch of the window has {percent(r.min_label_coverage)} "
+                "of its labels yet"
+            )
+        estimate = getattr(r, "estimate", None)
+        if estimate is not None:
+            facts.append(
+                f"estimated MAE of this batch, before its labels: {sig3(estimate.mae)} "
+                f"({sig3(estimate.mae_lower)} to {sig3(estimate.mae_upper)})"
+            )
+        if r.unmatched_labels:
+            facts.append(f"labels matching no scored row: {r.unmatched_labels:,}")
+        facts += [f"warning: {w}" for w in r.warnings]
+        return facts
+
+    def markdown(self, report_uri: str | None = None) -> str:
+        """The Prefect artifact: pictures inline (data: URIs), then the table and the facts."""
+        r = self.result
+        lines = [f"# {r.model} {r.model_version}: batch {r.batch_date}", "", self._headline(), ""]
+        lines += [rule_text(self.rule), ""]
+        if self.drift_png:
+            lines += [f"![{_md(self._caption())}]({_data_uri(self.drift_png)})", ""]
+        if self.performance_png:
+            lines += [f"![Performance window]({_data_uri(self.performance_png)})", ""]
+        head, rows = self._table()
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
+        lines += ["", *[f"- {_md(fact)}" for fact in self._facts()]]
+        if report_uri:
+            lines.append(f"- the same report in the lake: [{_md(report_uri)}]({_link(report_uri)})")
+        return "\n".join(lines) + "\n"
+
+    def html(self) -> str:
+        """The report as one self-contained HTML page (pictures inline)."""
+        r = self.result
+        title = f"{r.model} {r.model_version}: batch {r.batch_date}"
+        parts = [
+            "<!doctype html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>{html.escape(title)}</title>",
+            f"<style>{_CSS}</style></head><body>",
+            f"<h1>{html.escape(title)}</h1>",
+            f"<p class=headline>{html.escape(self._headline())}</p>",
+            f"<p class=rule>{html.escape(rule_text(self.rule))}</p>",
+        ]
+        for png, caption in (
+            (self.drift_png, self._caption()),
+            (self.performance_png, "Performance window"),
+        ):
+            if png:
+                parts.append(
+                    f'<figure><img src="{_data_uri(png)}" alt="{html.escape(caption)}">'
+                    f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+                )
+        head, rows = self._table()
+        parts.append("<table><thead><tr>")
+        parts += [f"<th>{html.escape(h)}</th>" for h in head]
+        parts.append("</tr></thead><tbody>")
+        for row in rows:
+            drifted = ' class="drifted"' if row[-1] == "DRIFTED" else ""
+            cells = "".join(f"<td>{html.escape(c)}</td>" for c in row)
+            parts.append(f"<tr{drifted}>{cells}</tr>")
+        parts.append("</tbody></table><ul>")
+        parts += [f"<li>{html.escape(fact)}</li>" for fact in self._facts()]
+        parts.append("</ul></body></html>")
+        return "\n".join(parts) + "\n"
+
+
+_CSS = (
+    "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;"
+    "max-width:1040px;color:#24292e;padding:0 1em}"
+    "h1{font-size:1.4em}.headline{font-size:1.1em;font-weight:600}.rule{color:#57606a}"
+    "figure{margin:1.2em 0}img{max-width:100%;height:auto}"
+    "figcaption{color:#57606a;font-size:.9em}table{border-collapse:collapse;margin:1em 0}"
+    "th,td{border:1px solid #d0d7de;padding:.25em .6em;text-align:left}"
+    "tr.drifted td{background:#ffebe9}"
+)
+
+
+def _p(p: float) -> str:
+    text = p_text(p)
+    return text if text.startswith("<") else f"= {text}"
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _md(text: str) -> str:
+    """Text safe inside a Markdown table cell, link text or image alt text."""
+    out = html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
+    for char in "[]`*_":
+        out = out.replace(char, "\\" + char)
+    return out
+
+
+def _link(uri: str) -> str:
+    """A lake location as a link: local paths as file:// URLs."""
+    from urllib.parse import quote
+
+    if "://" in uri:
+        return quote(uri, safe=":/=")
+    return "file://" + quote(uri, safe="/=")

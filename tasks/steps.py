@@ -155,15 +155,32 @@ def write_result(settings: Settings, result: MonitoringResult) -> str:
 
 
 @compute_task("publish-artifacts")
-def publish_artifacts(result: MonitoringResult) -> None:
+def publish_artifacts(
+    result: MonitoringResult, settings: Settings | None = None, drift: DriftOutcome | None = None
+) -> None:
+    """The drift table and the summary; with `settings` and `drift`, the summary is the day's
+    report with its pictures, also written beside the result as report.html (a report that
+    cannot be written is a warning: the result is saved and the push must still happen)."""
     create_table_artifact(
         key=artifact_key("drift", result.model),
         table=reports.drift_rows(result),
         description=f"Drift of {result.model} {result.model_version}, batch {result.batch_date}",
     )
+    markdown = reports.summary_markdown(result)
+    if settings is not None and drift is not None:
+        report = reports.DayReport.draw(result, drift.sketches, settings.drift_rule)
+        lake = Lake.open(settings.data_lake_uri)
+        path = lake.report_path(result.model, result.batch_date)
+        written: str | None = None
+        try:
+            lake.write_bytes(path, report.html().encode())
+            written = lake.uri_of(path)
+        except OSError as exc:
+            get_run_logger().warning("the report could not be written to the lake: %s", exc)
+        markdown = report.markdown(written)
     create_markdown_artifact(
         key=artifact_key("summary", result.model),
-        markdown=reports.summary_markdown(result),
+        markdown=markdown,
         description=f"Monitoring summary, batch {result.batch_date}",
     )
 

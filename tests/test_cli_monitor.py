@@ -119,9 +119,15 @@ def test_a_rerun_rewrites_the_same_result(world, capsys):
     root, _ = world
     assert monitor(capsys)[0] == 0
     first = result_file(root).read_bytes()
+    report = result_file(root).with_name("report.html")
+    first_report = report.read_bytes()
     assert monitor(capsys)[0] == 0
     assert result_file(root).read_bytes() == first
-    assert [p.name for p in result_file(root).parent.iterdir()] == ["result.json"]
+    assert report.read_bytes() == first_report  # the pictures too: no timestamps in them
+    assert sorted(p.name for p in result_file(root).parent.iterdir()) == [
+        "report.html",
+        "result.json",
+    ]
 
 
 BAD_INPUT = {

@@ -14,8 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.procs import wait_for
-from tests.stack_fixtures import MonitoredStack, prom_query
+from tests.stack_fixtures import MonitoredStack, prom_query, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = json.loads(

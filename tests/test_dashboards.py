@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.procs import wait_for
 from tests.stack_fixtures import (
     MonitoredStack,
     prom_label_values,
     prom_query,
     prom_query_range,
+    wait_for,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -171,7 +171,7 @@ def test_a_run_killed_anywhere_leaves_the_whole_result_or_none_and_the_next_run_
         killed_at("push", env, tmp_path, runs)  # result in place, push not started
         written = from_json(result.read_bytes())
         assert (written.batch_date, written.n_rows) == (DAY, 200)
-        assert [p.name for p in day_dir(world).iterdir()] == ["result.json"]
+        assert sorted(p.name for p in day_dir(world).iterdir()) == ["report.html", "result.json"]
         assert gateway.requests == []
 
         final = Run.start(env, DAY, tmp_path, "final")
@@ -180,7 +180,7 @@ def test_a_run_killed_anywhere_leaves_the_whole_result_or_none_and_the_next_run_
         assert code == 0, err
         assert "took over the lock" in final.stdout() and "is no longer running" in final.stdout()
         assert from_json(result.read_bytes()) == written, "the rerun completes the same day"
-        assert [p.name for p in day_dir(world).iterdir()] == ["result.json"]
+        assert sorted(p.name for p in day_dir(world).iterdir()) == ["report.html", "result.json"]
         assert not lock_file(world).exists()
         ((method, path, _),) = gateway.requests
         assert (method, path) == ("PUT", f"/metrics/job/ml_monitoring/model/{MODEL}")
