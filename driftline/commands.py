@@ -17,6 +17,7 @@ from core.settings import REPO_ROOT, Settings
 from data_lake.lake import Lake
 from model_registry.registry import ModelCard, Registry
 from tasks import simulate as sim
+from tasks.estimate import loss_estimator_files
 from tasks.profile import profile_files
 from tasks.training import PreparedModel, describe_features, prepare, train_random_forest
 
@@ -25,8 +26,10 @@ DIAMONDS_CATEGORICAL = ["cut", "color", "clarity"]
 
 
 def _register(registry: Registry, model: str, prepared: PreparedModel) -> ModelCard:
-    """Store the version with its reference profile, fitted once here for every nightly run."""
+    """Store the version with its reference profile and loss estimator, fitted once here for
+    every nightly run."""
     reference = pq.read_table(pa.BufferReader(prepared.reference_bytes))
+    estimator_files, extra = loss_estimator_files(reference, prepared)
     return registry.register(
         model=model,
         estimator_bytes=prepared.estimator_bytes,
@@ -35,7 +38,8 @@ def _register(registry: Registry, model: str, prepared: PreparedModel) -> ModelC
         features=prepared.features,
         metrics=prepared.metrics,
         libraries=prepared.libraries,
-        extra_files=profile_files(reference, prepared),
+        extra_files={**profile_files(reference, prepared), **estimator_files},
+        extra=extra,
     )
 
 

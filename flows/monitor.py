@@ -37,9 +37,10 @@ def monitor(
         context = steps.load_model(settings, model)
         batch = steps.load_batch(settings, context, day)
         drift = steps.compute_drift(settings, context, batch)
+        estimate = steps.estimate_batch_performance(context, batch)
         batch = batch.without_features()  # the rest needs row_id and prediction only
         performance = steps.compute_performance(settings, context, batch, day)
-        result = monitoring.assemble(context, day, batch, drift, performance, settings)
+        result = monitoring.assemble(context, day, batch, drift, performance, settings, estimate)
         # reading and computing may overlap; writing and pushing a day is one run at a time,
         # so the lake's result and the pushed gauges always come from the same run
         with steps.day_lock(settings, model, day):

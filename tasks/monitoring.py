@@ -16,6 +16,13 @@ from data_lake.columns import PREDICTION, ROW_ID
 from data_lake.lake import Lake
 from model_registry.registry import ModelCard, Registry
 from tasks.drift_report import DriftOutcome, drift_report
+from tasks.estimate import (
+    LOSS_ESTIMATOR_FILE,
+    LossEstimator,
+    PerformanceEstimate,
+    estimate_performance,
+    load_loss_estimator,
+)
 from tasks.performance import PerformanceOutcome, Window, as_of, window_start
 from tasks.profile import PROFILE_FILE, ReferenceProfile, load_profile
 from tasks.results import MonitoringResult
@@ -29,14 +36,16 @@ T = TypeVar("T")
 class ModelContext:
     card: ModelCard
     profile: ReferenceProfile
+    loss_estimator: LossEstimator | None = None  # None: too few labelled reference rows
 
 
 def load_model_context(registry: Registry, model: str, version: str = "production") -> ModelContext:
     """The card and the reference profile, once every file of the version matches its card:
     the model file is not needed to monitor, but a tampered one stops the run all the same."""
     card = registry.card(model, version)
-    registry.verify(card, besides=(PROFILE_FILE,))  # the profile is checked as it is read
-    return ModelContext(card, load_profile(registry, card))
+    # the profile and the loss estimator are checked as they are read
+    registry.verify(card, besides=(PROFILE_FILE, LOSS_ESTIMATOR_FILE))
+    return ModelContext(card, load_profile(registry, card), load_loss_estimator(registry, card))
 
 
 def read_batch(lake: Lake, card: ModelCard, batch_date: date) -> ValidatedBatch:
@@ -117,6 +126,7 @@ def assemble(
     drift: DriftOutcome,
     performance: PerformanceOutcome,
     settings: Settings,
+    estimate: PerformanceEstimate | None = None,
 ) -> MonitoringResult:
     card = context.card
     return MonitoringResult(
@@ -132,6 +142,7 @@ def assemble(
         min_label_coverage=settings.min_label_coverage,
         unmatched_labels=performance.unmatched_labels,
         warnings=batch.warnings + performance.warnings,
+        estimate=estimate,
     )
 
 
@@ -151,6 +162,7 @@ def monitor_day(
     drift = drift_report(context.profile, batch.table, settings.drift_rule)
     if keep_drift is not None:
         keep_drift(drift)
+    estimate = estimate_performance(context.loss_estimator, batch.table)
     batch = batch.without_features()  # the rest needs row_id and prediction only
     if window is None:
         window = read_window(
@@ -162,4 +174,4 @@ def monitor_day(
             current=batch.table,
         )
     performance = window.performance(batch_date)
-    return assemble(context, batch_date, batch, drift, performance, settings)
+    return assemble(context, batch_date, batch, drift, performance, settings, estimate)

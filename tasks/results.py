@@ -10,6 +10,7 @@ from typing import Any
 
 from model_registry.registry import HoldoutMetrics
 from tasks.drift import FeatureDrift
+from tasks.estimate import PerformanceEstimate
 from tasks.performance import BatchPerformance, RegressionMetrics
 
 SCHEMA_VERSION = 1
@@ -29,6 +30,8 @@ class MonitoringResult:
     min_label_coverage: float
     unmatched_labels: int
     warnings: tuple[str, ...]
+    # the batch's MAE and RMSE estimated before its labels; None without an estimator or rows
+    estimate: PerformanceEstimate | None = None
 
     @property
     def drifted_features(self) -> list[str]:
@@ -79,6 +82,21 @@ def _drift(raw: dict[str, Any]) -> FeatureDrift:
     )
 
 
+def _estimate(raw: dict[str, Any] | None) -> PerformanceEstimate | None:
+    """Results written before estimates existed have none."""
+    if not raw:
+        return None
+    return PerformanceEstimate(
+        n_rows=raw["n_rows"],
+        n_sampled=raw["n_sampled"],
+        mae=_nan(raw["mae"]),
+        mae_lower=_nan(raw["mae_lower"]),
+        mae_upper=_nan(raw["mae_upper"]),
+        mae_standard_error=_nan(raw["mae_standard_error"]),
+        rmse=_nan(raw["rmse"]),
+    )
+
+
 def from_json(payload: bytes) -> MonitoringResult:
     raw = json.loads(payload)
     return MonitoringResult(
@@ -105,4 +123,5 @@ def from_json(payload: bytes) -> MonitoringResult:
         min_label_coverage=raw["min_label_coverage"],
         unmatched_labels=raw["unmatched_labels"],
         warnings=tuple(raw["warnings"]),
+        estimate=_estimate(raw.get("estimate")),
     )

@@ -21,6 +21,7 @@ from data_lake.lock import LockOwner
 from model_registry.registry import Registry
 from tasks import monitoring, pushgateway, reports
 from tasks.drift_report import DriftOutcome, drift_report
+from tasks.estimate import PerformanceEstimate, estimate_performance
 from tasks.metrics import JOB, RunStamp
 from tasks.monitoring import ModelContext
 from tasks.performance import PerformanceOutcome
@@ -71,6 +72,25 @@ def compute_drift(settings: Settings, context: ModelContext, batch: ValidatedBat
         outcome.prediction.is_drifted,
     )
     return outcome
+
+
+@compute_task("estimate-performance")
+def estimate_batch_performance(
+    context: ModelContext, batch: ValidatedBatch
+) -> PerformanceEstimate | None:
+    """MAE and RMSE of the batch estimated from its features and predictions, before labels."""
+    estimate = estimate_performance(context.loss_estimator, batch.table)
+    if estimate is not None:
+        get_run_logger().info(
+            "estimated MAE %.4g (band %.4g-%.4g), RMSE %.4g, from %d of %d rows",
+            estimate.mae,
+            estimate.mae_lower,
+            estimate.mae_upper,
+            estimate.rmse,
+            estimate.n_sampled,
+            estimate.n_rows,
+        )
+    return estimate
 
 
 @io_task("compute-performance")

@@ -1,0 +1,417 @@
+"""Performance before the labels: direct loss estimation (DLE), fitted once per version.
+
+At registration two regressors learn, from the reference rows, a row's loss from its features and
+its prediction: one its absolute error, one its squared error (scikit-learn's
+HistGradientBoostingRegressor; categorical features as codes of the card's categories). Part of
+the reference (`HOLDOUT_SHARE`) is held out, and how far the estimate lands from the realized
+loss on it is kept in the card (`extra["loss_estimator"]`). The pair is stored beside the version
+as `loss_estimator.joblib`, hashed in the card and unpickled only after the hash check. Versions
+registered before it get one fitted from their reference on first use and cached under
+`<registry root>/.cache/loss_estimators/`, outside the immutable version directory, with its
+sha256 in a manifest written after it: a cached file is unpickled only when that hash matches,
+and is fitted again otherwise.
+
+Every night the estimator predicts each row's losses l_i (absolute) and s_i (squared), on a seeded
+sample of at most `MAX_SAMPLE_ROWS` rows, and the batch's MAE is estimated as mean(l), its RMSE
+as sqrt(mean(s)). The band is `BAND_Z` standard errors either side of the MAE, from three terms:
+
+- the realized MAE's own noise around its expectation: Var(|e_i| | x_i) ~ s_i - l_i^2, so
+  SE^2 = sum(max(s_i - l_i^2, 0)) / n^2 over the n rows of the batch;
+- the sample, when fewer rows than the batch's were predicted: var(l) / m * (1 - m / n);
+- the estimator's level, learned from a finite reference: (level_error * MAE)^2, where
+  level_error = sd(|e|) / (mean(|e|) * sqrt(fit rows)) on the rows it was fitted on.
+
+The estimate follows the model's error wherever the inputs move among what the reference covers
+(covariate shift). It cannot see concept drift: the features and predictions of a batch whose
+true values moved look the same as before.
+
+sklearn is imported only where a regressor is fitted; loading one unpickles it (and so imports
+sklearn) in the step that needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from typing import Any, Protocol
+
+import joblib
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from core.errors import InputError
+from data_lake.columns import PREDICTION
+from model_registry.registry import REFERENCE_FILE, FeatureSpec, ModelCard, Registry, sha256_of
+from tasks.columns import as_categories
+
+LOSS_ESTIMATOR_FILE = "loss_estimator.joblib"
+EXTRA_KEY = "loss_estimator"  # the card's extra entry: the estimator's accuracy on held-out rows
+ESTIMATOR_FORMAT = 1
+HOLDOUT_SHARE = 0.3  # of the labelled reference rows, held out to measure the estimator
+MIN_LABELLED_ROWS = 100  # fewer labelled reference rows: no estimator, no estimate
+MAX_FIT_ROWS = 200_000  # a larger reference is fitted on a seeded sample of this many rows
+MAX_SAMPLE_ROWS = 20_000  # a larger batch is estimated from a seeded sample of this many rows
+BAND_Z = 1.96  # standard errors either side; scripts/calibrate_estimate.py measured its coverage
+SEED = 0
+MAX_CATEGORY_CODES = 255  # HistGradientBoostingRegressor's limit for a categorical feature
+_CACHE_DIR = ".cache/loss_estimators"
+
+
+@dataclass(frozen=True)
+class EstimatorAccuracy:
+    """How the estimator did on reference rows it was not fitted on; kept in the card."""
+
+    fit_rows: int
+    holdout_rows: int
+    realized_mae: float  # on the held-out rows
+    estimated_mae: float
+    realized_rmse: float
+    estimated_rmse: float
+    level_error: float  # relative standard error of the fitted level: sd|e| / (mean|e| sqrt(n))
+
+    @property
+    def mae_relative_error(self) -> float:
+        """(estimated - realized) / realized MAE on the held-out rows."""
+        return (self.estimated_mae - self.realized_mae) / self.realized_mae
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "mae_relative_error": self.mae_relative_error}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> EstimatorAccuracy:
+        return cls(
+            fit_rows=int(raw["fit_rows"]),
+            holdout_rows=int(raw["holdout_rows"]),
+            realized_mae=float(raw["realized_mae"]),
+            estimated_mae=float(raw["estimated_mae"]),
+            realized_rmse=float(raw["realized_rmse"]),
+            estimated_rmse=float(raw["estimated_rmse"]),
+            level_error=float(raw["level_error"]),
+        )
+
+
+@dataclass(frozen=True)
+class LossEstimator:
+    """The two fitted regressors and what they were fitted on."""
+
+    absolute: Any  # features + prediction -> |error|
+    squared: Any  # features + prediction -> error^2
+    features: tuple[FeatureSpec, ...]
+    accuracy: EstimatorAccuracy
+
+
+@dataclass(frozen=True)
+class PerformanceEstimate:
+    """A batch's MAE and RMSE estimated from its features and predictions, before any label."""
+
+    n_rows: int  # rows of the batch
+    n_sampled: int  # rows whose losses were predicted (all, up to MAX_SAMPLE_ROWS)
+    mae: float
+    mae_lower: float  # mae -/+ BAND_Z standard errors (lower clipped at 0)
+    mae_upper: float
+    mae_standard_error: float
+    rmse: float
+
+
+class HasTarget(Protocol):
+    """A model card, or what commands know of it before it is written."""
+
+    @property
+    def features(self) -> Sequence[FeatureSpec]: ...
+
+    @property
+    def target(self) -> str: ...
+
+
+# the inputs ----------------------------------------------------------------------------------
+def _floats(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """As float64 with NaN for missing; integers past 2**53 and decimals round, as elsewhere."""
+    floats = pc.cast(column, pa.float64(), safe=False)
+    return np.asarray(floats.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _is_coded(spec: FeatureSpec) -> bool:
+    """A categorical feature the regressors take as categories (else as ordered codes)."""
+    return spec.kind == "categorical" and len(spec.categories) <= MAX_CATEGORY_CODES
+
+
+def design_matrix(table: pa.Table, features: Sequence[FeatureSpec]) -> np.ndarray:
+    """One row per table row: each feature, then the prediction, as float64.
+
+    A categorical value becomes the index of its string form among the card's categories; one
+    the reference never saw, and a missing one, become NaN (the regressors' missing value).
+    """
+    columns = []
+    for spec in features:
+        column = table.column(spec.name)
+        if spec.kind == "numeric":
+            columns.append(_floats(column))
+        else:
+            known = pa.array(list(spec.categories), pa.string())
+            columns.append(_floats(pc.index_in(as_categories(column), value_set=known)))
+    columns.append(_floats(table.column(PREDICTION)))
+    return np.column_stack(columns) if table.num_rows else np.empty((0, len(columns)))
+
+
+# fitting -------------------------------------------------------------------------------------
+def split_reference(reference: pa.Table, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """The labelled reference rows the estimator is fitted on, and those held out (indices).
+
+    Seeded, so a calibration can draw batches from exactly the held-out rows.
+    """
+    truth = _floats(reference.column(target))
+    predicted = _floats(reference.column(PREDICTION))
+    labelled = np.flatnonzero(np.isfinite(truth) & np.isfinite(predicted))
+    shuffled = np.random.default_rng(SEED).permutation(labelled)
+    n_holdout = round(HOLDOUT_SHARE * labelled.size)
+    fit = shuffled[n_holdout:][:MAX_FIT_ROWS]
+    return np.sort(fit), np.sort(shuffled[:n_holdout])
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """The regressors on one OpenMP thread: with other work on the cores, OpenMP's threads wait
+    on each other (a 3 s fit took 50 s, a 0.2 s prediction 6 s, on a loaded 2-core machine).
+    Only OpenMP runtimes already loaded are limited: enter it once sklearn is imported."""
+    from threadpoolctl import threadpool_limits  # installed with scikit-learn
+
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
+def _regressor(features: Sequence[FeatureSpec]) -> Any:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    coded = np.array([_is_coded(spec) for spec in features] + [False])
+    return HistGradientBoostingRegressor(
+        categorical_features=coded, early_stopping=False, random_state=SEED
+    )
+
+
+def fit_loss_estimator(
+    reference: pa.Table, features: Sequence[FeatureSpec], target: str
+) -> LossEstimator | None:
+    """Fit on the reference's labelled rows, measured on the held-out ones; None with fewer
+    than MIN_LABELLED_ROWS labelled rows."""
+    fit, holdout = split_reference(reference, target)
+    if fit.size + holdout.size < MIN_LABELLED_ROWS:
+        return None
+    x = design_matrix(reference, features)
+    error = _floats(reference.column(target)) - _floats(reference.column(PREDICTION))
+    losses = np.abs(error[fit])
+    absolute, squared = _regressor(features), _regressor(features)  # loads sklearn's OpenMP
+    with _one_thread():
+        absolute.fit(x[fit], losses)
+        squared.fit(x[fit], error[fit] ** 2)
+    mean_loss = float(np.mean(losses))
+    level_error = float(np.std(losses)) / (mean_loss * math.sqrt(fit.size)) if mean_loss else 0.0
+    predicted_abs, predicted_sq = _predict(absolute, squared, x[holdout])
+    accuracy = EstimatorAccuracy(
+        fit_rows=int(fit.size),
+        holdout_rows=int(holdout.size),
+        realized_mae=float(np.mean(np.abs(error[holdout]))),
+        estimated_mae=float(np.mean(predicted_abs)),
+        realized_rmse=float(np.sqrt(np.mean(error[holdout] ** 2))),
+        estimated_rmse=float(np.sqrt(np.mean(predicted_sq))),
+        level_error=level_error,
+    )
+    return LossEstimator(absolute, squared, tuple(features), accuracy)
+
+
+# storing -------------------------------------------------------------------------------------
+def _sklearn_version() -> str:
+    try:
+        return metadata.version("scikit-learn")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def estimator_to_bytes(estimator: LossEstimator) -> bytes:
+    buffer = io.BytesIO()
+    payload = {
+        "format": ESTIMATOR_FORMAT,
+        "features": [spec.name for spec in estimator.features],
+        "absolute": estimator.absolute,
+        "squared": estimator.squared,
+    }
+    joblib.dump(payload, buffer, compress=3)
+    return buffer.getvalue()
+
+
+def estimator_from_bytes(
+    payload: bytes, card: ModelCard, accuracy: EstimatorAccuracy, *, source: str
+) -> LossEstimator:
+    """Unpickle what `estimator_to_bytes` wrote; call only on bytes whose hash was checked."""
+    try:
+        loaded = joblib.load(io.BytesIO(payload))
+        if not isinstance(loaded, dict) or loaded.get("format") != ESTIMATOR_FORMAT:
+            raise ValueError(f"expected a format {ESTIMATOR_FORMAT} loss estimator")
+        if loaded["features"] != card.feature_names:
+            raise ValueError(f"fitted on features {loaded['features']}")
+        if not all(hasattr(loaded[k], "predict") for k in ("absolute", "squared")):
+            raise ValueError("a regressor has no predict()")
+    except Exception as exc:  # joblib raises many types for bytes that are not its own
+        raise InputError(
+            f"{source}: not a valid driftline loss estimator ({exc!r}); register the model "
+            "again with `driftline register` (or `driftline train`)"
+        ) from exc
+    return LossEstimator(loaded["absolute"], loaded["squared"], card.features, accuracy)
+
+
+def loss_estimator_files(
+    reference: pa.Table, card_like: HasTarget
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The file to store in a new version directory, and the card's extra entry for it."""
+    fitted = fit_loss_estimator(reference, card_like.features, card_like.target)
+    if fitted is None:
+        reason = f"fewer than {MIN_LABELLED_ROWS} labelled reference rows"
+        return {}, {EXTRA_KEY: {"skipped": reason}}
+    entry = {
+        "file": LOSS_ESTIMATOR_FILE,
+        "format": ESTIMATOR_FORMAT,
+        "method": "direct loss estimation, HistGradientBoostingRegressor on |error| and error^2",
+        "holdout_share": HOLDOUT_SHARE,
+        "accuracy": fitted.accuracy.to_dict(),
+    }
+    return {LOSS_ESTIMATOR_FILE: estimator_to_bytes(fitted)}, {EXTRA_KEY: entry}
+
+
+# loading -------------------------------------------------------------------------------------
+def _registered_accuracy(card: ModelCard, source: str) -> EstimatorAccuracy:
+    try:
+        return EstimatorAccuracy.from_dict(card.extra[EXTRA_KEY]["accuracy"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(
+            f"{source}: the card has no valid extra.{EXTRA_KEY}.accuracy ({exc!r}); "
+            "register the model again with `driftline register` (or `driftline train`)"
+        ) from exc
+
+
+def _cache_key(card: ModelCard) -> str:
+    """The reference's sha256 and everything else the fitted estimator depends on."""
+    specs = [[f.name, f.kind, list(f.categories)] for f in card.features]
+    reference = card.sha256.get(REFERENCE_FILE, "")
+    basis = [ESTIMATOR_FORMAT, reference, card.target, specs, _sklearn_version()]
+    return hashlib.sha256(json.dumps(basis).encode()).hexdigest()
+
+
+def _from_cache(
+    manifest: bytes | None, payload: bytes | None, card: ModelCard
+) -> LossEstimator | None:
+    """A cached estimator whose bytes match the sha256 of its manifest; None otherwise."""
+    if manifest is None or payload is None:
+        return None
+    try:
+        entry = json.loads(manifest)
+        expected = entry["sha256"]
+        accuracy = EstimatorAccuracy.from_dict(entry["accuracy"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if expected != sha256_of(payload):  # never unpickled: fitted again instead
+        return None
+    try:
+        return estimator_from_bytes(payload, card, accuracy, source="cache")
+    except InputError:
+        return None
+
+
+def load_loss_estimator(registry: Registry, card: ModelCard) -> LossEstimator | None:
+    """The version's stored estimator (hash-checked before unpickling), or one fitted from its
+    reference and cached; None when the version has too few labelled reference rows."""
+    entry = card.extra.get(EXTRA_KEY)
+    if LOSS_ESTIMATOR_FILE in card.sha256 or (isinstance(entry, dict) and "file" in entry):
+        source = f"{card.name} {card.version} {LOSS_ESTIMATOR_FILE}"
+        accuracy = _registered_accuracy(card, source)
+        payload = registry.read_verified(card, LOSS_ESTIMATOR_FILE)  # refused unless it matches
+        return estimator_from_bytes(payload, card, accuracy, source=source)
+    if entry is not None:
+        return None  # registered without one: too few labelled rows
+    storage = registry.storage
+    base = f"{storage.root}/{_CACHE_DIR}/{_cache_key(card)}"
+    cached = _from_cache(
+        storage.read_bytes(f"{base}.json"), storage.read_bytes(f"{base}.joblib"), card
+    )
+    if cached is not None:
+        return cached
+    # read_verified inside load_reference checks the reference against the card's sha256
+    fitted = fit_loss_estimator(registry.load_reference(card), card.features, card.target)
+    if fitted is None:
+        return None
+    payload = estimator_to_bytes(fitted)
+    manifest = {"sha256": sha256_of(payload), "accuracy": fitted.accuracy.to_dict()}
+    # a read-only registry still monitors; it fits the estimator again on each run
+    with contextlib.suppress(OSError):
+        storage.write_bytes(f"{base}.joblib", payload)
+        storage.write_bytes(f"{base}.json", json.dumps(manifest).encode())  # written last
+    return fitted
+
+
+# estimating ----------------------------------------------------------------------------------
+def _predict(absolute: Any, squared: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if x.shape[0] == 0:
+        return np.empty(0), np.empty(0)
+    with _one_thread():
+        return (
+            np.clip(np.asarray(absolute.predict(x), dtype=np.float64), 0.0, None),
+            np.clip(np.asarray(squared.predict(x), dtype=np.float64), 0.0, None),
+        )
+
+
+def predicted_losses(estimator: LossEstimator, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's predicted absolute and squared error (neither below 0)."""
+    return _predict(estimator.absolute, estimator.squared, x)
+
+
+def sample_rows(n_rows: int, max_rows: int = MAX_SAMPLE_ROWS) -> np.ndarray | None:
+    """A seeded sample of row indices, in order, or None when every row is used."""
+    if n_rows <= max_rows:
+        return None
+    return np.sort(np.random.default_rng(SEED).choice(n_rows, size=max_rows, replace=False))
+
+
+def estimate_from_losses(
+    absolute: np.ndarray,
+    squared: np.ndarray,
+    *,
+    n_rows: int,
+    level_error: float,
+    z: float = BAND_Z,
+) -> PerformanceEstimate:
+    """The batch's MAE and RMSE from the predicted losses of `absolute.size` of its `n_rows`
+    rows, with the band of the module docstring."""
+    m = absolute.size
+    mae = float(np.mean(absolute))
+    noise = float(np.mean(np.maximum(squared - absolute**2, 0.0))) / n_rows
+    sampled = float(np.var(absolute, ddof=1)) / m * (1 - m / n_rows) if 1 < m < n_rows else 0.0
+    standard_error = math.sqrt(noise + sampled + (level_error * mae) ** 2)
+    return PerformanceEstimate(
+        n_rows=n_rows,
+        n_sampled=m,
+        mae=mae,
+        mae_lower=max(mae - z * standard_error, 0.0),
+        mae_upper=mae + z * standard_error,
+        mae_standard_error=standard_error,
+        rmse=math.sqrt(float(np.mean(squared))),
+    )
+
+
+def estimate_performance(
+    estimator: LossEstimator | None, table: pa.Table, *, max_rows: int = MAX_SAMPLE_ROWS
+) -> PerformanceEstimate | None:
+    """The estimate for a validated batch (its features and prediction); None without an
+    estimator or rows."""
+    if estimator is None or table.num_rows == 0:
+        return None
+    rows = sample_rows(table.num_rows, max_rows)
+    sample = table if rows is None else table.take(pa.array(rows))
+    absolute, squared = predicted_losses(estimator, design_matrix(sample, estimator.features))
+    return estimate_from_losses(
+        absolute, squared, n_rows=table.num_rows, level_error=estimator.accuracy.level_error
+    )
