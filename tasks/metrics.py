@@ -90,6 +90,11 @@ def _performance(field: str) -> Callable[..., Samples]:
     return _covered(lambda p: getattr(p.metrics, field))
 
 
+def _estimated(field: str) -> Callable[..., Samples]:
+    """A sample of the monitored batch's estimate, when there is one."""
+    return lambda r, _: [] if r.estimate is None else _one(getattr(r.estimate, field))
+
+
 CATALOGUE: tuple[Gauge, ...] = (
     Gauge(
         "ml_batch_timestamp_seconds",
@@ -168,6 +173,30 @@ CATALOGUE: tuple[Gauge, ...] = (
     Gauge("ml_model_rmse", "RMSE on that batch's labelled rows.", (), _performance("rmse")),
     Gauge("ml_model_mape", "MAPE on that batch's labelled rows.", (), _performance("mape")),
     Gauge("ml_model_r2", "R2 on that batch's labelled rows.", (), _performance("r2")),
+    Gauge(
+        "ml_model_estimated_mae",
+        "MAE of the monitored batch estimated before its labels (from features and predictions).",
+        (),
+        _estimated("mae"),
+    ),
+    Gauge(
+        "ml_model_estimated_mae_lower",
+        "Lower end of the estimated MAE's band.",
+        (),
+        _estimated("mae_lower"),
+    ),
+    Gauge(
+        "ml_model_estimated_mae_upper",
+        "Upper end of the estimated MAE's band.",
+        (),
+        _estimated("mae_upper"),
+    ),
+    Gauge(
+        "ml_model_estimated_rmse",
+        "RMSE of the monitored batch estimated before its labels.",
+        (),
+        _estimated("rmse"),
+    ),
     Gauge("ml_model_baseline_mae", "Holdout MAE from the model card.", (), _baseline("mae")),
     Gauge("ml_model_baseline_rmse", "Holdout RMSE from the model card.", (), _baseline("rmse")),
     Gauge("ml_model_baseline_mape", "Holdout MAPE from the model card.", (), _baseline("mape")),

@@ -39,7 +39,6 @@ def drift_rows(result: MonitoringResult) -> list[dict[str, Any]]:
 
 def summary_markdown(result: MonitoringResult) -> str:
     drifted = result.drifted_features
-    perf = result.current_performance
     lines = [
         f"# {result.model} {result.model_version}: batch {result.batch_date}",
         "",
@@ -52,20 +51,56 @@ def summary_markdown(result: MonitoringResult) -> str:
             f"- prediction drift: D = {result.prediction.score:.3f}, "
             f"p = {result.prediction.p_value:.3g}, drifted: {result.prediction.is_drifted}"
         )
-    if perf is not None and perf.metrics is not None:
-        ratio = perf.metrics.mae / result.baseline.mae if result.baseline.mae else float("nan")
-        lines.append(
-            f"- performance on batch {perf.batch_date} ({perf.label_coverage_ratio:.0%} labelled): "
-            f"MAE {perf.metrics.mae:.4g} = {ratio:.2f} x baseline {result.baseline.mae:.4g}, "
-            f"R² {perf.metrics.r2:.3f}"
-        )
-    else:
-        lines.append(
-            f"- performance: no batch of the window has {result.min_label_coverage:.0%} "
-            "of its labels yet"
-        )
+    lines += [f"- {fact}" for fact in performance_facts(result)]
     lines += [f"- warning: {w}" for w in result.warnings]
     return "\n".join(lines) + "\n"
+
+
+def performance_facts(result: MonitoringResult) -> list[str]:
+    """The batch's estimated MAE with its band, the realized MAE where labels allow it, and
+    which of the two to trust when: for the summary and the day's report."""
+    covered = percent(result.min_label_coverage)
+    baseline = result.baseline.mae
+
+    def times_baseline(mae: float) -> str:
+        return f"{sig3(mae / baseline if baseline else math.nan)} x the baseline {sig3(baseline)}"
+
+    estimate = result.estimate
+    if estimate is not None:
+        sampled = (
+            f", predicted on {estimate.n_sampled:,} of its {estimate.n_rows:,} rows"
+            if estimate.n_sampled < estimate.n_rows
+            else ""
+        )
+        facts = [
+            f"this batch, before its labels: estimated MAE {sig3(estimate.mae)} (band "
+            f"{sig3(estimate.mae_lower)} to {sig3(estimate.mae_upper)}) = "
+            f"{times_baseline(estimate.mae)}, estimated RMSE {sig3(estimate.rmse)}, from its "
+            f"features and predictions{sampled}"
+        ]
+    else:
+        facts = ["this batch: estimated MAE: none (no rows, or no loss estimator for the version)"]
+    own = next((p for p in result.performance if p.batch_date == result.batch_date), None)
+    perf = result.current_performance
+    if own is None or own is not perf:
+        labelled = percent(own.label_coverage_ratio if own is not None else 0.0)
+        facts.append(f"this batch: realized MAE not known yet ({labelled} labelled)")
+    if perf is not None and perf.metrics is not None:
+        facts.append(
+            f"realized MAE of batch {perf.batch_date} ({percent(perf.label_coverage_ratio)} "
+            f"labelled): {sig3(perf.metrics.mae)} = {times_baseline(perf.metrics.mae)} (alert "
+            f"above 1.2 x), R² {sig3(perf.metrics.r2)}"
+        )
+    else:
+        facts.append(f"realized MAE: no batch of the window has {covered} of its labels yet")
+    facts.append(
+        "which to trust: the estimate, the morning after a batch: it follows the model's error "
+        "when the inputs shift (covariate shift) but cannot see concept drift: when the relation "
+        "between features and target changes, features and predictions look as before and the "
+        f"estimate stays put while the real error grows. From {covered} label coverage the "
+        "realized MAE is the one to trust; it confirms or overrules the estimate"
+    )
+    return facts
 
 
 def backfill_lines(report: BackfillReport) -> list[str]:
@@ -200,26 +235,7 @@ class DayReport:
 
     def _facts(self) -> list[str]:
         r = self.result
-        facts = [f"rows: {r.n_rows:,}"]
-        perf = r.current_performance
-        if perf is not None and perf.metrics is not None:
-            ratio = perf.metrics.mae / r.baseline.mae if r.baseline.mae else math.nan
-            facts.append(
-                f"performance on batch {perf.batch_date} ({percent(perf.label_coverage_ratio)} "
-                f"labelled): MAE {sig3(perf.metrics.mae)} = {sig3(ratio)} x the baseline "
-                f"{sig3(r.baseline.mae)} (alert above 1.2 x), R² {sig3(perf.metrics.r2)}"
-            )
-        else:
-            facts.append(
-                f"performance: no batch of the window has {percent(r.min_label_coverage)} "
-                "of its labels yet"
-            )
-        estimate = getattr(r, "estimate", None)
-        if estimate is not None:
-            facts.append(
-                f"estimated MAE of this batch, before its labels: {sig3(estimate.mae)} "
-                f"({sig3(estimate.mae_lower)} to {sig3(estimate.mae_upper)})"
-            )
+        facts = [f"rows: {r.n_rows:,}", *performance_facts(r)]
         if r.unmatched_labels:
             facts.append(f"labels matching no scored row: {r.unmatched_labels:,}")
         facts += [f"warning: {w}" for w in r.warnings]
