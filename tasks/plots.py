@@ -459,11 +459,11 @@ def _numeric_cell(ax: Axes, box: tuple[float, float, float, float], sketch: Nume
                 va="center", fontsize=9, color=MUTED)  # fmt: skip
     xs = [*sketch.reference_x, *sketch.current_x]
     if xs:
-        # the axis spans the middle 99% of both samples (and the gap), not a stray extreme
+        # the axis spans the middle 98% of both samples (and the gap), not a stray extreme
         ends = [
             (
-                float(x[min(int(np.searchsorted(f, 0.005)), x.size - 1)]),
-                float(x[min(int(np.searchsorted(f, 0.995)), x.size - 1)]),
+                float(x[min(int(np.searchsorted(f, 0.01)), x.size - 1)]),
+                float(x[min(int(np.searchsorted(f, 0.99)), x.size - 1)]),
             )
             for x, f in (
                 (sketch.reference_x, sketch.reference_f),
