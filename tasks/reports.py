@@ -253,9 +253,11 @@ class DayReport:
         head, rows = self._table()
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
-        lines += ["", *[f"- {_md(fact)}" for fact in self._facts()]]
+        facts = [html.escape(fact, quote=False).replace("\n", " ") for fact in self._facts()]
+        lines += ["", *[f"- {fact}" for fact in facts]]
         if report_uri:
-            lines.append(f"- the same report in the lake: [{_md(report_uri)}]({_link(report_uri)})")
+            shown = report_uri.replace("`", "'")
+            lines.append(f"- the same report in the lake: [`{shown}`]({_link(report_uri)})")
         return "\n".join(lines) + "\n"
 
     def html(self) -> str:
@@ -315,11 +317,10 @@ def _data_uri(png: bytes) -> str:
 
 
 def _md(text: str) -> str:
-    """Text safe inside a Markdown table cell, link text or image alt text."""
+    """Text safe inside a Markdown table cell or image alt text: no HTML, no line break, no
+    column break. Nothing else is escaped: Prefect's renderer would show the backslashes."""
     out = html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
-    for char in "[]`*_":
-        out = out.replace(char, "\\" + char)
-    return out
+    return out.replace("[", "(").replace("]", ")")
 
 
 def _link(uri: str) -> str:

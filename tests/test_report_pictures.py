@@ -130,7 +130,9 @@ def test_hostile_names_are_escaped_in_both_renderings() -> None:
     report = reports.DayReport.draw(result, outcome.sketches, DriftRule())
     assert "<script>" not in report.html()
     assert "<script>" not in report.markdown("/lake/x|y/report.html")
-    assert "x\\|y" in report.markdown("/lake/x|y/report.html")
+    markdown = report.markdown("/lake/x|y/report.html")
+    assert "(file:///lake/x%7Cy/report.html)" in markdown  # a link that stays one link
+    assert "- warning: a &lt;script&gt;|warning" in markdown  # escaped, in its bullet
 
 
 START = date(2026, 6, 1)
