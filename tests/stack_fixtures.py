@@ -1,60 +1,39 @@
 """Live-stack fixtures: Prometheus, Pushgateway, Alertmanager on free loopback ports, a webhook.
 
+The components run with the argv and configs `driftline stack up` renders (driftline.stack), but
+are started and stopped by pid through the tests' one launcher (tests/procs.py).
+
 Use from tests/conftest.py with `pytest_plugins = ["tests.stack_fixtures"]`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from driftline import stack
+from tests.conftest import REPO, run_cli
+from tests.procs import Server, free_port, serving, wait_for
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = REPO
 
 # The scenario every live test reads: 21 simulated days with data and concept drift.
 SIM_START = date(2026, 1, 1)
 SIM_DAYS = 21
 SIM_LAST_DAY = date(2026, 1, 21)
 MODEL = "diamonds-price"
-
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    """Return a loopback port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(
-    probe: Callable[[], T | None], *, timeout_seconds: float, what: str, interval: float = 0.5
-) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` on timeout."""
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_seconds:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 # --- Prometheus HTTP API -------------------------------------------------------------------------
@@ -179,15 +158,74 @@ class WebhookReceiver:
         )
 
 
-# --- fixtures -------------------------------------------------------------------------------------
+# --- the stack, started and stopped by the tests' launcher ----------------------------------------
+
+
+def loopback_config(state_dir: Path, **overrides: Any) -> stack.StackConfig:
+    """A stack config on free loopback ports, its state (and Pushgateway file) in `state_dir`."""
+    return stack.StackConfig(
+        state_dir=state_dir.resolve(),
+        prometheus_port=free_port(),
+        pushgateway_port=free_port(),
+        alertmanager_port=free_port(),
+        **overrides,
+    )
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    """The three components `driftline stack up` would start, each a `Server` stopped by pid."""
+
+    config: stack.StackConfig
+    servers: Mapping[stack.Component, Server]
+
+    def url(self, component: stack.Component) -> str:
+        return self.config.url(component)
+
+    def pids(self) -> set[int]:
+        return {server.process.pid for server in self.servers.values()}
+
+    def stop(self, component: stack.Component) -> None:
+        """Stop one component by its pid (SIGTERM: the Pushgateway persists on exit)."""
+        self.servers[component].stop()
+
+    def start_stopped(self) -> None:
+        """Start again, in `driftline stack up`'s order, the components that are not running."""
+        for component in stack.COMPONENTS:
+            if not self.servers[component].process.running():
+                self.servers[component].start_again()
+
+
+@contextlib.contextmanager
+def local_stack(config: stack.StackConfig) -> Iterator[LocalStack]:
+    """Render the infra/ configs for `config`, start the components with stack's argv, and stop
+    them all (Prometheus first) when the block ends."""
+    rendered = stack.render(config)
+    with contextlib.ExitStack() as started:
+        servers = {
+            component: started.enter_context(
+                serving(
+                    stack.command_line(component, config, rendered),
+                    config.port(component),
+                    out=config.state_dir / f"{component}.log",
+                    cwd=config.state_dir,
+                )
+            )
+            for component in stack.COMPONENTS
+        }
+        yield LocalStack(config, servers)
 
 
 @dataclass(frozen=True)
 class LiveStack:
     """A running local stack and the webhook its Alertmanager notifies."""
 
-    config: stack.StackConfig
+    local: LocalStack
     webhook: WebhookReceiver
+
+    @property
+    def config(self) -> stack.StackConfig:
+        return self.local.config
 
     @property
     def prometheus_url(self) -> str:
@@ -216,11 +254,8 @@ def live_stack(
     tmp_path_factory: pytest.TempPathFactory, webhook_receiver: WebhookReceiver
 ) -> Iterator[LiveStack]:
     """Prometheus, Pushgateway and Alertmanager on free ports, tuned to alert within seconds."""
-    config = stack.StackConfig(
-        state_dir=tmp_path_factory.mktemp("stack"),
-        prometheus_port=free_port(),
-        pushgateway_port=free_port(),
-        alertmanager_port=free_port(),
+    config = loopback_config(
+        tmp_path_factory.mktemp("stack"),
         scrape_interval="1s",
         evaluation_interval="1s",
         rule_for="2s",
@@ -229,11 +264,8 @@ def live_stack(
         alertmanager_group_interval="1s",
         alertmanager_repeat_interval="1m",
     )
-    stack.up(config, timeout_seconds=60)
-    try:
-        yield LiveStack(config=config, webhook=webhook_receiver)
-    finally:
-        stack.down(config.state_dir)
+    with local_stack(config) as started:
+        yield LiveStack(local=started, webhook=webhook_receiver)
 
 
 def driftline_env(stack_: LiveStack, workdir: Path) -> dict[str, str]:
@@ -253,15 +285,7 @@ def driftline_env(stack_: LiveStack, workdir: Path) -> dict[str, str]:
 
 def run_driftline(env: dict[str, str], *args: str, timeout_seconds: float = 600) -> str:
     """Run the public CLI like a user would; fail with its output if it does not exit 0."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "driftline", *args],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout_seconds,
-        check=False,
-    )
+    completed = run_cli(*args, env=env, timeout=timeout_seconds)
     if completed.returncode != 0:
         raise AssertionError(
             f"driftline {' '.join(args)} exited {completed.returncode}\n"

@@ -1,22 +1,17 @@
 """End to end: backfilled history lands in a real Prometheus at event time and continues live.
 
-Starts Prometheus 2.x and the Pushgateway from PATH on free loopback ports (a missing binary fails
-the test), backfills 60 simulated days into Prometheus' data directory with the command line,
-then compares what Prometheus holds with what the lake holds.
+Starts Prometheus 2.x and the Pushgateway from PATH on free loopback ports (tests/procs.py; a
+missing binary fails the test), backfills 60 simulated days into Prometheus' data directory with
+the command line, then compares what Prometheus holds with what the lake holds.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,26 +24,15 @@ from driftline import commands
 from tasks import metrics, pushgateway
 from tasks.history import scheduled_run_seconds
 from tasks.results import from_json
+from tests import procs
 from tests.conftest import run_cli
+from tests.procs import Server, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.prefect]
 
 MODEL = "diamonds-price"
 PUSHGATEWAY_OWN = {"push_time_seconds", "push_failure_time_seconds"}
 Key = tuple[str, frozenset[tuple[str, str]]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def binary(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} not found on PATH; install it (Debian: apt install {name})")
-    return found
 
 
 def get_json(url: str) -> Any:
@@ -56,72 +40,14 @@ def get_json(url: str) -> Any:
         return json.loads(response.read())
 
 
-def wait_until(check: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-class Process:
-    """A binary started on loopback, stopped by its pid."""
-
-    def __init__(self, args: list[str], log: Path) -> None:
-        self.args, self.log = args, log
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.popen = subprocess.Popen(self.args, stdout=out, stderr=out)
-
-    def stop(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            os.kill(self.popen.pid, signal.SIGTERM)
-            self.popen.wait(timeout=30)
-        self.popen = None
-
-
 class Prometheus:
-    def __init__(self, tmp: Path, pushgateway: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.data = tmp / "prometheus-data"
-        config = tmp / "prometheus.yml"
-        config.write_text(
-            "global: {scrape_interval: 1s}\n"
-            "scrape_configs:\n"
-            "  - job_name: pushgateway\n"
-            "    honor_labels: true\n"
-            f"    static_configs: [{{targets: ['{pushgateway}']}}]\n"
-        )
-        self.process = Process(
-            [
-                binary("prometheus"),
-                f"--config.file={config}",
-                f"--storage.tsdb.path={self.data}",
-                "--storage.tsdb.retention.time=400d",  # history is older than the 15d default
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--web.enable-admin-api",  # lets a rerun delete the samples it replaces
-            ],
-            tmp / "prometheus.log",
-        )
+    """The test's Prometheus: a `Server` and the queries the test asks it."""
 
-    def start(self) -> None:
-        self.process.start()
-        wait_until(self.ready, timeout=60, what="Prometheus to be ready")
+    def __init__(self, server: Server, data: Path) -> None:
+        self.server, self.data, self.url = server, data, server.url
 
     def restart(self) -> None:
-        self.process.stop()
-        self.start()
-
-    def ready(self) -> bool:
-        with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
-            return response.status == 200
+        self.server.restart()
 
     def query(self, query: str, at: float) -> list[dict[str, Any]]:
         params = urllib.parse.urlencode({"query": query, "time": f"{at:.3f}"})
@@ -137,19 +63,23 @@ class Prometheus:
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[tuple[Prometheus, str]]:
     """A Prometheus scraping a Pushgateway with honor_labels, both on free loopback ports."""
-    port = free_port()
-    gateway = Process(
-        [binary("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}"],
-        tmp_path / "pushgateway.log",
-    )
-    gateway.start()
-    prom = Prometheus(tmp_path, f"127.0.0.1:{port}")
-    try:
-        prom.start()
-        yield prom, f"http://127.0.0.1:{port}"
-    finally:
-        prom.process.stop()
-        gateway.stop()
+    with procs.pushgateway(tmp_path) as gateway:
+        config = tmp_path / "prometheus.yml"
+        config.write_text(
+            "global: {scrape_interval: 1s}\n"
+            "scrape_configs:\n"
+            "  - job_name: pushgateway\n"
+            "    honor_labels: true\n"
+            f"    static_configs: [{{targets: ['{gateway.address}']}}]\n"
+        )
+        data = tmp_path / "prometheus-data"
+        with procs.prometheus(
+            config,
+            data,
+            "--storage.tsdb.retention.time=400d",  # history is older than the 15d default
+            "--web.enable-admin-api",  # lets a rerun delete the samples it replaces
+        ) as server:
+            yield Prometheus(server, data), gateway.url
 
 
 def history_in_prometheus(prom: Prometheus, days: list[date]) -> dict[Key, dict[float, float]]:
@@ -213,10 +143,11 @@ def test_backfilled_history_lands_at_event_time_and_continues_live(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     expected = history_in_lake(lake, days)
-    wait_until(
+    wait_for(
         lambda: without_duration(history_in_prometheus(prom, days)) == without_duration(expected),
-        timeout=90,
+        timeout_seconds=90,
         what="Prometheus to load the backfilled blocks",
+        tolerating=(OSError,),
     )
     held = history_in_prometheus(prom, days)
     schedule = {scheduled_run_seconds(d) for d in days}
@@ -239,10 +170,11 @@ def test_backfilled_history_lands_at_event_time_and_continues_live(
     latest = from_json(lake.read_bytes(lake.result_path(MODEL, end)) or b"")
     pushed_at = time.time()
     pushgateway.push(latest, metrics.RunStamp(pushed_at, 1.0), gateway=gateway)
-    wait_until(
-        lambda: bool(prom.query(f'ml_batch_rows{{model="{MODEL}"}}', at=time.time())),
-        timeout=30,
+    wait_for(
+        lambda: prom.query(f'ml_batch_rows{{model="{MODEL}"}}', at=time.time()),
+        timeout_seconds=30,
         what="the pushed gauges to be scraped",
+        tolerating=(OSError,),
     )
     last_day = {k for k, v in held.items() if scheduled_run_seconds(end) in v}
 
@@ -257,7 +189,12 @@ def test_backfilled_history_lands_at_event_time_and_continues_live(
         }
 
     # the first scrape after the push can land before every series is queryable: wait for it
-    wait_until(lambda: live_series() == last_day, timeout=30, what="the live series")
+    wait_for(
+        lambda: live_series() == last_day,
+        timeout_seconds=30,
+        what="the live series",
+        tolerating=(OSError,),
+    )
     live = live_series()
     assert live == last_day
     assert not any(dict(labels).get("instance") for _, labels in live)

@@ -4,12 +4,7 @@ server runs them: the nightly monitor and the backfill, fanned out in chunks wit
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -27,6 +22,7 @@ from flows.deployments import (
     deployments,
     submit_backfill_chunks,
 )
+from tests import procs
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -74,18 +70,15 @@ def test_a_range_is_cut_into_consecutive_chunks() -> None:
 
 
 # Against a real Prefect server ---------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def prefect_server(tmp_path: Path, trained_env: dict[str, str]) -> Iterator[dict[str, str]]:
-    """`prefect server start` on a free loopback port, its home in a tmp dir; stopped by pid."""
+    """`prefect server start` on a free loopback port, its home in a tmp dir; stopped by pid
+    (SIGTERM to the group it leads: the server starts children)."""
     home = tmp_path / "prefect-home"
     home.mkdir()
-    port = free_port()
+    port = procs.free_port()
     env = {
         **os.environ,
         **trained_env,
@@ -94,39 +87,19 @@ def prefect_server(tmp_path: Path, trained_env: dict[str, str]) -> Iterator[dict
         "DO_NOT_TRACK": "1",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
-    log = (tmp_path / "prefect-server.log").open("wb")
-    server = subprocess.Popen(
-        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,  # the server starts children; stop the group it leads
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{env['PREFECT_API_URL']}/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail(f"Prefect server did not start; see {tmp_path}/prefect-server.log")
-                time.sleep(1)
+    argv = [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with procs.launched(argv, out=tmp_path / "prefect-server.log", env=env) as server:
+        server.wait_ready(f"{env['PREFECT_API_URL']}/health", timeout_seconds=120)
         yield env
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-        log.close()
 
 
 def prefect(*args: str, env: dict[str, str], timeout: float = 300) -> str:
-    done = subprocess.run(
-        [PREFECT, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
-    )
+    done = procs.run([PREFECT, *args], env=env, cwd=REPO, timeout_seconds=timeout)
     assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
 
+@pytest.mark.e2e
 @pytest.mark.prefect
 def test_deployments_from_prefect_yaml_run_on_a_process_worker_and_publish_artifacts(
     prefect_server: dict[str, str],

@@ -15,6 +15,8 @@ from driftline import commands
 from model_registry.registry import Registry
 from tasks import history, monitoring
 from tasks.metrics import RunStamp, metric_families
+from tests import procs
+from tests.procs import wait_for
 
 START = date(2024, 2, 27)
 
@@ -106,13 +108,18 @@ def test_openmetrics_text_is_prometheus_clients_exposition_and_parses_back(
     ]
 
 
-def test_promtool_turns_the_history_into_blocks_moved_whole_into_the_data_dir(
-    runs: list[history.PastRun], tmp_path: Path
-) -> None:
+def history_blocks(runs: list[history.PastRun], tmp_path: Path) -> tuple[Path, list[str]]:
+    """Write the runs' history as OpenMetrics and turn it into blocks in a fresh data dir."""
     source = tmp_path / "history.om.txt"
     source.write_bytes(history.openmetrics_text(history.history_families(runs)))
     data = tmp_path / "data"
-    blocks = history.create_blocks(source, data)
+    return data, history.create_blocks(source, data)
+
+
+def test_promtool_turns_the_history_into_blocks_moved_whole_into_the_data_dir(
+    runs: list[history.PastRun], tmp_path: Path
+) -> None:
+    data, blocks = history_blocks(runs, tmp_path)
     assert blocks and sorted(p.name for p in data.iterdir()) == blocks  # no staging left
     assert all((data / b / "meta.json").is_file() for b in blocks)
 
@@ -130,38 +137,21 @@ def test_an_unreachable_prometheus_leaves_earlier_samples_and_says_so() -> None:
     assert "not reachable" in said and "docs/backfill.md" in said
 
 
+@pytest.mark.e2e
 def test_rerunning_days_prometheus_holds_without_its_admin_api_stops_with_the_fix(
     runs: list[history.PastRun], tmp_path: Path
 ) -> None:
-    from tests.test_backfill_prometheus import Process, binary, free_port, wait_until
-
-    source = tmp_path / "history.om.txt"
-    source.write_bytes(history.openmetrics_text(history.history_families(runs)))
-    data = tmp_path / "data"
-    history.create_blocks(source, data)
-    (tmp_path / "prometheus.yml").write_text("global: {scrape_interval: 1m}\n")
-    port = free_port()
-    prometheus = Process(
-        [
-            binary("prometheus"),
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={data}",
-            "--storage.tsdb.retention.time=100y",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        tmp_path / "prometheus.log",
-    )
-    url = f"http://127.0.0.1:{port}"
+    data, _ = history_blocks(runs, tmp_path)
+    config = tmp_path / "prometheus.yml"
+    config.write_text("global: {scrape_interval: 1m}\n")
     days = [START + timedelta(days=i) for i in range(4)]
-    prometheus.start()
-    try:
-        wait_until(lambda: bool(history.days_held(url, "diamonds-price", days)), timeout=60,
-                   what="Prometheus to serve the blocks")  # fmt: skip
+    with procs.prometheus(config, data, "--storage.tsdb.retention.time=100y") as prometheus:
+        url = prometheus.url
+        wait_for(lambda: history.days_held(url, "diamonds-price", days), timeout_seconds=60,
+                 what="Prometheus to serve the blocks", tolerating=(OSError,))  # fmt: skip
         assert history.days_held(url, "diamonds-price", days) == days
         with pytest.raises(RunError, match=r"admin API is disabled.*delete_series"):
             history.clear_days(url, "diamonds-price", days[1:3])
         assert "no earlier samples" in history.clear_days(
             url, "diamonds-price", [START + timedelta(days=30)]
         )
-    finally:
-        prometheus.stop()

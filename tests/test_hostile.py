@@ -26,7 +26,8 @@ from tasks.drift_report import drift_report
 from tasks.profile import build_profile
 from tasks.validation import OTHER_CATEGORY, cap_categories, validate_batch
 from tests import builders
-from tests.stack_fixtures import LiveStack, prom_label_values, wait_for
+from tests.procs import wait_for
+from tests.stack_fixtures import LiveStack, prom_label_values
 
 HOSTILE_NAMES = [
     'quote"d',
@@ -144,6 +145,7 @@ def test_too_many_categories_are_capped_with_a_warning_and_the_same_score() -> N
     assert after.n_current == before.n_current
 
 
+@pytest.mark.slow
 def test_a_million_distinct_categories_run_in_bounded_memory() -> None:
     """In a fresh interpreter, so the peak resident size is this case's alone."""
     script = """
@@ -251,6 +253,7 @@ def lake_world(trained_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> 
         ),
     ],
 )
+@pytest.mark.prefect
 def test_dates_outside_any_batch_give_one_clear_line(
     lake_world: dict[str, str], capsys: pytest.CaptureFixture[str], day: str, code: int, expected
 ) -> None:

@@ -11,10 +11,8 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import joblib
@@ -24,9 +22,9 @@ from core.errors import InputError
 from driftline.cli import main
 from model_registry.registry import MODEL_FILE, REFERENCE_FILE, Registry
 from tasks import metrics, pushgateway
-from tests import builders
-from tests.stack_fixtures import LiveStack, free_port, wait_for
-from tests.test_faults import listening_sockets
+from tests import builders, procs
+from tests.procs import listening_sockets
+from tests.stack_fixtures import LiveStack
 
 MODEL = "diamonds-price"
 REPO = Path(__file__).resolve().parents[1]
@@ -120,45 +118,18 @@ def bcrypt(password: str) -> str:
         return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
 
 
-@contextmanager
-def pushgateway_with_web_config(web_config: Path) -> Iterator[int]:
-    """A Pushgateway on a free loopback port serving with `web_config`; yields the port."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            shutil.which("prometheus-pushgateway") or "prometheus-pushgateway",
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--web.config.file={web_config}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(
-            lambda: (
-                process.poll() is not None
-                or str(port) in " ".join(listening_sockets({process.pid}))
-            ),
-            timeout_seconds=30,
-            what="the Pushgateway to listen",
-        )
-        assert process.poll() is None, "the Pushgateway exited"
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 @pytest.fixture
 def secured_pushgateway(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A Pushgateway behind basic auth (user driftline, a fresh random password)."""
     password = "pw-" + secrets.token_hex(12)
     web_config = tmp_path / "web.yml"
     web_config.write_text(f"basic_auth_users:\n  driftline: '{bcrypt(password)}'\n")
-    with pushgateway_with_web_config(web_config) as port:
-        yield f"http://127.0.0.1:{port}", password
+    with procs.pushgateway(tmp_path, web_config=web_config) as gateway:
+        yield gateway.url, password
 
 
+@pytest.mark.e2e
+@pytest.mark.prefect
 def test_basic_auth_is_honoured_and_the_password_is_written_nowhere(
     secured_pushgateway: tuple[str, str],
     trained_env: dict[str, str],
@@ -314,10 +285,11 @@ def tls_pushgateway(tmp_path: Path) -> Iterator[tuple[str, dict[str, Path]]]:
         "  client_auth_type: RequireAndVerifyClientCert\n"
         f"  client_ca_file: {certs['ca_crt']}\n"
     )
-    with pushgateway_with_web_config(web_config) as port:
-        yield f"https://127.0.0.1:{port}", certs
+    with procs.pushgateway(tmp_path, web_config=web_config) as gateway:
+        yield f"https://{gateway.address}", certs
 
 
+@pytest.mark.e2e
 def test_tls_settings_are_honoured(tls_pushgateway: tuple[str, dict[str, Path]]) -> None:
     url, certs = tls_pushgateway
     result, run = builders.result(), metrics.RunStamp(1.0, 2.0)
@@ -343,9 +315,7 @@ def test_tls_settings_are_honoured(tls_pushgateway: tuple[str, dict[str, Path]])
 
 @pytest.mark.e2e
 def test_every_listener_of_the_stack_is_on_loopback(live_stack: LiveStack) -> None:
-    from driftline import stack
-
-    pids = {s.pid for s in stack.status(live_stack.config.state_dir) if s.pid is not None}
+    pids = live_stack.local.pids()  # started with the argv `driftline stack up` uses
     assert len(pids) == 3
     sockets = listening_sockets(pids)
     assert len(sockets) >= 3 and all(s.startswith("127.0.0.1:") for s in sockets), sockets

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from driftline import stack
-from tests.stack_fixtures import free_port, wait_for
+from tests.procs import launched, wait_for
+from tests.stack_fixtures import loopback_config
 
 INFRA = Path(__file__).resolve().parents[1] / "infra"
 
@@ -27,16 +28,6 @@ def base_prometheus() -> dict:
 
 def base_alertmanager() -> dict:
     return yaml.safe_load((INFRA / "alertmanager" / "alertmanager.yml").read_text())
-
-
-def loopback_config(state_dir: Path, **overrides: object) -> stack.StackConfig:
-    return stack.StackConfig(
-        state_dir=state_dir,
-        prometheus_port=free_port(),
-        pushgateway_port=free_port(),
-        alertmanager_port=free_port(),
-        **overrides,  # type: ignore[arg-type]
-    )
 
 
 # --- rendering ------------------------------------------------------------------------------------
@@ -223,15 +214,11 @@ def test_prometheus_scrapes_the_pushgateway_keeping_job_and_model(
 @pytest.mark.e2e
 def test_down_leaves_alone_a_process_it_did_not_start(own_stack: stack.StackConfig) -> None:
     own_stack.state_dir.mkdir(parents=True)
-    stranger = subprocess.Popen(["sleep", "60"])
-    try:
+    with launched(["sleep", "60"], out=own_stack.state_dir / "stranger.log") as stranger:
         # A stale pid file pointing at someone else's process, e.g. after a reboot.
         (own_stack.state_dir / "prometheus.pid").write_text(f"{stranger.pid}\n")
         assert stack.down(own_stack.state_dir) == []
-        assert stranger.poll() is None, "down must not signal a process it did not start"
-    finally:
-        stranger.kill()
-        stranger.wait()
+        assert stranger.running(), "down must not signal a process it did not start"
 
 
 @pytest.mark.e2e
