@@ -17,9 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from core.settings import load_settings
-from driftline import commands
 from driftline.cli import main
+from tests.conftest import simulated_world
 from tests.pushgateway_recorder import recording_pushgateway
 
 DAY = date(2026, 3, 5)
@@ -28,14 +27,8 @@ START = date(2026, 3, 1)
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory: pytest.TempPathFactory, diamonds_registry: Path) -> Path:
-    root = tmp_path_factory.mktemp("simulated")
-    shutil.copytree(diamonds_registry, root / "registry")
-    settings = load_settings(
-        {"DATA_LAKE_URI": str(root / "lake"), "MODEL_REGISTRY_URI": str(root / "registry")}
-    )
-    commands.simulate(settings, model="diamonds-price", start=START, days=6, rows_per_day=300,
-                      scenario="none", seed=3)  # fmt: skip
-    return root
+    return simulated_world(tmp_path_factory.mktemp("simulated"), diamonds_registry, start=START,
+                           days=6, rows_per_day=300, seed=3)  # fmt: skip
 
 
 @pytest.fixture
@@ -78,6 +71,17 @@ def monitor(capsys: pytest.CaptureFixture[str], day: date = DAY) -> tuple[int, s
     return code, capsys.readouterr().err
 
 
+def monitor_refuses(world, capsys: pytest.CaptureFixture[str]) -> str:
+    """Monitor DAY expecting bad input: exit 2, no result in the lake, no push; return stderr."""
+    root, gateway = world
+    code, err = monitor(capsys)
+    assert code == 2, err
+    assert not result_file(root).exists()
+    assert gateway.requests == []
+    return err
+
+
+@pytest.mark.prefect
 def test_a_clean_day_writes_its_result_and_pushes_it(world, capsys):
     root, gateway = world
     code, err = monitor(capsys)
@@ -88,6 +92,7 @@ def test_a_clean_day_writes_its_result_and_pushes_it(world, capsys):
     assert b'ml_feature_drift_detected{feature="carat",model_version="v1"} 0.0' in body
 
 
+@pytest.mark.prefect
 def test_the_run_is_named_by_model_and_date_and_publishes_its_artifacts(world, capsys):
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -115,6 +120,7 @@ def test_the_run_is_named_by_model_and_date_and_publishes_its_artifacts(world, c
     assert summary.data.startswith("# diamonds-price v1: batch 2026-03-05")
 
 
+@pytest.mark.prefect
 def test_a_rerun_rewrites_the_same_result(world, capsys):
     root, _ = world
     assert monitor(capsys)[0] == 0
@@ -154,47 +160,51 @@ BAD_INPUT = {
 }
 
 
+@pytest.mark.prefect
 @pytest.mark.parametrize("case", BAD_INPUT)
 def test_bad_batches_exit_2_naming_the_problem_and_write_and_push_nothing(world, capsys, case):
-    root, gateway = world
+    root, _ = world
     change, expected = BAD_INPUT[case]
     rewrite(batch_file(root), change)
-    code, err = monitor(capsys)
-    assert code == 2
+    err = monitor_refuses(world, capsys)
     assert err.count("\n") == 1 and err.startswith("driftline: error: batch 2026-03-05")
     assert expected in err
-    assert not result_file(root).exists()
-    assert gateway.requests == []
 
 
-def test_an_unreadable_parquet_file_is_named(world, capsys):
-    root, gateway = world
+def unreadable_batch(root: Path) -> list[str]:
     batch_file(root).write_bytes(b"PAR1 this is not parquet")
-    code, err = monitor(capsys)
-    assert code == 2
-    assert f"{batch_file(root)}: not a readable Parquet file" in err
-    assert not result_file(root).exists() and gateway.requests == []
+    return [f"{batch_file(root)}: not a readable Parquet file"]
 
 
-def test_a_label_file_without_the_target_column_is_named(world, capsys):
-    root, gateway = world
+def label_file_without_the_target(root: Path) -> list[str]:
     labels = root / "lake" / "labels" / "model=diamonds-price" / "arrival_date=2026-03-06"
     bad = labels / "batch-2026-03-05.parquet"
     rewrite(bad, lambda t: t.rename_columns(["row_id", "cost"]))
-    code, err = monitor(capsys)
-    assert code == 2
-    assert f"{bad} lacks column 'price' (expected row_id, price; found row_id, cost)" in err
-    assert not result_file(root).exists() and gateway.requests == []
+    return [f"{bad} lacks column 'price' (expected row_id, price; found row_id, cost)"]
 
 
-def test_a_tampered_reference_profile_is_refused(world, capsys):
-    root, gateway = world
+def tampered_reference_profile(root: Path) -> list[str]:
     profile = root / "registry" / "diamonds-price" / "v1" / "profile.arrow"
     profile.write_bytes(profile.read_bytes() + b"\0")
-    code, err = monitor(capsys)
-    assert code == 2
-    assert f"{profile}: sha256" in err and "does not match its card" in err
-    assert not result_file(root).exists() and gateway.requests == []
+    return [f"{profile}: sha256", "does not match its card"]
+
+
+# each damages one input file and returns what the error must say about it
+DAMAGED_FILES = {
+    "an unreadable parquet file": unreadable_batch,
+    "a label file without the target column": label_file_without_the_target,
+    "a tampered reference profile": tampered_reference_profile,
+}
+
+
+@pytest.mark.prefect
+@pytest.mark.parametrize("case", DAMAGED_FILES)
+def test_a_damaged_input_file_is_named_and_nothing_is_written_or_pushed(world, capsys, case):
+    root, _ = world
+    expected = DAMAGED_FILES[case](root)
+    err = monitor_refuses(world, capsys)
+    for said in expected:
+        assert said in err
 
 
 def test_a_tampered_model_file_stops_simulate_before_unpickling(world, capsys):
@@ -206,6 +216,7 @@ def test_a_tampered_model_file_stops_simulate_before_unpickling(world, capsys):
     assert "model.joblib: sha256" in capsys.readouterr().err
 
 
+@pytest.mark.prefect
 def test_untidy_data_is_monitored_with_warnings(world, capsys):
     root, gateway = world
     rewrite(batch_file(root), lambda t: t.append_column("note", pa.array(["x"] * t.num_rows)))
@@ -225,6 +236,7 @@ def test_untidy_data_is_monitored_with_warnings(world, capsys):
     assert len(gateway.requests) == 1
 
 
+@pytest.mark.prefect
 def test_an_empty_batch_pushes_zero_rows_and_no_drift(world, capsys):
     root, gateway = world
     rewrite(batch_file(root), lambda t: t.slice(0, 0))
@@ -235,6 +247,7 @@ def test_an_empty_batch_pushes_zero_rows_and_no_drift(world, capsys):
     assert b"ml_feature_drift" not in body and b"ml_prediction_drift" not in body
 
 
+@pytest.mark.prefect
 def test_a_missing_batch_fails_the_run_naming_the_partition(world, capsys):
     _, gateway = world
     code, err = monitor(capsys, date(2026, 4, 1))
@@ -243,6 +256,7 @@ def test_a_missing_batch_fails_the_run_naming_the_partition(world, capsys):
     assert "batch_date=2026-04-01" in err and gateway.requests == []
 
 
+@pytest.mark.prefect
 def test_pushgateway_down_fails_the_run_but_keeps_the_results_and_the_next_run_pushes(
     world, capsys, monkeypatch
 ):

@@ -13,6 +13,8 @@ from scipy import stats
 
 from tests.stack_fixtures import SIM_LAST_DAY, MonitoredStack, prom_query
 
+pytestmark = [pytest.mark.e2e, pytest.mark.prefect]
+
 
 def _series(stack: MonitoredStack, expr: str) -> dict[str, float]:
     rows = prom_query(stack.live.prometheus_url, expr)
@@ -30,11 +32,20 @@ NUMERIC = ["carat", "depth", "table", "x", "y", "z"]
 CATEGORICAL = ["cut", "color", "clarity"]
 
 
+def _scores_and_p_values(
+    stack: MonitoredStack, test: str
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Per feature, the drift score and the p-value Prometheus holds for one test."""
+    selector = f'model="{stack.model}",job="ml_monitoring",test="{test}"'
+    return (
+        _series(stack, f"ml_feature_drift_score{{{selector}}}"),
+        _series(stack, f"ml_feature_drift_p_value{{{selector}}}"),
+    )
+
+
 def test_ks_scores_and_p_values_in_prometheus_equal_scipy(monitored_stack: MonitoredStack):
     batch, reference = _frames(monitored_stack)
-    selector = f'model="{monitored_stack.model}",job="ml_monitoring",test="ks"'
-    scores = _series(monitored_stack, f"ml_feature_drift_score{{{selector}}}")
-    p_values = _series(monitored_stack, f"ml_feature_drift_p_value{{{selector}}}")
+    scores, p_values = _scores_and_p_values(monitored_stack, "ks")
     assert sorted(scores) == sorted(NUMERIC)
     for feature in NUMERIC:
         expected = stats.ks_2samp(reference[feature].dropna(), batch[feature].dropna())
@@ -49,9 +60,7 @@ def test_chi2_p_values_and_total_variation_in_prometheus_equal_scipy(
     monitored_stack: MonitoredStack,
 ):
     batch, reference = _frames(monitored_stack)
-    selector = f'model="{monitored_stack.model}",test="chi2"'
-    scores = _series(monitored_stack, f"ml_feature_drift_score{{{selector}}}")
-    p_values = _series(monitored_stack, f"ml_feature_drift_p_value{{{selector}}}")
+    scores, p_values = _scores_and_p_values(monitored_stack, "chi2")
     assert sorted(scores) == sorted(CATEGORICAL)
     for feature in CATEGORICAL:
         counts = pd.concat(
