@@ -20,6 +20,9 @@ from tasks.backfill import days_between, replay_and_write
 from tasks.monitoring import monitor_day, read_window
 from tasks.results import from_json, to_json
 
+# forty simulated days, replayed and monitored again: ~15 s on 2 cores
+pytestmark = pytest.mark.slow
+
 START = date(2024, 3, 1)
 DAYS = 40
 MISSING = START + timedelta(days=20)

@@ -14,6 +14,7 @@ from driftline import commands
 from driftline.cli import main
 
 
+@pytest.mark.prefect
 def test_a_day_held_by_another_run_is_listed_as_failed_and_the_rest_complete(
     tmp_path: Path, diamonds_registry: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ):

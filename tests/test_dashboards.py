@@ -182,6 +182,7 @@ def substitute(expr: str, *, model: str, feature_regex: str) -> str:
     return VARIABLE_REF.sub(lambda m: values[m.group(1)], expr)
 
 
+@pytest.mark.prefect
 @pytest.mark.e2e
 def test_dashboard_variables_resolve_against_live_prometheus(
     monitored_stack: MonitoredStack,
@@ -197,6 +198,7 @@ def test_dashboard_variables_resolve_against_live_prometheus(
     assert "carat" in prom_label_values(url, "feature", feature_selector)
 
 
+@pytest.mark.prefect
 @pytest.mark.e2e
 @pytest.mark.parametrize("feature_regex", [".*", "carat"], ids=["all-features", "carat"])
 @pytest.mark.parametrize("panel", QUERY_PANELS, ids=panel_id)
@@ -220,6 +222,7 @@ def test_every_panel_query_returns_data(
     assert not empty, f"panel {panel['title']!r} shows no data for: {empty}"
 
 
+@pytest.mark.prefect
 @pytest.mark.e2e
 def test_alert_list_panel_has_firing_alerts_to_show(monitored_stack: MonitoredStack) -> None:
     url = monitored_stack.live.prometheus_url

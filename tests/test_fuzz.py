@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
@@ -29,6 +30,9 @@ from tasks.drift import FeatureDrift
 from tasks.results import MonitoringResult
 from tasks.validation import ValidatedBatch, validate_batch
 from tests import builders
+
+# hypothesis runs each property over many generated inputs: ~45 s on 2 cores
+pytestmark = pytest.mark.slow
 
 
 def fast(examples: int) -> settings:

@@ -15,6 +15,9 @@ from driftline import commands
 from model_registry.registry import Registry
 from tasks.monitoring import load_model_context, monitor_day
 
+# sixteen simulated days of 1,500 rows monitored per scenario: ~20 s on 2 cores
+pytestmark = pytest.mark.slow
+
 START = date(2026, 6, 1)
 DAYS = 16
 DRIFT_START = START + timedelta(days=8)

@@ -66,6 +66,7 @@ def registered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_register_describes_the_features_and_computes_holdout_metrics(registered: Path):
     card = json.loads((registered / "registry" / MODEL / "v1" / "card.json").read_text())
     kinds = {f["name"]: f["kind"] for f in card["features"]}
@@ -77,6 +78,8 @@ def test_register_describes_the_features_and_computes_holdout_metrics(registered
     assert 5 < card["metrics"]["mae"] < 30 and card["metrics"]["r2"] > 0.9
 
 
+@pytest.mark.slow
+@pytest.mark.prefect
 def test_the_second_model_simulates_and_monitors_with_the_same_commands(registered: Path, capsys):
     simulate = ["simulate", "--model", MODEL, "--start", "2026-05-01", "--days", "4",
                 "--rows-per-day", "1500", "--scenario", "data-drift", "--seed", "5"]  # fmt: skip
