@@ -13,7 +13,7 @@ UV_VERSION := 0.13.9
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/var/tools/bin/uv)
 PACKAGES := core data_lake driftline flows model_registry tasks scripts
 
-.PHONY: install demo test lint stack-up stack-down bench
+.PHONY: install demo test test-fast lint stack-up stack-down bench
 
 install: .venv/.installed
 
@@ -33,6 +33,11 @@ demo: install
 
 test: install
 	.venv/bin/pytest
+
+# the logic tier alone: no server processes (e2e), no Prefect flows (prefect), nothing slow;
+# under a minute on a 2-core machine
+test-fast: install
+	.venv/bin/pytest -m "not e2e and not prefect and not slow"
 
 lint: install
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
