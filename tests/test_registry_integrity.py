@@ -44,6 +44,7 @@ def version_file(root: Path, name: str) -> Path:
     return root / "registry" / "diamonds-price" / "v1" / name
 
 
+@pytest.mark.prefect
 @pytest.mark.parametrize("name", ["model.joblib", "reference.parquet", "profile.arrow"])
 def test_a_tampered_file_stops_the_nightly_run_with_nothing_written(
     world: Path, name: str, capsys: pytest.CaptureFixture[str]

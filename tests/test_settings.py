@@ -87,12 +87,14 @@ def test_served_models_are_named_and_checked() -> None:
         served_models({"DRIFTLINE_MODELS": "x/y"})
 
 
+@pytest.mark.slow
 def test_stack_status_works_whatever_the_push_settings_say(tmp_path: Path) -> None:
     broken = {"PUSHGATEWAY_PASSWORD_FILE": str(tmp_path / "nope")}
     done = run_cli("stack", "status", env=broken, timeout=60)
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.prefect
 def test_a_monitor_run_with_an_unreadable_password_file_exits_2_before_any_work(
     tmp_path: Path,
 ) -> None:
