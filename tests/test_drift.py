@@ -59,6 +59,7 @@ pytestmark = pytest.mark.filterwarnings(
 
 
 # Kolmogorov-Smirnov --------------------------------------------------------------------------
+@pytest.mark.slow  # 400 examples
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reference=samples(), current=samples())
 def test_ks_statistic_and_small_sample_p_equal_scipy_on_any_input(reference, current):
@@ -299,6 +300,7 @@ def test_ks_statistic_is_exact_across_blocks_of_a_large_batch():
     assert d == pytest.approx(stats.ks_2samp(cur, ref).statistic, abs=1e-12)
 
 
+@pytest.mark.slow  # 400 examples
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reference=samples(), current=samples(), chunk=st.integers(1, 40), block=st.integers(1, 9))
 def test_ks_statistic_counted_by_chunks_equals_scipy_on_any_input(reference, current, chunk, block):

@@ -35,6 +35,7 @@ VALUES = st.one_of(
 )
 
 
+@pytest.mark.slow  # 500 examples
 @settings(max_examples=500, deadline=None)
 @given(
     truth=st.lists(VALUES, min_size=1, max_size=60),

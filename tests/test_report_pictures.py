@@ -141,6 +141,7 @@ DRIFT_START = START + timedelta(days=3)
 SIZE = ["carat", "x", "y", "z"]  # in the card's order
 
 
+@pytest.mark.slow  # five simulated days monitored and drawn
 def test_the_demo_data_drift_days_picture_exactly_the_drifted_features(
     tmp_path: Path, diamonds_registry: Path
 ) -> None:
