@@ -7,6 +7,7 @@ module imports a flow.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -26,6 +27,16 @@ os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM"] = "ext://sys.__stdout__"
 os.environ.setdefault("PREFECT_HOME", str(REPO / "var" / "prefect-tests"))
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A SIGTERM to the test run (CI cancelling it, `kill`) interrupts it like Ctrl-C, so the
+    fixtures' finalisers still stop by pid every process the tests started."""
+    signal.signal(signal.SIGTERM, _interrupted)
 
 
 # --- markers: every test that starts servers is e2e, every test that runs Prefect flows prefect ---
