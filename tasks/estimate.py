@@ -77,8 +77,10 @@ class EstimatorAccuracy:
     level_error: float  # relative standard error of the fitted level: sd|e| / (mean|e| sqrt(n))
 
     @property
-    def mae_relative_error(self) -> float:
-        """(estimated - realized) / realized MAE on the held-out rows."""
+    def mae_relative_error(self) -> float | None:
+        """(estimated - realized) / realized MAE on the held-out rows; None when realized is 0."""
+        if not self.realized_mae:
+            return None
         return (self.estimated_mae - self.realized_mae) / self.realized_mae
 
     def to_dict(self) -> dict[str, Any]:
