@@ -207,9 +207,11 @@ def test_a_damaged_input_file_is_named_and_nothing_is_written_or_pushed(world, c
         assert said in err
 
 
-def test_a_tampered_model_file_stops_simulate_before_unpickling(world, capsys):
-    root, _ = world
-    model_file = root / "registry" / "diamonds-price" / "v1" / "model.joblib"
+def test_a_tampered_model_file_stops_simulate_before_unpickling(trained_env, capsys, monkeypatch):
+    for key, value in trained_env.items():  # a registry only: simulate needs no lake
+        monkeypatch.setenv(key, value)
+    registry = Path(trained_env["MODEL_REGISTRY_URI"])
+    model_file = registry / "diamonds-price" / "v1" / "model.joblib"
     model_file.write_bytes(b"not the registered model")
     code = main(["simulate", "--start", "2026-04-01", "--days", "1"])
     assert code == 2
