@@ -4,26 +4,30 @@
 
 Run as root (it mounts a tmpfs for the lake). It trains the diamonds model, simulates `--days`
 daily batches ending three days ago, with data and concept drift from 60 % of the range
-(`driftline.commands.train/simulate`), and runs the same year twice, at the same time:
+(`driftline.commands.train/simulate`), copies the lake, and makes the same year twice:
 
-- **baseline**: every nightly run `python -m driftline monitor --date D` in order, no faults,
-  against a local stack of its own (Pushgateway, Prometheus, Prefect server from
-  `driftline.stack`, on free loopback ports, state in the work dir);
-- **chaos**: the same nightly runs against a second stack, the lake on a small tmpfs, with faults
-  drawn at random (seeded): the run SIGKILLed at a random instant; the Pushgateway, Prometheus
-  or the Prefect server down for 1-3 nights; the Prefect server SIGKILLed during a run (and
-  started again); the lake root gone for 1-45 s at the start of a run (an unmounted share); the
-  day's scored partition not there yet (late upstream); the lake's disk full for 1-3 nights.
+- **baseline**, without faults, against a local stack of its own (Pushgateway and Prometheus
+  from `driftline.stack`, on free loopback ports, state in the work dir): `driftline backfill`
+  of the year with `--prometheus-data` (each day's result is byte for byte the nightly run's,
+  tests/test_backfill.py; it is also much faster than 365 processes) and the newest day's
+  nightly run `driftline monitor --date D`, whose push is the live state;
+- **chaos**: every nightly run `python -m driftline monitor --date D` in order, as a process
+  of its own that can be killed, against a second stack with a Prefect server (the baseline's
+  runs use it too, before the chaos starts) and the lake on a small tmpfs, with faults drawn at
+  random (seeded): the run SIGKILLed at a random instant; the Pushgateway, Prometheus or the
+  Prefect server down for 1-3 nights; the Prefect server SIGKILLed during a run (and started
+  again at once); the lake root gone for 1-45 s from the start of a run (an unmounted share,
+  retried by the run); the day's scored partition not there yet (a late upstream); the lake's
+  disk full for 1-3 nights (0-12 KiB left).
 
 Then the recovery the README documents (section "Reliability"): every service back and the disk
 freed, each failed day run again with `driftline monitor --date D` (`--no-push` except the
 newest day: the Pushgateway holds one day), and `driftline backfill` of the range with
 `--prometheus-data` for the history at event time (killed once at random and run once with
 Prometheus down, then repeated until it exits 0), Prometheus restarted to load the blocks.
-The baseline gets the same backfill, without faults.
 
 A compressed year leaves no live scrape at each day's own time, so both worlds' event-time
-history comes from that backfill; the chaos world's comes after faults hit it too.
+history comes from a backfill; the chaos world's comes after faults hit it too.
 
 It then compares the two end states and prints: faults injected by kind, days that needed
 recovery, days lost (no result, or no history in Prometheus), lake differences (every file of
@@ -123,7 +127,7 @@ class World:
     def url(self, component: stack.Component) -> str:
         return self.config.url(component)
 
-    def start(self) -> None:
+    def start(self, prefect_api: str) -> None:
         stack.up(self.config, timeout_seconds=180)
         prefect_home = self.root / "prefect-client"
         prefect_home.mkdir(parents=True, exist_ok=True)
@@ -133,7 +137,7 @@ class World:
             "MODEL_REGISTRY_URI": str(self.registry),
             "PUSHGATEWAY_URL": self.url("pushgateway"),
             "PROMETHEUS_URL": self.url("prometheus"),
-            "PREFECT_API_URL": f"{self.url('prefect')}/api",
+            "PREFECT_API_URL": prefect_api,
             "PREFECT_HOME": str(prefect_home),
             "DRIFTLINE_PUSH_RETRY_DELAYS": "0.5,1",
             "DO_NOT_TRACK": "1",
@@ -360,19 +364,16 @@ class Chaos:
         return recent[len(recent) // 2] if recent else 5.0
 
     # nightly runs ---------------------------------------------------------------------------
-    def baseline_year(self, failures: list[str]) -> None:
-        for day in self.days:
-            for attempt in range(3):
-                rc = finish(
-                    self.base.driftline("monitor", "--date", str(day), name=f"{day}-{attempt}")
-                )
-                if rc == 0:
-                    break
-                failures.append(
-                    f"{day} attempt {attempt}: {self.base.last_error(f'{day}-{attempt}')}"
-                )
-            else:
-                raise RuntimeError(f"baseline run of {day} failed 3 times: {failures[-1]}")
+    def baseline_year(self) -> float:
+        """The year without faults: every day replayed by `driftline backfill` (byte for byte the
+        nightly run's result, tests/test_backfill.py) with its history, then the newest day's
+        nightly run, whose push is the live state. Returns the backfill's duration."""
+        took = self.backfill(self.base, faults=False, expected=0)
+        newest = str(self.days[-1])
+        rc = finish(self.base.driftline("monitor", "--date", newest, name=f"nightly-{newest}"))
+        if rc != 0:
+            raise RuntimeError(f"baseline: {self.base.last_error(f'nightly-{newest}')}")
+        return took
 
     def chaos_year(self) -> None:
         active: list[Outage] = []
@@ -561,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     mount = work / "chaos" / "disk"
     size = 2 * lake_bytes + args.days * 64 * 1024 + 16 * 2**20
 
-    def config(name: str) -> stack.StackConfig:
+    def config(name: str, components: tuple[stack.Component, ...]) -> stack.StackConfig:
         return stack.StackConfig(
             state_dir=work / name / "stack",
             prometheus_port=free_port(),
@@ -571,38 +572,35 @@ def main(argv: list[str] | None = None) -> int:
             prefect_port=free_port(),
             scrape_interval="1s",
             evaluation_interval="1s",
-            components=("pushgateway", "prometheus", "prefect"),
+            components=components,
         )
 
     worlds: list[World] = []
     try:
         with tmpfs(mount, size):
             shutil.copytree(work / "baseline" / "lake", mount / "lake")
+            chaos_config = config("chaos", ("pushgateway", "prometheus", "prefect"))
+            prefect_api = f"{chaos_config.url('prefect')}/api"  # one Prefect server for both
             base = World("baseline", work / "baseline", work / "baseline" / "lake", registry,
-                         config("baseline"))  # fmt: skip
-            chaos_world = World("chaos", work / "chaos", mount / "lake", registry, config("chaos"))
-            for world in (base, chaos_world):
+                         config("baseline", ("pushgateway", "prometheus")))  # fmt: skip
+            chaos_world = World("chaos", work / "chaos", mount / "lake", registry, chaos_config)
+            for world in (chaos_world, base):
                 world.config.state_dir.mkdir(parents=True, exist_ok=True)
                 worlds.append(world)
-                world.start()
+                world.start(prefect_api)
             run = Chaos(args, work, days, rng, base, chaos_world, mount)
-            baseline_failures: list[str] = []
-            baseline = threading.Thread(target=run.baseline_year, args=(baseline_failures,))
-            baseline.start()
-            try:
-                run.chaos_year()
-            finally:
-                baseline.join()
+            log("baseline: the year without faults")
+            expected = run.baseline_year()
+            log("chaos: the year under faults")
+            run.chaos_year()
             recovered = run.recover()
             lake_before = lake_differences(base.lake, chaos_world.lake)
-            expected = run.backfill(base, faults=False, expected=0)
             run.backfill(chaos_world, faults=True, expected=expected)
             lake_after = lake_differences(base.lake, chaos_world.lake)
             left = leftovers(chaos_world.lake)
             if args.workdir:  # keep the chaos lake for a look after the disk is unmounted
                 shutil.copytree(chaos_world.lake, work / "chaos" / "lake", dirs_exist_ok=True)
             figures = compare(run, base, chaos_world, recovered, lake_before, lake_after, left)
-            figures["baseline_reruns"] = baseline_failures
             figures["seconds"] = round(time.monotonic() - began)
     finally:
         for world in worlds:
