@@ -119,6 +119,12 @@ def served_models(env: Mapping[str, str] | None = None) -> list[str]:
     return [check_name("model", m) for m in models]
 
 
+def stack_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where `driftline stack` keeps its state: DRIFTLINE_STACK_DIR, default var/stack."""
+    raw = (os.environ if env is None else env).get("DRIFTLINE_STACK_DIR")
+    return Path(raw) if raw else REPO_ROOT / "var" / "stack"
+
+
 def prefect_environment(env: MutableMapping[str, str] | None = None) -> None:
     """Keep Prefect local, quiet and inside the project unless the user set otherwise."""
     env = os.environ if env is None else env

@@ -27,6 +27,10 @@ os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM"] = "ext://sys.__stdout__"
 os.environ.setdefault("PREFECT_HOME", str(REPO / "var" / "prefect-tests"))
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+# a developer's own `driftline stack up` (var/stack) must not receive the tests' runs: the
+# command line looks for the stack's Prefect server here, where no test starts one
+os.environ["DRIFTLINE_STACK_DIR"] = str(REPO / "var" / "stack-tests")
+os.environ.pop("PREFECT_API_URL", None)
 
 
 def _interrupted(signum: int, frame: object) -> None:

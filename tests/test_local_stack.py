@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from driftline import stack
 from driftline.stack.alerts import main as alerts_main
 from driftline.stack.receiver import read_notifications
-from tests.conftest import REPO
+from tests.conftest import run_cli
 from tests.procs import free_port
 
 pytestmark = pytest.mark.e2e
@@ -61,15 +60,11 @@ def post_json(url: str, payload: object) -> int:
         return int(response.status)
 
 
-def run_cli(*args: str, config: stack.StackConfig, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "driftline", *args],
-        env={**os.environ, "PREFECT_API_URL": f"{config.url('prefect')}/api", **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-    )
+def run_stack_cli(
+    *args: str, config: stack.StackConfig, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """The command line with this stack's state dir: it finds the stack's Prefect server."""
+    return run_cli(*args, env={"DRIFTLINE_STACK_DIR": str(config.state_dir), **env})
 
 
 def test_status_lists_every_component_ready(local: stack.StackConfig) -> None:
@@ -99,7 +94,7 @@ def test_the_receiver_keeps_every_notification_and_alerts_lists_it(
 def test_an_unknown_model_is_one_line_on_the_terminal_and_a_failed_run_in_prefect(
     local: stack.StackConfig, tmp_path: Path
 ) -> None:
-    done = run_cli(
+    done = run_stack_cli(
         "monitor",
         "--model",
         "nope",

@@ -111,9 +111,12 @@ def test_rendered_configs_pass_promtool_and_amtool(tmp_path: Path) -> None:
     assert [p.name for p in rendered.rule_files] == ["driftline.rules.yml"]
 
 
-def test_infra_is_found_next_to_the_package() -> None:
+def test_infra_is_found_next_to_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (stack.INFRA_DIR / "prometheus" / "prometheus.yml").is_file()
+    monkeypatch.delenv("DRIFTLINE_STACK_DIR")
     assert stack.default_state_dir().parts[-2:] == ("var", "stack")
+    monkeypatch.setenv("DRIFTLINE_STACK_DIR", "/srv/driftline-stack")
+    assert stack.default_state_dir() == Path("/srv/driftline-stack")
 
 
 # --- processes ------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from core.files import write_bytes_atomically
-from core.settings import REPO_ROOT
+from core.settings import REPO_ROOT, stack_dir
 
 Component = Literal["receiver", "pushgateway", "alertmanager", "prometheus", "prefect"]
 
@@ -46,8 +46,8 @@ class MissingBinaryError(StackError):
 
 
 def default_state_dir() -> Path:
-    """Return var/stack under the repository root (git-ignored)."""
-    return REPO_ROOT / "var" / "stack"
+    """DRIFTLINE_STACK_DIR, or var/stack under the repository root (git-ignored)."""
+    return stack_dir()
 
 
 @dataclass(frozen=True)
