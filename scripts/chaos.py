@@ -326,6 +326,20 @@ def lake_differences(a: Path, b: Path) -> list[str]:
     return out
 
 
+def nightly_differences(base: Path, chaos: Path, run: Chaos) -> list[str]:
+    """After the nights, before any recovery: every day's result.json is the baseline's bytes,
+    or absent after a failed night (a run killed or failed midway leaves all of it or none)."""
+    out = []
+    for day in run.days:
+        part = f"monitoring/model={MODEL}/batch_date={day}/result.json"
+        if not (chaos / part).is_file():
+            if run.outcome[day] == 0:
+                out.append(f"no result after a night that exited 0: {part}")
+        elif not filecmp.cmp(base / part, chaos / part, shallow=False):
+            out.append(f"differs after the night (exit {run.outcome[day]}): {part}")
+    return out
+
+
 def leftovers(lake: Path) -> list[str]:
     return [k for k in tree(lake) if any(s.startswith(".") for s in k.split("/"))]
 
@@ -484,6 +498,16 @@ class Chaos:
                 log(f"recovery of {day} failed: {self.chaos.last_error(f'recover-{day}')}")
         return failed
 
+    def push_newest(self) -> None:
+        """The newest night again when it failed: the Pushgateway's live state is that day's."""
+        newest = self.days[-1]
+        if self.outcome[newest] != 0:
+            rc = finish(
+                self.chaos.driftline("monitor", "--date", str(newest), name="recover-newest")
+            )
+            if rc != 0:
+                log(f"the newest night failed again: {self.chaos.last_error('recover-newest')}")
+
     def backfill(self, world: World, *, faults: bool, expected: float) -> float:
         args = [
             "backfill",
@@ -533,6 +557,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="default: a temporary directory, removed")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument("--kinds", help="draw only these faults (comma-separated; debugging)")
+    parser.add_argument(
+        "--recovery",
+        choices=["reruns", "backfill"],
+        default="reruns",
+        help="rerun each failed day with `driftline monitor --date`, or backfill the range "
+        "(faster when the failed days are many and spread) (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     began = time.monotonic()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="driftline-chaos-")).resolve()
@@ -593,9 +624,18 @@ def main(argv: list[str] | None = None) -> int:
             expected = run.baseline_year()
             log("chaos: the year under faults")
             run.chaos_year()
-            recovered = run.recover()
-            lake_before = lake_differences(base.lake, chaos_world.lake)
-            run.backfill(chaos_world, faults=True, expected=expected)
+            # before any recovery: a failed night left the day's whole result or none of it
+            lake_nightly = nightly_differences(base.lake, chaos_world.lake, run)
+            if args.recovery == "reruns":
+                recovered = run.recover()
+                lake_before = lake_differences(base.lake, chaos_world.lake)
+                run.backfill(chaos_world, faults=True, expected=expected)
+            else:  # the range's backfill rewrites every day's result and writes its history
+                recovered = [d for d in days if run.outcome[d] != 0]
+                lake_before = []
+                run.backfill(chaos_world, faults=True, expected=expected)
+                run.push_newest()
+            lake_before = lake_nightly + lake_before
             lake_after = lake_differences(base.lake, chaos_world.lake)
             left = leftovers(chaos_world.lake)
             if args.workdir:  # keep the chaos lake for a look after the disk is unmounted
@@ -654,6 +694,7 @@ def compare(
         "first_day": str(run.days[0]),
         "last_day": str(run.days[-1]),
         "seed": run.args.seed,
+        "recovery": run.args.recovery,
         "faults": len(run.faults),
         "faults_by_kind": dict(sorted(kinds.items())),
         "faults_missed": dict(run.missed),
@@ -664,7 +705,7 @@ def compare(
         "lost": lost,
         "lake_differences": len(lake_before) + len(lake_after),
         "lake_difference_list": (
-            [f"after the nightly runs and their recovery: {d}" for d in lake_before]
+            [f"after the nights (and their reruns): {d}" for d in lake_before]
             + [f"after the history backfill: {d}" for d in lake_after]
         )[:50],
         "lake_files_compared": len(tree(base.lake)),
