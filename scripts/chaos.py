@@ -161,7 +161,18 @@ class World:
                 time.sleep(0.05)
 
     def start_stopped(self) -> None:
-        stack.up(self.config, timeout_seconds=180)
+        """`driftline stack up` for what is not running. Its readiness wait can judge a process
+        it has just started as not its own while /proc still shows the pre-exec argv (seen when
+        one component alone is started); asked again, it finds the process and waits for it."""
+        for attempt in range(5):
+            try:
+                stack.up(self.config, timeout_seconds=180)
+                return
+            except stack.StackError as error:
+                if attempt == 4:
+                    raise
+                log(f"stack up: {str(error).splitlines()[0]}; asking again")
+                time.sleep(1)
 
     def driftline(self, *args: str, name: str) -> subprocess.Popen[bytes]:
         logs = self.root / "logs"
