@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 from core.settings import DriftRule, load_settings
 from data_lake.lake import Lake
 from model_registry.registry import ModelCard
-from tasks import plots, reports
+from tasks import reports, sketches
 from tasks.columns import as_float, category_counts
 from tasks.drift_report import drift_report
 from tasks.ecdf import ecdf_of
@@ -245,11 +245,11 @@ def run_sketches(directory: Path) -> dict[str, Any]:
             current = ecdf_of(values)[0]
             started, cpu_started = time.perf_counter(), time.process_time()
             int(np.count_nonzero(np.isnan(values)))
-            plots.numeric_sketch(reference.ecdf, current)
+            sketches.numeric_sketch(reference.ecdf, current)
         else:
             counts = category_counts(batch.column(name))[0]
             started, cpu_started = time.perf_counter(), time.process_time()
-            plots.categorical_sketch(reference.counts, counts)
+            sketches.categorical_sketch(reference.counts, counts)
         seconds += time.perf_counter() - started
         cpu += time.process_time() - cpu_started
     return {"sketch_seconds": seconds, "sketch_cpu_seconds": cpu}

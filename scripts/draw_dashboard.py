@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from tasks import plots
-from tasks.plots import MUTED, TEXT, named_color, unit_text
+from tasks.numbers import unit_text
+from tasks.plots import MUTED, TEXT, named_color
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = REPO_ROOT / "infra" / "grafana" / "dashboards" / "driftline-model-monitoring.json"

@@ -14,7 +14,6 @@ from core.settings import DriftRule
 from tasks.columns import as_float, category_counts
 from tasks.drift import FeatureDrift, chi2_drift, decide, decide_single, ks_drift
 from tasks.ecdf import ecdf_of
-from tasks.plots import Sketch, categorical_sketch, numeric_sketch
 from tasks.profile import (
     PREDICTION,
     CategoricalProfile,
@@ -22,6 +21,7 @@ from tasks.profile import (
     NumericProfile,
     ReferenceProfile,
 )
+from tasks.sketches import Sketch, categorical_sketch, numeric_sketch
 
 # below this many rows a batch is done before threads would pay for themselves
 PARALLEL_MIN_ROWS = 50_000

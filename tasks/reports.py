@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.settings import DriftRule
-from tasks import plots
+from tasks import plots, report_pictures
 from tasks.drift import FeatureDrift
-from tasks.plots import Sketch, p_text, percent, sig3
+from tasks.numbers import p_text, percent, sig3
 from tasks.results import MonitoringResult
+from tasks.sketches import Sketch
 
 if TYPE_CHECKING:
     from tasks.backfill import BackfillReport
@@ -181,13 +182,17 @@ class DayReport:
         ]
         if result.prediction is not None and result.prediction.feature in sketches:
             items.append((result.prediction, sketches[result.prediction.feature]))
-        drift_png = plots.drawn_or_none(lambda: plots.drift_picture(items)) if items else None
+        drift_png = (
+            plots.drawn_or_none(lambda: report_pictures.drift_picture(items)) if items else None
+        )
         return cls(
             result=result,
             rule=rule,
             pictured=tuple(f.feature for f, _ in items),
             drift_png=drift_png,
-            performance_png=plots.drawn_or_none(lambda: plots.performance_picture(result)),
+            performance_png=plots.drawn_or_none(
+                lambda: report_pictures.performance_picture(result)
+            ),
         )
 
     # the content, once, for both renderings

@@ -17,7 +17,7 @@ from core.settings import DriftRule, load_settings
 from data_lake.lake import Lake
 from driftline import commands
 from model_registry.registry import Registry
-from tasks import plots, reports
+from tasks import numbers, reports, sketches
 from tasks.backfill import replay_and_write
 from tasks.drift_report import DriftOutcome, drift_report
 from tasks.ecdf import ecdf_of
@@ -32,7 +32,7 @@ ARTIFACT_LIMIT = 1_000_000  # Prefect 1's server capped artifacts at 1 MB; stay 
 
 
 def test_numbers_are_rounded_for_people() -> None:
-    assert [plots.sig3(v) for v in (0.15349, 2.0, 1234.5, 0.0000321, -0.5, math.nan)] == [
+    assert [numbers.sig3(v) for v in (0.15349, 2.0, 1234.5, 0.0000321, -0.5, math.nan)] == [
         "0.153",
         "2",
         "1,230",
@@ -40,7 +40,7 @@ def test_numbers_are_rounded_for_people() -> None:
         "-0.5",
         "-",
     ]
-    assert [plots.p_text(p) for p in (0.0, 1e-17, 3.21e-5, 0.04123, 1.0)] == [
+    assert [numbers.p_text(p) for p in (0.0, 1e-17, 3.21e-5, 0.04123, 1.0)] == [
         "< 1e-16",
         "< 1e-16",
         "3.2e-5",
@@ -56,12 +56,12 @@ def test_the_drawn_gap_is_the_ks_distance_where_it_is_largest(seed: int) -> None
     current = rng.normal(0.2 * seed, 1 + 0.1 * seed, 3000)
     if seed % 2:  # ties: rounded values
         reference, current = np.round(reference, 1), np.round(current, 1)
-    sketch = plots.numeric_sketch(ecdf_of(reference)[0], ecdf_of(current)[0])
+    sketch = sketches.numeric_sketch(ecdf_of(reference)[0], ecdf_of(current)[0])
     d = stats.ks_2samp(reference, current).statistic
     assert abs(sketch.gap_reference - sketch.gap_current) == pytest.approx(d, abs=1e-12)
     assert np.mean(reference <= sketch.gap_x) == pytest.approx(sketch.gap_reference)
     assert np.mean(current <= sketch.gap_x) == pytest.approx(sketch.gap_current)
-    assert sketch.reference_x.size <= plots.SKETCH_POINTS + 1  # small, whatever the sample
+    assert sketch.reference_x.size <= sketches.SKETCH_POINTS + 1  # small, whatever the sample
 
 
 EDGE_CARD = card(numeric=("carat", "empty", "single"), categorical=("cut", "many"))
