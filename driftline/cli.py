@@ -13,9 +13,13 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import DriftlineError, InputError
 from core.settings import DEFAULT_MODEL, Settings, load_settings, prefect_environment
+
+if TYPE_CHECKING:
+    from model_registry.registry import ModelCard
 
 EPILOG = """\
 settings: flags, then the environment (DATA_LAKE_URI, MODEL_REGISTRY_URI, PUSHGATEWAY_URL,
@@ -163,10 +167,7 @@ def _train(args: argparse.Namespace) -> int:
     from driftline import commands
 
     card = commands.train(_settings(args, push=False), model=args.model, seed=args.seed)
-    print(
-        f"registered {card.name} {card.version} (production); holdout MAE "
-        f"{card.metrics.mae:.1f}, R² {card.metrics.r2:.3f}"
-    )
+    print(_registered(card))
     return 0
 
 
@@ -181,11 +182,15 @@ def _register(args: argparse.Namespace) -> int:
         target=args.target,
         categorical=[c for c in args.categorical.split(",") if c],
     )
-    print(
-        f"registered {card.name} {card.version} (production): "
-        f"{len(card.features)} features, holdout MAE {card.metrics.mae:.4g}"
-    )
+    print(_registered(card))
     return 0
+
+
+def _registered(card: ModelCard) -> str:
+    return (
+        f"registered {card.name} {card.version} (production): {len(card.features)} features, "
+        f"holdout MAE {card.metrics.mae:.4g}, R² {card.metrics.r2:.3f}"
+    )
 
 
 def _simulate(args: argparse.Namespace) -> int:
