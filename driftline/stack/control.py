@@ -58,19 +58,18 @@ def up(
         find_binary(component)
     rendered = render(config)
     _write_state(config)
-    started: list[Component] = []
+    started: dict[Component, int] = {}
     try:
         for component in config.components:
             if _owned_pid(config.state_dir, component) is not None:
                 continue
-            _start(component, config, rendered)
-            started.append(component)
+            started[component] = _start(component, config, rendered)
         # they start side by side: the Prefect server's 10-odd seconds overlap the others'
         deadline = time.monotonic() + timeout_seconds
         for component in config.components:
-            _wait_ready(component, config, deadline)
+            _wait_ready(component, config, deadline, started.get(component))
     except BaseException:
-        for component in reversed(started):
+        for component in reversed(list(started)):
             _stop(config.state_dir, component, timeout_seconds=5.0)
         raise
     return status(config.state_dir)
@@ -119,7 +118,7 @@ def format_status(statuses: list[ComponentStatus]) -> str:
     return "\n".join(lines)
 
 
-def _start(component: Component, config: StackConfig, rendered: RenderedConfigs) -> None:
+def _start(component: Component, config: StackConfig, rendered: RenderedConfigs) -> int:
     port = config.port(component)
     if not _port_is_free(port):
         raise StackError(
@@ -140,14 +139,24 @@ def _start(component: Component, config: StackConfig, rendered: RenderedConfigs)
             start_new_session=True,
         )
     (config.state_dir / f"{component}.pid").write_text(f"{process.pid}\n", encoding="utf-8")
+    return process.pid
 
 
-def _wait_ready(component: Component, config: StackConfig, deadline: float) -> None:
+def _wait_ready(
+    component: Component, config: StackConfig, deadline: float, started_pid: int | None
+) -> None:
+    """Until the component answers; a process started just now is followed by its own pid
+    (its /proc entry may still show the starting program's argv for a moment)."""
     url = config.url(component)
     while True:
         if _is_ready(component, url):
             return
-        if _owned_pid(config.state_dir, component) is None:
+        alive = (
+            processes.is_alive(started_pid)
+            if started_pid is not None
+            else _owned_pid(config.state_dir, component) is not None
+        )
+        if not alive:
             raise StackError(
                 f"{component} exited before it was ready; last log lines of "
                 f"{config.state_dir / (component + '.log')}:\n"
