@@ -166,6 +166,13 @@ def sha256_of(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
+def load_joblib_checked(payload: bytes, expected_sha256: str, *, source: str) -> Any:
+    """Unpickle `payload` only if its sha256 is the one recorded for it (for files kept outside
+    a version, e.g. a cache entry with its hash in a manifest); else an InputError."""
+    _check_digest(source, sha256_of(payload), expected_sha256)
+    return joblib.load(io.BytesIO(payload))
+
+
 def _check_digest(shown: str, actual: str, expected: str) -> None:
     if actual != expected:
         raise InputError(
@@ -272,6 +279,10 @@ class Registry:
             raise InputError(f"{shown}: missing from the registry or its card; re-register")
         _check_digest(shown, sha256_of(payload), expected)
         return payload
+
+    def load_joblib(self, card: ModelCard, filename: str) -> Any:
+        """A version's joblib file, unpickled only once its sha256 matched the card."""
+        return joblib.load(io.BytesIO(self.read_verified(card, filename)))
 
     def verify(self, card: ModelCard, *, besides: Sequence[str] = ()) -> None:
         """Every file of the version matches its card (those in `besides` are checked when

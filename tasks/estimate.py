@@ -42,7 +42,7 @@ import hashlib
 import io
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from typing import Any, Protocol
@@ -54,7 +54,14 @@ import pyarrow.compute as pc
 
 from core.errors import InputError
 from data_lake.columns import PREDICTION
-from model_registry.registry import REFERENCE_FILE, FeatureSpec, ModelCard, Registry, sha256_of
+from model_registry.registry import (
+    REFERENCE_FILE,
+    FeatureSpec,
+    ModelCard,
+    Registry,
+    load_joblib_checked,
+    sha256_of,
+)
 from tasks.columns import as_categories
 
 LOSS_ESTIMATOR_FILE = "loss_estimator.joblib"
@@ -253,18 +260,20 @@ def estimator_to_bytes(estimator: LossEstimator) -> bytes:
     return buffer.getvalue()
 
 
-def estimator_from_bytes(
-    payload: bytes, card: ModelCard, accuracy: EstimatorAccuracy, *, source: str
+def _unpacked(
+    load: Callable[[], Any], card: ModelCard, accuracy: EstimatorAccuracy, *, source: str
 ) -> LossEstimator:
-    """Unpickle what `estimator_to_bytes` wrote; call only on bytes whose hash was checked."""
+    """What `estimator_to_bytes` wrote, unpickled by the registry after its hash check."""
     try:
-        loaded = joblib.load(io.BytesIO(payload))
+        loaded = load()
         if not isinstance(loaded, dict) or loaded.get("format") != ESTIMATOR_FORMAT:
             raise ValueError(f"expected a format {ESTIMATOR_FORMAT} loss estimator")
         if loaded["features"] != card.feature_names:
             raise ValueError(f"fitted on features {loaded['features']}")
         if not all(hasattr(loaded[k], "predict") for k in ("absolute", "squared")):
             raise ValueError("a regressor has no predict()")
+    except InputError:
+        raise  # the hash check: the message says how to re-register
     except Exception as exc:  # joblib raises many types for bytes that are not its own
         raise InputError(
             f"{source}: not a valid driftline loss estimator ({exc!r}); register the model "
@@ -322,10 +331,14 @@ def _from_cache(
         accuracy = EstimatorAccuracy.from_dict(entry["accuracy"])
     except (KeyError, TypeError, ValueError):
         return None
-    if expected != sha256_of(payload):  # never unpickled: fitted again instead
-        return None
     try:
-        return estimator_from_bytes(payload, card, accuracy, source="cache")
+        # a payload whose hash is not its manifest's is never unpickled: fitted again instead
+        return _unpacked(
+            lambda: load_joblib_checked(payload, expected, source="cache"),
+            card,
+            accuracy,
+            source="cache",
+        )
     except InputError:
         return None
 
@@ -337,8 +350,10 @@ def load_loss_estimator(registry: Registry, card: ModelCard) -> LossEstimator | 
     if LOSS_ESTIMATOR_FILE in card.sha256 or (isinstance(entry, dict) and "file" in entry):
         source = f"{card.name} {card.version} {LOSS_ESTIMATOR_FILE}"
         accuracy = _registered_accuracy(card, source)
-        payload = registry.read_verified(card, LOSS_ESTIMATOR_FILE)  # refused unless it matches
-        return estimator_from_bytes(payload, card, accuracy, source=source)
+        # refused before unpickling unless its sha256 matches the card
+        return _unpacked(
+            lambda: registry.load_joblib(card, LOSS_ESTIMATOR_FILE), card, accuracy, source=source
+        )
     if entry is not None:
         return None  # registered without one: too few labelled rows
     storage = registry.storage
