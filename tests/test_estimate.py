@@ -197,6 +197,7 @@ def test_registration_stores_the_estimator_hashed_in_the_card_with_its_held_out_
     assert not (tmp_path / ".cache").exists()  # nothing fitted at run time
 
 
+@pytest.mark.slow  # trains the diamonds model once per session
 def test_diamonds_train_registers_an_estimator_the_nightly_context_loads(diamonds_registry: Path):
     registry = Registry.open(str(diamonds_registry))
     card_ = registry.card("diamonds-price")
@@ -272,6 +273,7 @@ def test_a_version_with_too_few_labelled_rows_has_no_estimator_and_no_estimate(t
     assert not (tmp_path / ".cache" / "loss_estimators").exists()
 
 
+@pytest.mark.slow  # trains the diamonds model once per session
 def test_monitor_day_writes_the_estimate_of_the_batch_into_the_result(trained_env):
     from datetime import date
 
