@@ -232,7 +232,7 @@ def _backfill(args: argparse.Namespace) -> int:
     _settings(args, push=False)
     _flow_environment()
     from flows.backfill import backfill
-    from tasks.reports import backfill_lines
+    from tasks.backfill_report import backfill_lines
 
     report = backfill(
         model=args.model,

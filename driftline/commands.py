@@ -17,7 +17,7 @@ from core.settings import REPO_ROOT, Settings
 from data_lake.lake import Lake
 from model_registry.registry import ModelCard, Registry
 from tasks import simulate as sim
-from tasks.estimate import loss_estimator_files
+from tasks.estimator_store import loss_estimator_files
 from tasks.profile import profile_files
 from tasks.training import PreparedModel, describe_features, prepare, train_random_forest
 

@@ -9,7 +9,8 @@ from prefect import flow, unmapped
 
 from core.settings import DEFAULT_MODEL, load_settings
 from tasks import backfill_steps as steps
-from tasks.backfill import BackfillReport, days_between
+from tasks.backfill import days_between
+from tasks.backfill_report import BackfillReport
 from tasks.steps import load_model
 
 

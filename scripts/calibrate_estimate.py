@@ -50,9 +50,9 @@ from tasks.estimate import (
     BAND_Z,
     MAX_SAMPLE_ROWS,
     estimate_performance,
-    load_loss_estimator,
     split_reference,
 )
+from tasks.estimator_store import load_loss_estimator
 from tasks.simulate import SCENARIOS, Scenario
 
 MODEL = "calibration"
@@ -330,7 +330,7 @@ _COLD_LOAD = """
 import json, sys, time
 import flows.monitor, tasks.monitoring
 from model_registry.registry import Registry
-from tasks.estimate import load_loss_estimator
+from tasks.estimator_store import load_loss_estimator
 registry = Registry.open(sys.argv[1])
 card = registry.card(sys.argv[2])
 started = time.perf_counter()

@@ -72,36 +72,3 @@ def failed_day(batch_date: date, error: BaseException) -> DayOutcome:
     """A day that could not run; driftline's own errors already say what to do."""
     reason = str(error) if isinstance(error, DriftlineError) else f"{type(error).__name__}: {error}"
     return DayOutcome(batch_date, None, reason, 0.0)
-
-
-@dataclass(frozen=True)
-class BackfillReport:
-    """What a backfill did: the days replayed, those that failed and why, where history went."""
-
-    model: str
-    start: date
-    end: date
-    succeeded: tuple[date, ...]
-    failed: tuple[tuple[date, str], ...]
-    history: str | None
-    duration_seconds: float
-
-    @classmethod
-    def of(
-        cls,
-        model: str,
-        start: date,
-        end: date,
-        outcomes: list[DayOutcome],
-        history: str | None,
-        duration_seconds: float,
-    ) -> BackfillReport:
-        return cls(
-            model=model,
-            start=start,
-            end=end,
-            succeeded=tuple(o.batch_date for o in outcomes if o.result is not None),
-            failed=tuple((o.batch_date, o.failure) for o in outcomes if o.failure is not None),
-            history=history,
-            duration_seconds=duration_seconds,
-        )

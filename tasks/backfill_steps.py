@@ -21,8 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from core.errors import DriftlineError, InputError
 from core.settings import Settings
 from data_lake.lake import Lake
-from tasks import history, monitoring, reports
-from tasks.backfill import BackfillReport, DayOutcome, failed_day, replay_and_write
+from tasks import history, monitoring
+from tasks.backfill import DayOutcome, failed_day, replay_and_write
+from tasks.backfill_report import BackfillReport, backfill_lines, backfill_markdown
 from tasks.monitoring import ModelContext
 from tasks.performance import Window, as_of, window_start
 from tasks.wrappers import artifact_key, compute_task, io_task
@@ -160,7 +161,7 @@ def finish(
         model, start, end, outcomes, history_written, time.perf_counter() - started
     )
     logger = get_run_logger()
-    head, *rest = reports.backfill_lines(report)
+    head, *rest = backfill_lines(report)
     (logger.warning if report.failed else logger.info)(head)
     for line in rest:
         logger.info(line.strip())
@@ -171,6 +172,6 @@ def finish(
 def publish_report(report: BackfillReport) -> None:
     create_markdown_artifact(
         key=artifact_key("backfill", report.model),
-        markdown=reports.backfill_markdown(report),
+        markdown=backfill_markdown(report),
         description=f"Backfill of {report.model}, {report.start} to {report.end}",
     )

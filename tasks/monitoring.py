@@ -21,8 +21,8 @@ from tasks.estimate import (
     LossEstimator,
     PerformanceEstimate,
     estimate_performance,
-    load_loss_estimator,
 )
+from tasks.estimator_store import load_loss_estimator
 from tasks.performance import PerformanceOutcome, Window, as_of, window_start
 from tasks.profile import PROFILE_FILE, ReferenceProfile, load_profile
 from tasks.results import MonitoringResult

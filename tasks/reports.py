@@ -8,7 +8,7 @@ import html
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from core.settings import DriftRule
 from tasks import plots, report_pictures
@@ -16,9 +16,6 @@ from tasks.drift import FeatureDrift
 from tasks.numbers import p_text, percent, sig3
 from tasks.results import MonitoringResult
 from tasks.sketches import Sketch
-
-if TYPE_CHECKING:
-    from tasks.backfill import BackfillReport
 
 
 def drift_rows(result: MonitoringResult) -> list[dict[str, Any]]:
@@ -102,28 +99,6 @@ def performance_facts(result: MonitoringResult) -> list[str]:
         "realized MAE is the one to trust; it confirms or overrules the estimate"
     )
     return facts
-
-
-def backfill_lines(report: BackfillReport) -> list[str]:
-    """The report as the command prints it: a head line, each failed day, where history went."""
-    days = (report.end - report.start).days + 1
-    head = (
-        f"backfill {report.model} {report.start}..{report.end}: {len(report.succeeded)} of "
-        f"{days} day(s) replayed in {report.duration_seconds:.1f} s, {len(report.failed)} failed"
-    )
-    tail = [f"history: {report.history}"] if report.history else []
-    return [head, *(f"  {day} failed: {reason}" for day, reason in report.failed), *tail]
-
-
-def backfill_markdown(report: BackfillReport) -> str:
-    lines = [f"# Backfill of {report.model}: {report.start} to {report.end}", ""]
-    lines += [f"- {line.strip()}" for line in backfill_lines(report)[:1]]
-    if report.history:
-        lines.append(f"- history: {report.history}")
-    if report.failed:
-        lines += ["", "| day | reason |", "|---|---|"]
-        lines += [f"| {day} | {reason.replace('|', '/')} |" for day, reason in report.failed]
-    return "\n".join(lines) + "\n"
 
 
 # --- the day's report, with pictures ----------------------------------------------------------

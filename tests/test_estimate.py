@@ -24,10 +24,9 @@ from tasks.estimate import (
     estimate_from_losses,
     estimate_performance,
     fit_loss_estimator,
-    load_loss_estimator,
-    loss_estimator_files,
     sample_rows,
 )
+from tasks.estimator_store import load_loss_estimator, loss_estimator_files
 from tasks.profile import profile_files
 from tests.builders import card
 
