@@ -6,13 +6,8 @@ import json
 from datetime import date, timedelta
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
-from sklearn.compose import make_column_transformer
-from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder
 
 from core.settings import load_settings
 from data_lake.lake import Lake
@@ -21,7 +16,7 @@ from driftline.cli import main
 from model_registry.registry import Registry
 from tasks import monitoring
 from tasks.metrics import RunStamp, metric_families
-from tests.test_second_model import energy_table
+from tests.test_second_model import write_energy_model
 
 pytestmark = pytest.mark.slow  # fits a model, simulates and monitors six days
 
@@ -36,17 +31,7 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list, dic
     each day monitored as the nightly run does, and each day's MAE once every label is in."""
     root = tmp_path_factory.mktemp("energy")
     env = {"DATA_LAKE_URI": str(root / "lake"), "MODEL_REGISTRY_URI": str(root / "registry")}
-    train, reference = energy_table(4000, seed=1), energy_table(3000, seed=2)
-    features = ["floor_area_m2", "occupants", "region", "has_heat_pump"]
-    model = make_pipeline(
-        make_column_transformer(
-            (OneHotEncoder(handle_unknown="ignore"), ["region", "has_heat_pump"]),
-            remainder="passthrough",
-        ),
-        HistGradientBoostingRegressor(random_state=0),
-    ).fit(train[features], train["kwh_per_month"])
-    joblib.dump(model, root / "energy.joblib")
-    reference.to_parquet(root / "energy-reference.parquet")
+    write_energy_model(root)
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)

@@ -40,12 +40,9 @@ def energy_table(rows: int, seed: int) -> pd.DataFrame:
     return frame
 
 
-@pytest.fixture
-def registered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> Path:
-    monkeypatch.setenv("DATA_LAKE_URI", str(tmp_path / "lake"))
-    monkeypatch.setenv("MODEL_REGISTRY_URI", str(tmp_path / "registry"))
-    monkeypatch.setenv("PUSHGATEWAY_URL", "http://127.0.0.1:9")
-    monkeypatch.setenv("DRIFTLINE_PUSH_RETRY_DELAYS", "0")
+def write_energy_model(directory: Path) -> None:
+    """A fitted energy pipeline as energy.joblib and its out-of-sample rows as
+    energy-reference.parquet in `directory`, as a team outside driftline would hand them over."""
     train, reference = energy_table(4000, seed=1), energy_table(3000, seed=2)
     features = ["floor_area_m2", "occupants", "region", "has_heat_pump"]
     model = make_pipeline(
@@ -55,8 +52,17 @@ def registered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> Path:
         ),
         HistGradientBoostingRegressor(random_state=0),
     ).fit(train[features], train["kwh_per_month"])
-    joblib.dump(model, tmp_path / "energy.joblib")
-    reference.to_parquet(tmp_path / "energy-reference.parquet")
+    joblib.dump(model, directory / "energy.joblib")
+    reference.to_parquet(directory / "energy-reference.parquet")
+
+
+@pytest.fixture
+def registered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> Path:
+    monkeypatch.setenv("DATA_LAKE_URI", str(tmp_path / "lake"))
+    monkeypatch.setenv("MODEL_REGISTRY_URI", str(tmp_path / "registry"))
+    monkeypatch.setenv("PUSHGATEWAY_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("DRIFTLINE_PUSH_RETRY_DELAYS", "0")
+    write_energy_model(tmp_path)
     code = main([
         "register", "--model", MODEL, "--artifact", str(tmp_path / "energy.joblib"),
         "--reference", str(tmp_path / "energy-reference.parquet"),
