@@ -96,6 +96,21 @@ def read_window(
     )
 
 
+def day_window(
+    lake: Lake, card: ModelCard, batch_date: date, settings: Settings, *, current: pa.Table
+) -> Window:
+    """The window the nightly run for `batch_date` reads: a range of one day, its own batch
+    (row_id, prediction) already in hand."""
+    return read_window(
+        lake,
+        card,
+        batch_date,
+        batch_date,
+        window_days=settings.performance_window_days,
+        current=current,
+    )
+
+
 def _read_days(
     read: Callable[[date], T], days: Sequence[date]
 ) -> tuple[list[tuple[date, T]], dict[date, DriftlineError]]:
@@ -165,13 +180,6 @@ def monitor_day(
     estimate = estimate_performance(context.loss_estimator, batch.table)
     batch = batch.without_features()  # the rest needs row_id and prediction only
     if window is None:
-        window = read_window(
-            lake,
-            context.card,
-            batch_date,
-            batch_date,
-            window_days=settings.performance_window_days,
-            current=batch.table,
-        )
+        window = day_window(lake, context.card, batch_date, settings, current=batch.table)
     performance = window.performance(batch_date)
     return assemble(context, batch_date, batch, drift, performance, settings, estimate)

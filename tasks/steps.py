@@ -97,14 +97,8 @@ def estimate_batch_performance(
 def compute_performance(
     settings: Settings, context: ModelContext, batch: ValidatedBatch, batch_date: date
 ) -> PerformanceOutcome:
-    window = monitoring.read_window(
-        Lake.open(settings.data_lake_uri),
-        context.card,
-        batch_date,
-        batch_date,
-        window_days=settings.performance_window_days,
-        current=batch.table,
-    )
+    lake = Lake.open(settings.data_lake_uri)
+    window = monitoring.day_window(lake, context.card, batch_date, settings, current=batch.table)
     outcome = window.performance(batch_date)
     logger = get_run_logger()
     for warning in outcome.warnings:
