@@ -5,11 +5,19 @@ A lock whose owner is gone is taken over: on the same host when its pid no longe
 different process than the one that took it), from any host when it is older than
 `stale_after_seconds`.
 
-On a local or POSIX network filesystem the file is created with `link(2)`, which fails if the
-name exists, so exactly one process wins and the file appears with its whole content. Object
-stores (S3, GCS through pyarrow) offer no create-if-absent through pyarrow, so there the lock is
-best effort: check, write, read back and compare the token; two runs starting within the same
-moment can both pass. docs/reliability.md lists what that means.
+Which mechanism makes "exclusively" true depends on where the lake is:
+
+- a local or POSIX network filesystem: the file is created with `link(2)`, which fails if the
+  name exists, so exactly one process wins and the file appears with its whole content; a stale
+  lock is renamed aside and checked before it is removed;
+- S3 (`s3://`): a conditional PUT, `If-None-Match: *`, which the store itself decides, so exactly
+  one run wins across machines; a stale lock is replaced with `If-Match: <its ETag>`, so of two
+  runs taking it over one wins; release deletes with `If-Match` too (data_lake/s3_lock.py);
+- an S3-compatible store that does not honour those conditions, an s3:// lake without botocore,
+  or another object store (GCS through pyarrow): best effort, with a warning: check, write, read
+  back and compare the token; two runs starting within the same moment can both pass.
+
+docs/reliability.md, "The lock, and its limits", says what each means.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import socket
 import time
@@ -31,7 +40,11 @@ import pyarrow.fs as pafs
 from core import processes
 from core.errors import RunError
 from core.settings import LockPolicy
+from data_lake.s3_lock import ConditionalStore, conditional_store
 from data_lake.storage import Storage
+
+log = logging.getLogger("driftline.lock")
+_warned: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -84,12 +97,18 @@ class LakeLock:
     storage: Storage
     path: str
     owner: LockOwner
+    # on S3: the store that took it and the ETag it was written under
+    store: ConditionalStore | None = None
+    etag: str | None = None
 
     def is_held(self) -> bool:
         current = _parse(self.storage.read_bytes(self.path))
         return current is not None and current.token == self.owner.token
 
     def release(self) -> None:
+        if self.store is not None and self.etag is not None:
+            self.store.delete(self.path, self.etag)  # refused when another run took it over
+            return
         if self.is_held():
             with contextlib.suppress(FileNotFoundError):
                 self.storage.fs.delete_file(self.path)
@@ -117,32 +136,116 @@ def acquire(
 ) -> LakeLock:
     """Take the lock at `path`, waiting up to `policy.wait_seconds` for its holder."""
     me = LockOwner.me(purpose)
+    store = _conditional_store(storage, path)
     deadline = time.monotonic() + policy.wait_seconds
     announced = False
     while True:
-        if _create(storage, path, me):
-            return LakeLock(storage, path, me)
-        info = storage.fs.get_file_info(path)
-        holder = _parse(storage.read_bytes(path))
-        if info.type == pafs.FileType.NotFound:
-            continue  # released between our attempt and our look: try again at once
-        age = time.time() - (holder.acquired_at if holder else _mtime(info))
-        reason = why_stale(holder, age_seconds=age, policy=policy)
-        if reason is not None:
-            if _take_over(storage, path, holder) and on_takeover:
-                on_takeover(holder, reason)
+        if store is not None:
+            held, holder = _attempt_conditional(store, storage, path, me, policy, on_takeover)
+        else:
+            held, holder = _attempt(storage, path, me, policy, on_takeover)
+        if held is not None:
+            return held
+        if holder is _AGAIN:
             continue
         if time.monotonic() >= deadline:
-            held_by = holder.describe() if holder else "another run"
+            held_by = holder.describe() if isinstance(holder, LockOwner) else "another run"
             raise RunError(
                 f"{storage.uri_of(path)} is held by {held_by}: another run is writing the same "
                 f"model and batch day; waited {policy.wait_seconds:.0f} s. Run again when it "
                 "has finished, or delete the lock file if that process is gone"
             )
         if not announced and on_wait:
-            on_wait(holder)
+            on_wait(holder if isinstance(holder, LockOwner) else None)
             announced = True
         time.sleep(policy.poll_seconds)
+
+
+_AGAIN = object()  # the lock changed under us (released, taken over): look again at once
+_Attempt = tuple[LakeLock | None, LockOwner | object | None]
+
+
+def _conditional_store(storage: Storage, path: str) -> ConditionalStore | None:
+    """S3's conditional writes when the store honours them; otherwise None, with a warning (once
+    per process and reason) when the lake is an object store and so only best effort."""
+    if isinstance(storage.fs, pafs.LocalFileSystem):
+        return None
+    store, why_not = conditional_store(storage, path.rsplit("/", 1)[0])
+    if store is None:
+        reason = why_not or (
+            f"pyarrow's {storage.fs.type_name} filesystem offers no create-if-absent"
+        )
+        if reason not in _warned:
+            _warned.add(reason)
+            log.warning(
+                "the lake's lock at %s is best effort: %s; two runs of the same model and day "
+                "that start at the same moment can both write it (docs/reliability.md, "
+                '"The lock, and its limits")',
+                storage.uri_of(path.rsplit("/", 1)[0]),
+                reason,
+            )
+    return store
+
+
+def _attempt(
+    storage: Storage,
+    path: str,
+    me: LockOwner,
+    policy: LockPolicy,
+    on_takeover: Callable[[LockOwner | None, str], None] | None,
+) -> _Attempt:
+    """One try on a filesystem (or best effort): the lock, or who holds it."""
+    if _create(storage, path, me):
+        return LakeLock(storage, path, me), None
+    info = storage.fs.get_file_info(path)
+    holder = _parse(storage.read_bytes(path))
+    if info.type == pafs.FileType.NotFound:
+        return None, _AGAIN  # released between our attempt and our look
+    age = time.time() - (holder.acquired_at if holder else _mtime(info))
+    reason = why_stale(holder, age_seconds=age, policy=policy)
+    if reason is not None:
+        if _take_over(storage, path, holder) and on_takeover:
+            on_takeover(holder, reason)
+        return None, _AGAIN
+    return None, holder
+
+
+def _attempt_conditional(
+    store: ConditionalStore,
+    storage: Storage,
+    path: str,
+    me: LockOwner,
+    policy: LockPolicy,
+    on_takeover: Callable[[LockOwner | None, str], None] | None,
+) -> _Attempt:
+    """One try with the store's conditional writes: the lock, or who holds it."""
+    payload = _payload(me)
+    etag = store.create(path, payload)
+    if etag is not None:
+        return LakeLock(storage, path, me, store, etag), None
+    current = store.read(path)
+    if current is None:
+        return None, _AGAIN  # released between our attempt and our look
+    holder = _parse(current.payload)
+    if holder is not None and holder.token == me.token:
+        # our own write, answered 412 on a retry after its first response was lost
+        return LakeLock(storage, path, me, store, current.etag), None
+    modified = current.modified.timestamp() if current.modified else time.time()
+    age = time.time() - (holder.acquired_at if holder else modified)
+    reason = why_stale(holder, age_seconds=age, policy=policy)
+    if reason is None:
+        return None, holder
+    # replace exactly the lock judged stale: a run that got there first changed its ETag
+    etag = store.replace(path, payload, current.etag)
+    if etag is None:
+        return None, _AGAIN
+    if on_takeover:
+        on_takeover(holder, reason)
+    return LakeLock(storage, path, me, store, etag), None
+
+
+def _payload(owner: LockOwner) -> bytes:
+    return (json.dumps(asdict(owner), sort_keys=True) + "\n").encode()
 
 
 def _mtime(info: pafs.FileInfo) -> float:
@@ -150,21 +253,22 @@ def _mtime(info: pafs.FileInfo) -> float:
 
 
 def _create(storage: Storage, path: str, owner: LockOwner) -> bool:
-    payload = (json.dumps(asdict(owner), sort_keys=True) + "\n").encode()
+    payload = _payload(owner)
     parent = path.rsplit("/", 1)[0]
     storage.fs.create_dir(parent, recursive=True)
     if isinstance(storage.fs, pafs.LocalFileSystem):
         tmp = f"{parent}/.tmp-{owner.token}.lock"
-        with open(tmp, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
         try:
+            with open(tmp, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
             os.link(tmp, path)  # atomic and never replaces: the one primitive a lock needs
         except FileExistsError:
             return False
         finally:
-            os.unlink(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)  # also when the write failed (a full disk)
         return True
     if storage.exists(path):
         return False

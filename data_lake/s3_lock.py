@@ -1,0 +1,236 @@
+"""Conditional writes on S3 for the lake's lock: create only if absent, replace or delete only if
+unchanged.
+
+pyarrow's S3 filesystem cannot send `If-None-Match` or `If-Match`, so the lock object alone goes
+through botocore (the optional extra `driftline[s3]`, imported only here, only for an s3:// lake):
+
+- create: `PUT` with `If-None-Match: *`; S3 stores the object only if the key does not exist, so
+  of two runs that create at the same moment exactly one gets 200 and the other 412;
+- take over a stale lock: `PUT` with `If-Match: <the ETag of the stale lock as read>`; of two runs
+  that judged the same lock stale exactly one replaces it, the other gets 412 and looks again;
+- release: `DELETE` with `If-Match: <our ETag>`, so a run never deletes a lock that another run
+  took over from it.
+
+The endpoint, scheme, region and keys come from the lake's own URI, as pyarrow reads them
+(`s3://bucket/prefix?endpoint_override=host:port&scheme=http&region=...`, `access_key`,
+`secret_key`, `session_token`), else from botocore's usual chain (the AWS environment variables,
+`~/.aws`, an instance role), as pyarrow's S3 does.
+
+Amazon S3 honours all three conditions (writes since 2024, deletes on general purpose buckets
+since 2025); other S3-compatible stores may ignore them (the write just happens) or refuse them.
+`conditional_store` finds out once per process and bucket with a probe object
+(`<lock dir>/.probe-<random>`, removed after) and returns None with the reason when one of them
+is not honoured; the lock then falls back to best effort and says so (data_lake/lock.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pyarrow.fs as pafs
+
+from data_lake.storage import Storage
+
+INSTALL_HINT = "pip install 'driftline[s3]'"
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """An object's bytes and the ETag they were read under (one GET: they belong together)."""
+
+    payload: bytes
+    etag: str
+    modified: datetime | None
+
+
+class ConditionalStore:
+    """Create-if-absent, replace-if-unchanged and delete-if-unchanged of one bucket's objects,
+    addressed like pyarrow's paths (`bucket/key`)."""
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        self.client, self.bucket = client, bucket
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self._client_error, self._botocore_error = ClientError, BotoCoreError
+
+    def _key(self, path: str) -> str:
+        bucket, _, key = path.partition("/")
+        if bucket != self.bucket:
+            raise ValueError(f"{path} is not in bucket {self.bucket}")
+        return key
+
+    def _call(
+        self,
+        operation: str,
+        path: str,
+        *,
+        answers: tuple[int, ...] = (404, 409, 412),
+        **kwargs: Any,
+    ) -> tuple[int, dict[str, Any]]:
+        """Run one request: (200, response), or (status, error) for a refusal whose status is in
+        `answers` (412 the condition does not hold, 409 another conditional write of the key is
+        in flight, 404 no such key). Anything else (403, 5xx, no connection) is an OSError,
+        which the tasks retry and the run reports."""
+        try:
+            response = getattr(self.client, operation)(
+                Bucket=self.bucket, Key=self._key(path), **kwargs
+            )
+        except self._client_error as exc:
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            if status in answers:
+                return status, {"Error": exc.response.get("Error", {})}
+            raise OSError(f"S3 {operation} of s3://{path}: {exc}") from exc
+        except self._botocore_error as exc:
+            raise OSError(f"S3 {operation} of s3://{path}: {exc}") from exc
+        return 200, response
+
+    def create(self, path: str, payload: bytes) -> str | None:
+        """Write `path` only if no object has that key; its ETag, or None when one exists."""
+        status, response = self._call("put_object", path, Body=payload, IfNoneMatch="*")
+        return str(response["ETag"]) if status == 200 else None
+
+    def replace(self, path: str, payload: bytes, etag: str) -> str | None:
+        """Overwrite `path` only while it is still the object read under `etag`."""
+        status, response = self._call("put_object", path, Body=payload, IfMatch=etag)
+        return str(response["ETag"]) if status == 200 else None
+
+    def delete(self, path: str, etag: str) -> bool:
+        """Delete `path` only while it is still the object written under `etag`."""
+        status, _ = self._call("delete_object", path, IfMatch=etag)
+        return status == 200
+
+    def read(self, path: str) -> Versioned | None:
+        status, response = self._call("get_object", path)
+        if status != 200:
+            return None
+        with response["Body"] as body:
+            payload = body.read()
+        return Versioned(payload, str(response["ETag"]), response.get("LastModified"))
+
+    def probe(self, directory: str) -> str | None:
+        """None when the store honours the three conditions, else what it did instead.
+
+        A store that cannot be reached raises OSError (nothing is concluded from that)."""
+        path = f"{directory}/.probe-{uuid.uuid4().hex}"
+        other_etag = '"0123456789abcdef0123456789abcdef"'
+        refused = (400, 403, 404, 405, 409, 412, 501)
+        checks = (
+            ("a PUT with If-None-Match: * of a new key", "put_object",
+             {"Body": b"probe", "IfNoneMatch": "*"}, 200),
+            ("a PUT with If-None-Match: * over an existing object", "put_object",
+             {"Body": b"again", "IfNoneMatch": "*"}, 412),
+            ("a PUT with If-Match: <another ETag>", "put_object",
+             {"Body": b"again", "IfMatch": other_etag}, 412),
+            ("a DELETE with If-Match: <another ETag>", "delete_object",
+             {"IfMatch": other_etag}, 412),
+        )  # fmt: skip
+        try:
+            for what, operation, kwargs, expected in checks:
+                status, _ = self._call(operation, path, answers=refused, **kwargs)
+                if status != expected:
+                    did = "was carried out" if status == 200 else f"was refused (HTTP {status})"
+                    return f"{what} {did}, where S3 answers {expected}"
+            return None
+        finally:
+            with contextlib.suppress(OSError):  # a probe left behind is hidden and harmless
+                self._call("delete_object", path)
+
+    @property
+    def name(self) -> str:
+        return f"s3://{self.bucket}"
+
+
+@dataclass(frozen=True)
+class _S3Options:
+    endpoint_url: str | None
+    region: str | None
+    addressing: str
+    access_key: str | None
+    secret_key: str | None
+    session_token: str | None
+    anonymous: bool
+
+
+def _options(uri: str, fs: pafs.S3FileSystem) -> _S3Options:
+    """What pyarrow read from the URI, for botocore (the same query keys pyarrow accepts)."""
+    query = {k: v[-1] for k, v in parse_qs(urlsplit(uri).query).items()}
+    endpoint = query.get("endpoint_override")
+    scheme = query.get("scheme", "https")
+    if endpoint and "://" not in endpoint:
+        endpoint = f"{scheme}://{endpoint}"
+    virtual = query.get("force_virtual_addressing", "").lower() in {"1", "true"}
+    return _S3Options(
+        endpoint_url=endpoint,
+        region=query.get("region") or fs.region or None,
+        # pyarrow addresses buckets by path unless told otherwise; do the same
+        addressing="virtual" if virtual else ("path" if endpoint else "auto"),
+        access_key=query.get("access_key"),
+        secret_key=query.get("secret_key"),
+        session_token=query.get("session_token"),
+        anonymous=query.get("anonymous", "").lower() in {"1", "true"},
+    )
+
+
+def _client(options: _S3Options) -> Any:
+    import botocore.session
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=10,
+        read_timeout=60,
+        retries={"max_attempts": 3, "mode": "standard"},
+        s3={"addressing_style": options.addressing},
+        # S3-compatible stores that do not know the newer default checksums still take these
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        signature_version=UNSIGNED if options.anonymous else None,
+    )
+    return botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=options.endpoint_url,
+        region_name=options.region,
+        aws_access_key_id=options.access_key,
+        aws_secret_access_key=options.secret_key,
+        aws_session_token=options.session_token,
+        config=config,
+    )
+
+
+_probed: dict[tuple[str | None, str], tuple[ConditionalStore | None, str | None]] = {}
+_probing = threading.Lock()
+
+
+def conditional_store(
+    storage: Storage, lock_dir: str
+) -> tuple[ConditionalStore | None, str | None]:
+    """The conditional store of an s3:// storage, or None and why the lock cannot have one.
+
+    Local and other filesystems get (None, None): they have their own mechanism or none.
+    """
+    if not isinstance(storage.fs, pafs.S3FileSystem):
+        return None, None
+    try:
+        import botocore  # noqa: F401
+    except ImportError:
+        return None, f"botocore is not installed ({INSTALL_HINT} adds it)"
+    options = _options(storage.uri or "", storage.fs)
+    bucket = lock_dir.partition("/")[0]
+    with _probing:
+        key = (options.endpoint_url, bucket)
+        if key not in _probed:
+            store = ConditionalStore(_client(options), bucket)
+            why_not = store.probe(lock_dir)
+            where = options.endpoint_url or "Amazon S3"
+            _probed[key] = (
+                (store, None)
+                if why_not is None
+                else (None, f"the store at {where} does not honour conditional writes: {why_not}")
+            )
+        return _probed[key]
