@@ -1,3 +1,3 @@
-from driftline.cli import main
+from driftline.cli import run
 
-raise SystemExit(main())
+run()

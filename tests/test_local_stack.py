@@ -117,6 +117,16 @@ def test_an_unknown_model_is_one_line_on_the_terminal_and_a_failed_run_in_prefec
         (run,) = json.load(response)
     assert run["state"]["type"] == "FAILED"
     assert "model 'nope' has no version" in run["state"]["message"]
+    # the traceback is in the run's log, sent before the process left (it skips Python's
+    # teardown, not the drain of Prefect's log worker)
+    request = urllib.request.Request(
+        f"{local.url('prefect')}/api/logs/filter",
+        data=json.dumps({"logs": {"flow_run_id": {"any_": [run["id"]]}}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        logs = [entry["message"] for entry in json.load(response)]
+    assert any("Traceback" in m and "model 'nope' has no version" in m for m in logs), logs
 
 
 def test_down_stops_every_process_of_the_stack(local: stack.StackConfig) -> None:
