@@ -6,6 +6,9 @@ the 2 x k table over the categories seen in either sample, scored by total varia
 Missing values are left out and reported as a ratio. Which features drift is decided over all of
 them at once: Benjamini-Hochberg adjusted p below `alpha` and score at least `min_score`.
 docs/statistics.md says what is computed where, and how it was checked against scipy.
+
+scipy is imported where a test needs it, not with this module: importing `scipy.stats` costs
+about a second, which a run that stops at an unknown model or a bad batch never has to pay.
 """
 
 from __future__ import annotations
@@ -14,10 +17,9 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from scipy import special, stats
 
 from core.settings import DriftRule
 from tasks.ecdf import Ecdf, ecdf_of, ecdf_of_sorted, sort_floats
@@ -36,6 +38,18 @@ _COARSE_NODES, _EXACT_TERMS, _FINE_NODES = 512, 20_000, 8_192
 _KS_BLOCK = 32_768
 # raw current values sorted and counted at a time by `ks_statistic_of_values`
 _KS_CHUNK = 2**20
+
+
+def _scipy_stats() -> Any:
+    from scipy import stats
+
+    return stats
+
+
+def _scipy_special() -> Any:
+    from scipy import special
+
+    return special
 
 
 @dataclass(frozen=True)
@@ -185,7 +199,7 @@ def smirnov_sf(n: float, x: float) -> float:
             return (
                 math.log(x)
                 - math.log(n + 1)
-                - special.betaln(n - j + 1, j + 1)  # log C(n, j), accurate for large n
+                - _scipy_special().betaln(n - j + 1, j + 1)  # log C(n, j), accurate for large n
                 + (n - j) * np.log1p(-q)
                 + (j - 1) * np.log(q)
             )
@@ -221,7 +235,7 @@ def kstwo_sf(d: float, n: float) -> float:
         if nxx >= _SMIRNOV_MIN_NXX:
             return min(1.0, max(0.0, 2.0 * smirnov_sf(n, d)))
     # every other branch of scipy's kolmogn is closed-form or small, so it is fast as it is
-    return float(np.clip(stats.kstwo.sf(d, n), 0.0, 1.0))
+    return float(np.clip(_scipy_stats().kstwo.sf(d, n), 0.0, 1.0))
 
 
 def ks_p_value(statistic: float, reference: Ecdf, current: Ecdf) -> float:
@@ -231,7 +245,8 @@ def ks_p_value(statistic: float, reference: Ecdf, current: Ecdf) -> float:
         with warnings.catch_warnings():
             # scipy warns when the exact method fails and it falls back to the asymptotic one
             warnings.simplefilter("ignore", RuntimeWarning)
-            return float(stats.ks_2samp(reference.sorted_values(), current.sorted_values()).pvalue)
+            exact = _scipy_stats().ks_2samp(reference.sorted_values(), current.sorted_values())
+            return float(exact.pvalue)
     return _asymptotic_p_value(statistic, n1, n2)
 
 
@@ -309,7 +324,7 @@ def chi2_drift(
         )
     tvd = _total_variation_distance(ref, cur, n1, n2)
     # a category absent from one sample still has a positive expected count in both rows
-    p = float(stats.chi2_contingency(np.vstack([ref, cur])).pvalue)
+    p = float(_scipy_stats().chi2_contingency(np.vstack([ref, cur])).pvalue)
     return FeatureDrift(feature, "chi2", tvd, p, n1, n2, missing_ratio)
 
 
@@ -319,7 +334,7 @@ def decide(drifts: Sequence[FeatureDrift], rule: DriftRule) -> list[FeatureDrift
     adjusted = np.full(len(drifts), math.nan)
     if tested:
         raw = np.array([drifts[i].p_value for i in tested])
-        adjusted[tested] = stats.false_discovery_control(raw, method="bh")
+        adjusted[tested] = _scipy_stats().false_discovery_control(raw, method="bh")
     return [
         replace(
             d,

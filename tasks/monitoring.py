@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,7 +18,6 @@ from data_lake.lake import Lake
 from model_registry.registry import ModelCard, Registry
 from tasks.drift_report import DriftOutcome, drift_report
 from tasks.estimate import (
-    LOSS_ESTIMATOR_FILE,
     LossEstimator,
     PerformanceEstimate,
     estimate_performance,
@@ -32,20 +32,34 @@ _READ_THREADS = 4
 T = TypeVar("T")
 
 
+def _no_estimator() -> LossEstimator | None:
+    return None
+
+
 @dataclass(frozen=True)
 class ModelContext:
     card: ModelCard
     profile: ReferenceProfile
-    loss_estimator: LossEstimator | None = None  # None: too few labelled reference rows
+    # called once, by the estimate step: unpickling the estimator imports scikit-learn (about
+    # a second), which a run that stops at its batch never needs
+    load_estimator: Callable[[], LossEstimator | None] = _no_estimator
+
+    @functools.cached_property
+    def loss_estimator(self) -> LossEstimator | None:
+        """The version's loss estimator; None when it had too few labelled reference rows."""
+        return self.load_estimator()
 
 
 def load_model_context(registry: Registry, model: str, version: str = "production") -> ModelContext:
     """The card and the reference profile, once every file of the version matches its card:
     the model file is not needed to monitor, but a tampered one stops the run all the same."""
     card = registry.card(model, version)
-    # the profile and the loss estimator are checked as they are read
-    registry.verify(card, besides=(PROFILE_FILE, LOSS_ESTIMATOR_FILE))
-    return ModelContext(card, load_profile(registry, card), load_loss_estimator(registry, card))
+    # the profile is checked as it is read; the loss estimator now, and again when the
+    # estimate step reads it to unpickle it
+    registry.verify(card, besides=(PROFILE_FILE,))
+    return ModelContext(
+        card, load_profile(registry, card), functools.partial(load_loss_estimator, registry, card)
+    )
 
 
 def read_batch(lake: Lake, card: ModelCard, batch_date: date) -> ValidatedBatch:
