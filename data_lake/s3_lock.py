@@ -19,8 +19,10 @@ The endpoint, scheme, region and keys come from the lake's own URI, as pyarrow r
 Amazon S3 honours all three conditions (writes since 2024, deletes on general purpose buckets
 since 2025); other S3-compatible stores may ignore them (the write just happens) or refuse them.
 `conditional_store` finds out once per process and bucket with a probe object
-(`<lock dir>/.probe-<random>`, removed after) and returns None with the reason when one of them
-is not honoured; the lock then falls back to best effort and says so (data_lake/lock.py).
+(`<lock dir>/.probe-<random>`, removed after) and returns None with the reason when a conditional
+PUT is not honoured; the lock then falls back to best effort and says so (data_lake/lock.py). A
+store that honours the PUTs but not a conditional DELETE keeps the conditional lock and releases
+it by read, compare, delete.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class ConditionalStore:
 
     def __init__(self, client: Any, bucket: str) -> None:
         self.client, self.bucket = client, bucket
+        # a store may honour If-Match on PUT but not on DELETE; `probe` finds out
+        self.deletes_conditionally = True
         from botocore.exceptions import BotoCoreError, ClientError
 
         self._client_error, self._botocore_error = ClientError, BotoCoreError
@@ -101,9 +105,20 @@ class ConditionalStore:
         return str(response["ETag"]) if status == 200 else None
 
     def delete(self, path: str, etag: str) -> bool:
-        """Delete `path` only while it is still the object written under `etag`."""
-        status, _ = self._call("delete_object", path, IfMatch=etag)
-        return status == 200
+        """Delete `path` only while it is still the object written under `etag`.
+
+        On a store without conditional deletes: read, compare, delete. Another run can replace
+        the lock between the read and the delete only if it judged ours stale, i.e. after a run
+        held it beyond DRIFTLINE_LOCK_STALE_SECONDS (docs/reliability.md, "The lock, and its
+        limits")."""
+        if self.deletes_conditionally:
+            status, _ = self._call("delete_object", path, IfMatch=etag)
+            return status == 200
+        current = self.read(path)
+        if current is None or current.etag != etag:
+            return False
+        self._call("delete_object", path)
+        return True
 
     def read(self, path: str) -> Versioned | None:
         status, response = self._call("get_object", path)
@@ -114,7 +129,8 @@ class ConditionalStore:
         return Versioned(payload, str(response["ETag"]), response.get("LastModified"))
 
     def probe(self, directory: str) -> str | None:
-        """None when the store honours the three conditions, else what it did instead.
+        """None when the store honours the conditional PUTs, else what it did instead; notes
+        whether it honours `If-Match` on DELETE as well (the lock's release).
 
         A store that cannot be reached raises OSError (nothing is concluded from that)."""
         path = f"{directory}/.probe-{uuid.uuid4().hex}"
@@ -127,8 +143,6 @@ class ConditionalStore:
              {"Body": b"again", "IfNoneMatch": "*"}, 412),
             ("a PUT with If-Match: <another ETag>", "put_object",
              {"Body": b"again", "IfMatch": other_etag}, 412),
-            ("a DELETE with If-Match: <another ETag>", "delete_object",
-             {"IfMatch": other_etag}, 412),
         )  # fmt: skip
         try:
             for what, operation, kwargs, expected in checks:
@@ -136,14 +150,12 @@ class ConditionalStore:
                 if status != expected:
                     did = "was carried out" if status == 200 else f"was refused (HTTP {status})"
                     return f"{what} {did}, where S3 answers {expected}"
+            status, _ = self._call("delete_object", path, answers=refused, IfMatch=other_etag)
+            self.deletes_conditionally = status == 412
             return None
         finally:
             with contextlib.suppress(OSError):  # a probe left behind is hidden and harmless
                 self._call("delete_object", path)
-
-    @property
-    def name(self) -> str:
-        return f"s3://{self.bucket}"
 
 
 @dataclass(frozen=True)

@@ -145,15 +145,38 @@ def test_a_lock_held_on_another_host_is_waited_for_then_refused(s3: S3Bucket) ->
     assert [w.purpose if w else None for w in waited] == ["monitor on another host"]
 
 
-def ignore_conditions(client: Any) -> None:
-    """Make `client` talk to a store that ignores conditional headers: drop them before signing."""
+def ignore_conditions(client: Any, operation: str = "") -> None:
+    """Make `client` talk to a store that ignores conditional headers (on `operation`, e.g.
+    "DeleteObject", or on every request): drop them before the request is signed."""
 
     def drop(request: Any, **_: Any) -> None:
         for header in ("If-None-Match", "If-Match"):
             if header in request.headers:
                 del request.headers[header]
 
-    client.meta.events.register_first("before-sign.s3", drop)
+    client.meta.events.register_first(f"before-sign.s3{'.' + operation if operation else ''}", drop)
+
+
+def test_a_store_without_conditional_deletes_keeps_the_conditional_lock(
+    s3: S3Bucket, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    made = s3_lock._client
+
+    def client_without_conditional_deletes(options: Any) -> Any:
+        client = made(options)
+        ignore_conditions(client, "DeleteObject")
+        return client
+
+    monkeypatch.setattr(s3_lock, "_client", client_without_conditional_deletes)
+    lake = lake_of(s3)
+    with caplog.at_level(logging.WARNING, logger="driftline.lock"):
+        with lake.day_lock(MODEL, DAY, purpose="first") as held:
+            assert held.store is not None and not held.store.deletes_conditionally
+        assert LOCK_KEY not in s3.keys(""), "our own lock is released: read, compare, delete"
+        with lake.day_lock(MODEL, DAY, purpose="second"):
+            s3.put(LOCK_KEY, stale_owner(token="fresh", acquired_at=time.time()))  # taken over
+        assert json.loads(s3.read(LOCK_KEY))["token"] == "fresh", "a lock no longer ours stays"
+    assert caplog.records == [], "the conditional lock, no warning"
 
 
 def test_a_store_that_ignores_conditional_writes_gets_best_effort_and_a_warning(
