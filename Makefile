@@ -51,3 +51,10 @@ stack-down:
 bench: install
 	.venv/bin/python scripts/benchmark.py
 	.venv/bin/python scripts/bench_commands.py
+
+# the process work pool POOL and every served model's nightly deployment (DRIFTLINE_MODELS) plus
+# the backfill, on the Prefect server at PREFECT_API_URL; then: prefect worker start --pool POOL
+POOL ?= driftline
+.PHONY: deploy
+deploy: install
+	.venv/bin/python -m flows.deployments deploy --pool $(POOL)
