@@ -101,8 +101,13 @@ def png_bytes(fig: Figure) -> bytes:
 
 
 def svg_bytes(fig: Figure) -> bytes:
+    """The figure as SVG bytes: text kept as text (the viewer's sans-serif draws it, about half
+    the drawing time of PNG), fixed ids and no date, so the same picture gives the same bytes."""
+    import matplotlib
+
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "driftline"}):
+        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     return buffer.getvalue()
 
 

@@ -23,7 +23,7 @@ from tasks.plots import (
     canvas,
     figure,
     nice_limits,
-    png_bytes,
+    svg_bytes,
 )
 from tasks.sketches import CategoricalSketch, NumericSketch, Sketch
 
@@ -153,7 +153,7 @@ def _category_cell(
 
 
 def drift_picture(items: Sequence[tuple[FeatureDrift, Sketch]]) -> bytes:
-    """Reference against current for each (feature, sketch), three to a row, as PNG bytes."""
+    """Reference against current for each (feature, sketch), three to a row, as SVG bytes."""
     rows = max(1, math.ceil(len(items) / COLUMNS))
     columns = min(COLUMNS, max(1, len(items)))
     legend_h = 26
@@ -184,7 +184,7 @@ def drift_picture(items: Sequence[tuple[FeatureDrift, Sketch]]) -> bytes:
                 _numeric_cell(ax, box, sketch)
             else:
                 _category_cell(ax, box, sketch)
-        return png_bytes(fig)
+        return svg_bytes(fig)
 
 
 def performance_picture(result: MonitoringResult) -> bytes | None:
@@ -280,4 +280,4 @@ def performance_picture(result: MonitoringResult) -> bytes | None:
             ax.text(top.x0 + top.width / 2, top.y0 + top.height / 2,
                     "no batch of the window has labels yet", ha="center", va="center",
                     fontsize=9, color=MUTED)  # fmt: skip
-        return png_bytes(fig)
+        return svg_bytes(fig)

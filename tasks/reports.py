@@ -144,8 +144,8 @@ class DayReport:
     result: MonitoringResult
     rule: DriftRule
     pictured: tuple[str, ...]
-    drift_png: bytes | None
-    performance_png: bytes | None
+    drift_svg: bytes | None
+    performance_svg: bytes | None
 
     @classmethod
     def draw(
@@ -157,15 +157,15 @@ class DayReport:
         ]
         if result.prediction is not None and result.prediction.feature in sketches:
             items.append((result.prediction, sketches[result.prediction.feature]))
-        drift_png = (
+        drift_svg = (
             plots.drawn_or_none(lambda: report_pictures.drift_picture(items)) if items else None
         )
         return cls(
             result=result,
             rule=rule,
             pictured=tuple(f.feature for f, _ in items),
-            drift_png=drift_png,
-            performance_png=plots.drawn_or_none(
+            drift_svg=drift_svg,
+            performance_svg=plots.drawn_or_none(
                 lambda: report_pictures.performance_picture(result)
             ),
         )
@@ -226,10 +226,10 @@ class DayReport:
         r = self.result
         lines = [f"# {r.model} {r.model_version}: batch {r.batch_date}", "", self._headline(), ""]
         lines += [rule_text(self.rule), ""]
-        if self.drift_png:
-            lines += [f"![{_md(self._caption())}]({_data_uri(self.drift_png)})", ""]
-        if self.performance_png:
-            lines += [f"![Performance window]({_data_uri(self.performance_png)})", ""]
+        if self.drift_svg:
+            lines += [f"![{_md(self._caption())}]({_data_uri(self.drift_svg)})", ""]
+        if self.performance_svg:
+            lines += [f"![Performance window]({_data_uri(self.performance_svg)})", ""]
         head, rows = self._table()
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
@@ -253,13 +253,13 @@ class DayReport:
             f"<p class=headline>{html.escape(self._headline())}</p>",
             f"<p class=rule>{html.escape(rule_text(self.rule))}</p>",
         ]
-        for png, caption in (
-            (self.drift_png, self._caption()),
-            (self.performance_png, "Performance window"),
+        for svg, caption in (
+            (self.drift_svg, self._caption()),
+            (self.performance_svg, "Performance window"),
         ):
-            if png:
+            if svg:
                 parts.append(
-                    f'<figure><img src="{_data_uri(png)}" alt="{html.escape(caption)}">'
+                    f'<figure><img src="{_data_uri(svg)}" alt="{html.escape(caption)}">'
                     f"<figcaption>{html.escape(caption)}</figcaption></figure>"
                 )
         head, rows = self._table()
@@ -292,8 +292,9 @@ def _p(p: float) -> str:
     return text if text.startswith("<") else f"= {text}"
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def _data_uri(svg: bytes) -> str:
+    # an <img> never runs what an SVG holds; Prefect's artifact page shows it like a PNG
+    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
 
 
 def _md(text: str) -> str:

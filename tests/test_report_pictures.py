@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 import shutil
@@ -108,8 +109,8 @@ def test_awkward_features_all_render() -> None:
     report = reports.DayReport.draw(result, sketches, DriftRule())
     # five features is more than "few": the drifted ones, topped up to three by score
     assert set(report.pictured) >= {"carat", "cut", "many"} and "prediction" in report.pictured
-    assert report.drift_png is not None and report.drift_png.startswith(b"\x89PNG")
-    assert report.performance_png is None  # no batch in the window
+    assert report.drift_svg is not None and b"<svg" in report.drift_svg[:500]
+    assert report.performance_svg is None  # no batch in the window
     page = report.html()
     assert len(page.encode()) < HTML_LIMIT
     assert "too little data" in page  # the feature with every value missing
@@ -161,11 +162,15 @@ def test_the_demo_data_drift_days_picture_exactly_the_drifted_features(
         assert outcome.result is not None
         page = Path(lake.report_path("diamonds-price", day)).read_text()
         assert len(page.encode()) < HTML_LIMIT
-        assert page.count("data:image/png;base64,") == 2, day  # drift and performance
+        assert page.count("data:image/svg+xml;base64,") == 2, day  # drift and performance
         drifted = outcome.result.drifted_features
         caption = re.search(r'alt="Reference against this batch: ([^"]*)"', page)
         assert caption is not None, day
+        # the picture itself: one titled cell per pictured feature (its text kept as text)
+        drift_svg = base64.b64decode(page.split("data:image/svg+xml;base64,")[1].split('"')[0])
+        titles = re.findall(rb"font-weight: 700; font-size: 10px[^>]*>([^<]*)</text>", drift_svg)
         if day >= DRIFT_START:
+            assert [t.decode() for t in titles] == [*SIZE, "prediction"], day
             assert drifted == SIZE, day
             assert f"Drifted: {', '.join(SIZE)} (4 of 9 features tested)." in page
             assert caption.group(1) == f"{', '.join(SIZE)} and the prediction"
@@ -179,6 +184,6 @@ def test_the_demo_data_drift_days_picture_exactly_the_drifted_features(
     uri = lake.uri_of(lake.report_path("diamonds-price", end))
     markdown = report.markdown(uri)
     assert len(markdown.encode()) < ARTIFACT_LIMIT
-    assert markdown.count("](data:image/png;base64,") == 2
+    assert markdown.count("](data:image/svg+xml;base64,") == 2
     assert f"(file://{uri})" in markdown
-    assert markdown.index("data:image/png") < markdown.index("| feature | test |")
+    assert markdown.index("data:image/svg+xml") < markdown.index("| feature | test |")
