@@ -125,7 +125,8 @@ class Window:
         self.duplicates = duplicates  # row_ids scored more than once, and the batches of each
         self.scored_errors = dict(scored_errors)
         self.label_errors = dict(label_errors)
-        self._memo: dict[tuple[date, tuple[int, ...]], BatchPerformance] = {}
+        # per batch and set of arrivals: its performance, and its labelled rows with no prediction
+        self._memo: dict[tuple[date, tuple[int, ...]], tuple[BatchPerformance, int]] = {}
 
     @classmethod
     def build(
@@ -210,7 +211,9 @@ class Window:
                     f"{self.model!r}; row_id must be unique within a model"
                 )
         window = [d for d in sorted(self.batches) if first <= d <= batch_date]
-        batches = tuple(p for d in window if (p := self._batch(d, lo, hi)) is not None)
+        computed = [c for d in window if (c := self._batch(d, lo, hi)) is not None]
+        batches = tuple(performance for performance, _ in computed)
+        unpredicted = sum(n for _, n in computed)
         left, right = np.searchsorted(self.label_arrivals, [lo, hi], side="right")
         found = self.label_batches[left:right]
         outside = (found < lo) | (found > batch_date.toordinal())
@@ -219,11 +222,19 @@ class Window:
             (f"{unmatched} label(s) match no scored row of the last batches and were skipped",)
             if unmatched
             else ()
+        ) + (
+            (
+                f"{unpredicted} labelled row(s) of the last batches have no prediction (null) "
+                "and were left out of the metrics",
+            )
+            if unpredicted
+            else ()
         )
         return PerformanceOutcome(batches, unmatched, warnings)
 
-    def _batch(self, batch_date: date, lo: int, hi: int) -> BatchPerformance | None:
-        """Performance of one batch with the labels that arrived in (lo, hi] (ordinals).
+    def _batch(self, batch_date: date, lo: int, hi: int) -> tuple[BatchPerformance, int] | None:
+        """Performance of one batch with the labels that arrived in (lo, hi] (ordinals), and how
+        many of its labelled rows have no prediction (left out of the metrics).
 
         A batch whose labels stopped arriving keeps the same numbers for the rest of its window,
         so each is computed once per set of arrivals it has seen.
@@ -241,19 +252,22 @@ class Window:
         # the latest arrival of a row wins: its last event in read order
         unique_rows, last_from_end = np.unique(rows[::-1], return_index=True)
         targets = batch.targets[left:right][rows.size - 1 - last_from_end]
+        predicted = batch.predictions[unique_rows]
         labelled = ~np.isnan(targets)
+        # a row the model left unscored (null prediction) counts as labelled, but has no error
+        scorable = labelled & ~np.isnan(predicted)
         n_labelled = int(labelled.sum())
         performance = BatchPerformance(
             batch_date=batch_date,
             n_rows=n_rows,
             n_labelled=n_labelled,
             label_coverage_ratio=n_labelled / n_rows,
-            metrics=regression_metrics(targets[labelled], batch.predictions[unique_rows[labelled]])
-            if n_labelled
+            metrics=regression_metrics(targets[scorable], predicted[scorable])
+            if scorable.any()
             else None,
         )
-        self._memo[key] = performance
-        return performance
+        self._memo[key] = (performance, n_labelled - int(scorable.sum()))
+        return self._memo[key]
 
 
 def _codes(ids: list[pa.Array]) -> tuple[pa.Array, np.ndarray]:

@@ -117,6 +117,23 @@ def test_a_later_null_label_replaces_an_earlier_value_and_ids_may_be_integers():
     assert batch.metrics is not None and batch.metrics.mae == pytest.approx(2.0)
 
 
+def test_a_labelled_row_without_a_prediction_is_left_out_of_the_metrics_and_said():
+    scored = [(D1, pa.table({"row_id": ["a", "b", "c"], "prediction": [10.0, None, 30.0]}))]
+    labels = [(date(2026, 3, 2), pa.table({"row_id": ["a", "b", "c"], "price": [11.0, 99, 33]}))]
+    outcome = window_of(scored, labels).performance(D1)
+    (batch,) = outcome.batches
+    assert (batch.n_labelled, batch.label_coverage_ratio) == (3, 1.0)  # the labels did arrive
+    assert batch.metrics is not None
+    assert batch.metrics.mae == pytest.approx(metrics.mean_absolute_error([11, 33], [10, 30]))
+    assert outcome.warnings == (
+        "1 labelled row(s) of the last batches have no prediction (null) and were left out of "
+        "the metrics",
+    )
+    only_null = [(D1, pa.table({"row_id": ["a"], "prediction": pa.array([None], pa.float64())}))]
+    (alone,) = window_of(only_null, labels).performance(D1).batches
+    assert (alone.n_labelled, alone.metrics) == (1, None)
+
+
 def test_a_row_id_scored_in_two_batches_of_the_window_is_refused_naming_it():
     scored = [
         (D1, pa.table({"row_id": ["a", "b"], "prediction": [1.0, 2.0]})),
