@@ -115,23 +115,37 @@ def _simulate(lake: str, registry: str, model: str, days: int, rows: int, seed: 
 
 
 def build_fleet(
-    settings: Settings, models: Sequence[str], *, days: int, rows_per_day: int, jobs: int = 1
+    settings: Settings,
+    models: Sequence[str],
+    *,
+    days: int,
+    rows_per_day: int,
+    jobs: int = 1,
+    distinct: int = 10,
 ) -> None:
-    """Register `SOURCE_MODEL` (already in the registry) as every one of `models`, and simulate
-    `days` batches from START for each (data and concept drift from the middle), seed = index."""
+    """Register `SOURCE_MODEL` (already in the registry) as every one of `models`, and give each
+    `days` batches from START (data and concept drift from the middle): the first `distinct`
+    models simulated with their own seed, the others a copy of the files of one of those (model
+    i gets model i % distinct's), in partitions of their own. A local lake only."""
     registry = Registry.open(settings.model_registry_uri)
     for name in models:
         clone_model(registry, SOURCE_MODEL, name)
+    simulated = list(models[:distinct])
     args = [
         (settings.data_lake_uri, settings.model_registry_uri, m, days, rows_per_day, i)
-        for i, m in enumerate(models)
+        for i, m in enumerate(simulated)
     ]
     if jobs <= 1:
         for a in args:
             _simulate(*a)
-        return
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(_simulate, *zip(*args, strict=True)))
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(_simulate, *zip(*args, strict=True)))
+    lake = Path(settings.data_lake_uri)
+    for i, name in enumerate(models[distinct:], start=distinct):
+        source = simulated[i % len(simulated)]
+        for dataset in ("scored", "labels"):
+            shutil.copytree(lake / dataset / f"model={source}", lake / dataset / f"model={name}")
 
 
 # --- the same days one by one, locally, with the plain functions ------------------------------
@@ -492,6 +506,107 @@ def spread(models: Sequence[str], count: int) -> list[str]:
     return [models[round(i * step)] for i in range(count)]
 
 
+# --- the lake's requests per run, on a local S3 (moto) ---------------------------------------
+
+
+@dataclass
+class S3Requests:
+    """Requests an S3 server answered, by kind and by top-level prefix (lake/ or registry/)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    lock: Any = field(default_factory=lambda: __import__("threading").Lock())
+
+    def record(self, environ: Mapping[str, Any]) -> None:
+        method, query = environ["REQUEST_METHOD"], environ.get("QUERY_STRING", "")
+        path = environ.get("PATH_INFO", "").lstrip("/").split("/")
+        area = path[1] if len(path) > 1 and path[1] else "bucket"
+        if method == "GET" and ("list-type" in query or "prefix=" in query or len(path) < 2):
+            kind = "LIST"
+        elif method == "PUT" and "HTTP_X_AMZ_COPY_SOURCE" in environ:
+            kind = "COPY"
+        elif method == "POST" and "delete" in query:
+            kind = "DELETE (batch)"
+        else:
+            kind = method
+        with self.lock:
+            self.counts[f"{area} {kind}"] += 1
+
+    def take(self) -> Counter[str]:
+        with self.lock:
+            taken, self.counts = self.counts, Counter()
+        return taken
+
+
+@contextlib.contextmanager
+def counting_s3() -> Iterator[tuple[str, S3Requests]]:
+    """moto's S3 in this process, on a free loopback port, counting every request."""
+    import threading
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    requests = S3Requests()
+    backend = DomainDispatcherApplication(create_backend_app)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        requests.record(environ)
+        return backend(environ, start_response)
+
+    port = procs.free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{port}", requests
+    finally:
+        server.shutdown()
+
+
+def lake_requests(days: int, rows_per_day: int) -> dict[str, dict[str, int]]:
+    """S3 requests of `driftline monitor --no-push` for one day and of `driftline backfill` of
+    the `days - 1` days before it, for one model whose lake and registry are on S3."""
+    from tests.s3 import FAKE_AWS_ENV, _client
+
+    os.environ.update(FAKE_AWS_ENV)
+    from driftline import commands
+
+    with counting_s3() as (endpoint, requests), tempfile.TemporaryDirectory() as home:
+        _client(f"http://{endpoint}").create_bucket(Bucket="driftline")
+        query = f"?endpoint_override={endpoint}&scheme=http"
+        env = {
+            **os.environ,
+            "DATA_LAKE_URI": f"s3://driftline/lake{query}",
+            "MODEL_REGISTRY_URI": f"s3://driftline/registry{query}",
+            "DRIFTLINE_CACHE_DIR": str(Path(home) / "cache"),
+            "PREFECT_HOME": str(Path(home) / "prefect"),
+            "PROMETHEUS_URL": "http://127.0.0.1:9",
+        }
+        env.pop("PREFECT_API_URL", None)
+        settings = load_settings(env)
+        commands.train(settings, model=SOURCE_MODEL)
+        commands.simulate(settings, model=SOURCE_MODEL, start=START, days=days,
+                          rows_per_day=rows_per_day, scenario="both", seed=0)  # fmt: skip
+        last = START + timedelta(days=days - 1)
+        runs = {
+            "monitor (1 day)": ["monitor", "--date", str(last), "--no-push"],
+            f"backfill ({days - 1} days)": [
+                "backfill", "--start", str(START), "--end", str(last - timedelta(days=1))],
+        }  # fmt: skip
+        found = {}
+        for name, args in runs.items():
+            requests.take()
+            done = procs.run([str(BIN / "driftline"), *args], env=env, cwd=REPO,
+                             timeout_seconds=900)  # fmt: skip
+            if done.returncode != 0:
+                raise RuntimeError(f"driftline {' '.join(args)}: {done.stderr[-2000:]}")
+            found[name] = dict(sorted(requests.take().items()))
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=4)
@@ -503,9 +618,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="default: a temp dir, removed at the end")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--jobs", type=int, default=2, help="processes simulating the batches")
+    parser.add_argument(
+        "--distinct", type=int, default=10, help="models simulated; the others copy their files"
+    )
+    parser.add_argument(
+        "--lake-requests",
+        action="store_true",
+        help="only count the S3 requests of one nightly run and one backfill (local moto S3)",
+    )
     opts = parser.parse_args(argv)
     if opts.days < 2 or opts.models < 1:
         parser.error("--days must be at least 2 and --models at least 1")
+    if opts.lake_requests:
+        for run, counts in lake_requests(opts.days, opts.rows_per_day).items():
+            print(f"{run}: {sum(counts.values())} S3 requests: {counts}")
+        return 0
     work = opts.workdir or Path(tempfile.mkdtemp(prefix="driftline-scale-"))
     try:
         return _run(opts, work.resolve())
@@ -530,7 +657,7 @@ def _run(opts: argparse.Namespace, work: Path) -> int:
         "DRIFTLINE_PUSH_RETRY_DELAYS": "2,10,30",
     }
     settings = load_settings(env)
-    marker = work / f"fleet-{opts.models}-{opts.days}-{opts.rows_per_day}"
+    marker = work / f"fleet-{opts.models}-{opts.days}-{opts.rows_per_day}-{opts.distinct}"
     if not marker.exists():
         started = time.perf_counter()
         print(f"set-up: {opts.models} models x {opts.days} days x {opts.rows_per_day} rows "
@@ -539,7 +666,7 @@ def _run(opts: argparse.Namespace, work: Path) -> int:
         shutil.rmtree(work / "registry", ignore_errors=True)
         commands.train(settings, model=SOURCE_MODEL)
         build_fleet(settings, models, days=opts.days, rows_per_day=opts.rows_per_day,
-                    jobs=opts.jobs)  # fmt: skip
+                    jobs=opts.jobs, distinct=opts.distinct)  # fmt: skip
         marker.touch()
         print(f"set-up took {time.perf_counter() - started:.0f} s", flush=True)
     else:  # a rerun in the same workdir starts from the simulated inputs alone
