@@ -25,7 +25,7 @@ class Lake(Storage):
     @classmethod
     def open(cls, uri: str) -> Lake:
         storage = Storage.from_uri(uri)
-        return cls(storage.fs, storage.root, storage.uri)
+        return cls(storage.fs, storage.root)
 
     # paths ---------------------------------------------------------------------------------
     def scored_dir(self, model: str, batch_date: date) -> str:

@@ -11,10 +11,10 @@ through botocore (the optional extra `driftline[s3]`, imported only here, only f
 - release: `DELETE` with `If-Match: <our ETag>`, so a run never deletes a lock that another run
   took over from it.
 
-The endpoint, scheme, region and keys come from the lake's own URI, as pyarrow reads them
-(`s3://bucket/prefix?endpoint_override=host:port&scheme=http&region=...`, `access_key`,
-`secret_key`, `session_token`), else from botocore's usual chain (the AWS environment variables,
-`~/.aws`, an instance role), as pyarrow's S3 does.
+The endpoint, scheme, region, CA file and keys are those pyarrow opened the lake with, from its
+URI (`s3://[KEY:SECRET@]bucket/prefix?endpoint_override=host:port&scheme=http&region=...`), else
+botocore's usual chain (the AWS environment variables, `~/.aws`, an instance role), as pyarrow's
+S3 does.
 
 Amazon S3 honours all three conditions (writes since 2024, deletes on general purpose buckets
 since 2025); other S3-compatible stores may ignore them (the write just happens) or refuse them.
@@ -33,7 +33,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pyarrow.fs as pafs
 
@@ -167,25 +166,29 @@ class _S3Options:
     secret_key: str | None
     session_token: str | None
     anonymous: bool
+    ca_file: str | None
 
 
-def _options(uri: str, fs: pafs.S3FileSystem) -> _S3Options:
-    """What pyarrow read from the URI, for botocore (the same query keys pyarrow accepts)."""
-    query = {k: v[-1] for k, v in parse_qs(urlsplit(uri).query).items()}
-    endpoint = query.get("endpoint_override")
-    scheme = query.get("scheme", "https")
+def _options(fs: pafs.S3FileSystem) -> _S3Options:
+    """The options pyarrow's S3 filesystem was opened with (from the URI's query and userinfo,
+    `s3://KEY:SECRET@bucket/prefix?endpoint_override=...&scheme=...&region=...`), for botocore;
+    pyarrow hands them out to pickle the filesystem."""
+    opened: dict[str, Any] = fs.__reduce__()[1][0]
+    endpoint = opened.get("endpoint_override") or None
     if endpoint and "://" not in endpoint:
-        endpoint = f"{scheme}://{endpoint}"
-    virtual = query.get("force_virtual_addressing", "").lower() in {"1", "true"}
+        endpoint = f"{opened.get('scheme') or 'https'}://{endpoint}"
     return _S3Options(
         endpoint_url=endpoint,
-        region=query.get("region") or fs.region or None,
+        region=opened.get("region") or fs.region or None,
         # pyarrow addresses buckets by path unless told otherwise; do the same
-        addressing="virtual" if virtual else ("path" if endpoint else "auto"),
-        access_key=query.get("access_key"),
-        secret_key=query.get("secret_key"),
-        session_token=query.get("session_token"),
-        anonymous=query.get("anonymous", "").lower() in {"1", "true"},
+        addressing="virtual"
+        if opened.get("force_virtual_addressing")
+        else ("path" if endpoint else "auto"),
+        access_key=opened.get("access_key") or None,
+        secret_key=opened.get("secret_key") or None,
+        session_token=opened.get("session_token") or None,
+        anonymous=bool(opened.get("anonymous")),
+        ca_file=opened.get("tls_ca_file_path") or None,
     )
 
 
@@ -211,6 +214,7 @@ def _client(options: _S3Options) -> Any:
         aws_access_key_id=options.access_key,
         aws_secret_access_key=options.secret_key,
         aws_session_token=options.session_token,
+        verify=options.ca_file,
         config=config,
     )
 
@@ -232,7 +236,7 @@ def conditional_store(
         import botocore  # noqa: F401
     except ImportError:
         return None, f"botocore is not installed ({INSTALL_HINT} adds it)"
-    options = _options(storage.uri or "", storage.fs)
+    options = _options(storage.fs)
     bucket = lock_dir.partition("/")[0]
     with _probing:
         key = (options.endpoint_url, bucket)

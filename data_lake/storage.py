@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,9 +26,6 @@ from core.files import TEMP_PREFIX, temp_name, write_atomically
 class Storage:
     fs: pafs.FileSystem
     root: str
-    # the URI it was opened from (its query may carry keys: never shown); the lake's lock reads
-    # the S3 endpoint, region and credentials from it (data_lake/s3_lock.py)
-    uri: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_uri(cls, uri: str) -> Storage:
@@ -38,8 +35,8 @@ class Storage:
         try:
             fs, root = pafs.FileSystem.from_uri(uri)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise InputError(f"cannot open {_without_query(uri)!r}: {exc}") from exc
-        return cls(fs, root.rstrip("/"), uri)
+            raise InputError(f"cannot open {_shown(uri)!r}: {exc}") from exc
+        return cls(fs, root.rstrip("/"))
 
     def uri_of(self, path: str) -> str:
         if isinstance(self.fs, pafs.LocalFileSystem):
@@ -153,9 +150,10 @@ class Storage:
         self._write_atomically(path, lambda out: out.write(payload), before_commit)
 
 
-def _without_query(uri: str) -> str:
-    """`uri` without its query, which may hold an access key or a secret."""
-    return uri.split("?", 1)[0]
+def _shown(uri: str) -> str:
+    """`uri` without the keys it may hold: `KEY:SECRET@` before the bucket, and its query."""
+    scheme, _, rest = uri.split("?", 1)[0].partition("://")
+    return f"{scheme}://{rest.rsplit('@', 1)[-1]}"
 
 
 def _decode_names(fields: list[pa.Field]) -> None:

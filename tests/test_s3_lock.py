@@ -93,6 +93,26 @@ def test_the_lock_is_created_once_refused_to_a_second_run_and_released(s3: S3Buc
     assert [k for k in s3.keys("") if ".probe-" in k] == [], "the probe object is removed"
 
 
+def test_keys_in_the_uri_reach_the_lock_and_are_never_shown(
+    s3: S3Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    secret = "uri-secret-0123"
+    lake = Lake.open(s3.uri("lake").replace("s3://", f"s3://uri-key:{secret}@"))
+    with lake.day_lock(MODEL, DAY, purpose="first") as held:
+        assert held.store is not None, "botocore signed with the URI's keys"
+        with (
+            pytest.raises(RunError) as refused,
+            lake.day_lock(MODEL, DAY, purpose="second", policy=LockPolicy(wait_seconds=0)),
+        ):
+            pass
+    assert str(refused.value).startswith(f"s3://{s3.name}/{LOCK_KEY} is held by first")
+    assert secret not in str(refused.value)
+
+
 def test_a_stale_lock_is_replaced_only_if_it_is_still_the_one_judged_stale(s3: S3Bucket) -> None:
     lake = lake_of(s3)
     s3.put(LOCK_KEY, stale_owner())
