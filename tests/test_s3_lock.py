@@ -74,6 +74,12 @@ def stale_owner(**changes: Any) -> bytes:
     return json.dumps(owner).encode()
 
 
+def test_the_s3_server_listens_on_loopback_only(s3: S3Bucket) -> None:
+    process = s3.server.process
+    sockets = procs.listening_sockets(procs.process_group(process.pid))
+    assert sockets == [f"127.0.0.1:{s3.server.port}"], sockets
+
+
 def test_the_lock_is_created_once_refused_to_a_second_run_and_released(s3: S3Bucket) -> None:
     lake = lake_of(s3)
     wait_none = LockPolicy(wait_seconds=0)
