@@ -147,6 +147,8 @@ def acquire(
         if held is not None:
             return held
         if holder is _AGAIN:
+            if store is not None:
+                time.sleep(0.05)  # e.g. 409: another conditional write of the key in flight
             continue
         if time.monotonic() >= deadline:
             held_by = holder.describe() if isinstance(holder, LockOwner) else "another run"

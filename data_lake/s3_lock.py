@@ -86,7 +86,8 @@ class ConditionalStore:
             )
         except self._client_error as exc:
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-            if status in answers:
+            code = exc.response.get("Error", {}).get("Code")
+            if status in answers and code != "NoSuchBucket":  # a missing bucket is no answer
                 return status, {"Error": exc.response.get("Error", {})}
             raise OSError(f"S3 {operation} of s3://{path}: {exc}") from exc
         except self._botocore_error as exc:
@@ -95,7 +96,9 @@ class ConditionalStore:
 
     def create(self, path: str, payload: bytes) -> str | None:
         """Write `path` only if no object has that key; its ETag, or None when one exists."""
-        status, response = self._call("put_object", path, Body=payload, IfNoneMatch="*")
+        status, response = self._call(
+            "put_object", path, answers=(409, 412), Body=payload, IfNoneMatch="*"
+        )
         return str(response["ETag"]) if status == 200 else None
 
     def replace(self, path: str, payload: bytes, etag: str) -> str | None:
@@ -134,7 +137,7 @@ class ConditionalStore:
         A store that cannot be reached raises OSError (nothing is concluded from that)."""
         path = f"{directory}/.probe-{uuid.uuid4().hex}"
         other_etag = '"0123456789abcdef0123456789abcdef"'
-        refused = (400, 403, 404, 405, 409, 412, 501)
+        refused = (400, 405, 409, 412, 501)  # 403 (no access) or 404 (no bucket): OSError
         checks = (
             ("a PUT with If-None-Match: * of a new key", "put_object",
              {"Body": b"probe", "IfNoneMatch": "*"}, 200),

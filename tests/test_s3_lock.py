@@ -119,6 +119,15 @@ def test_keys_in_the_uri_reach_the_lock_and_are_never_shown(
     assert secret not in str(refused.value)
 
 
+def test_a_bucket_that_is_not_there_fails_the_lock_naming_it(s3: S3Bucket) -> None:
+    lake = Lake.open(s3.uri("lake").replace(f"s3://{s3.name}/", "s3://no-such-bucket-here/"))
+    with (
+        pytest.raises(OSError, match=r"s3://no-such-bucket-here/lake/monitoring/.*NoSuchBucket"),
+        lake.day_lock(MODEL, DAY, purpose="t", policy=LockPolicy(wait_seconds=0)),
+    ):
+        pass
+
+
 def test_a_stale_lock_is_replaced_only_if_it_is_still_the_one_judged_stale(s3: S3Bucket) -> None:
     lake = lake_of(s3)
     s3.put(LOCK_KEY, stale_owner())
