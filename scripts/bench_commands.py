@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -61,23 +62,34 @@ def write_batch(lake: Lake, reference: pa.Table, day: date, rows: int, *, drop: 
     lake.write_table(f"{lake.labels_dir(MODEL, day + timedelta(days=1))}/labels.parquet", labelled)
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(argv: list[str], env: dict[str, str], repeats: int, expect: int) -> dict[str, object]:
-    runs = []
+    """Wall seconds of each run, and its CPU seconds (user + system of the command's process),
+    which other jobs on the machine change much less than the wall time."""
+    runs, cpu = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), children_cpu()
         done = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=REPO)
         runs.append(time.perf_counter() - started)
+        cpu.append(children_cpu() - cpu_started)
         if done.returncode != expect:
             raise SystemExit(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()}")
     lines = len((done.stdout + done.stderr).strip().splitlines())
     return {"median_seconds": round(statistics.median(runs), 2),
-            "seconds": [round(r, 2) for r in runs], "lines_printed": lines}  # fmt: skip
+            "seconds": [round(r, 2) for r in runs],
+            "median_cpu_seconds": round(statistics.median(cpu), 2),
+            "lines_printed": lines}  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="driftline-bench-") as tmp:
         root = Path(tmp)
         config = stack.StackConfig(
@@ -121,7 +133,8 @@ def main() -> None:
             }
         finally:
             stack.down(config.state_dir)
-    print(json.dumps({"cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0], **figures}))
+    load = {"load_average_1m_at_start": load_at_start, "load_average_1m": os.getloadavg()[0]}
+    print(json.dumps({"cpus": os.cpu_count(), **load, **figures}))
 
 
 if __name__ == "__main__":
