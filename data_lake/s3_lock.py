@@ -78,8 +78,8 @@ class ConditionalStore:
     ) -> tuple[int, dict[str, Any]]:
         """Run one request: (200, response), or (status, error) for a refusal whose status is in
         `answers` (412 the condition does not hold, 409 another conditional write of the key is
-        in flight, 404 no such key). Anything else (403, 5xx, no connection) is an OSError,
-        which the tasks retry and the run reports."""
+        in flight, 404 no such key). Anything else (403, no such bucket, 5xx, no connection) is
+        an OSError naming the object: the run fails with it as with any storage outage."""
         try:
             response = getattr(self.client, operation)(
                 Bucket=self.bucket, Key=self._key(path), **kwargs
