@@ -19,9 +19,9 @@ ENV UV_COMPILE_BYTECODE=1 \
 WORKDIR /app
 # Dependencies first, so code changes do not reinstall them.
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN uv sync --frozen --no-dev --extra s3 --no-install-project
 COPY . .
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-dev --extra s3
 
 # Run as the same uid as the Prometheus image (nobody), so backfilled blocks on the shared
 # volume stay deletable by Prometheus' compaction and retention.

@@ -20,7 +20,7 @@ install: .venv/.installed
 # bytecode is installed with the environment: no run compiles its imports (and machines that
 # set PYTHONDONTWRITEBYTECODE=1 never would)
 .venv/.installed: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
+	$(UV) sync --frozen --extra s3 --compile-bytecode --python $(PYTHON)
 	.venv/bin/python -m compileall -q $(PACKAGES)
 	touch $@
 
