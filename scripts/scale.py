@@ -340,9 +340,11 @@ DB_TABLES = ("flow_run", "flow_run_state", "task_run", "task_run_state", "log", 
 
 def database_figures(cluster: Cluster) -> dict[str, Any]:
     rows = {t: int(cluster.psql(f"SELECT count(*) FROM {t}")) for t in DB_TABLES}
+    table_bytes = {t: int(cluster.psql(f"SELECT pg_total_relation_size('{t}')")) for t in DB_TABLES}
     return {
         "size_bytes": int(cluster.psql("SELECT pg_database_size(current_database())")),
         "rows": rows,
+        "table_bytes": table_bytes,
         "sql_statements": int(
             cluster.psql("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements")
         ),
@@ -357,6 +359,7 @@ class Phase:
     model_days: int
     api_calls: Counter[str] = field(default_factory=Counter)
     sql_statements: int = 0
+    database_bytes: int = 0  # how much the Prefect database grew during the phase
 
     def line(self) -> str:
         per_minute = self.model_days / (self.seconds / 60) if self.seconds else 0.0
@@ -442,7 +445,7 @@ def run_phase(
     cluster: Cluster,
     timeout_seconds: float,
 ) -> tuple[Phase, list[Any]]:
-    statements_before = database_figures(cluster)["sql_statements"]
+    before = database_figures(cluster)
     api.read_phase()
     started = time.perf_counter()
     ids = [submit(*s) for s in submissions]
@@ -451,7 +454,9 @@ def run_phase(
     seconds = time.perf_counter() - started
     time.sleep(1)  # the last requests reach the log
     phase = Phase(name, seconds, len(ids), model_days, api.read_phase() - OBSERVER_REQUESTS)
-    phase.sql_statements = database_figures(cluster)["sql_statements"] - statements_before
+    after = database_figures(cluster)
+    phase.sql_statements = after["sql_statements"] - before["sql_statements"]
+    phase.database_bytes = after["size_bytes"] - before["size_bytes"]
     return phase, runs
 
 
@@ -761,6 +766,7 @@ def _run(opts: argparse.Namespace, work: Path) -> int:
                 else None,
                 "api_requests": sum(p.api_calls.values()),
                 "sql_statements": p.sql_statements,
+                "database_bytes": p.database_bytes,
                 "top_requests": p.api_calls.most_common(8),
             }
             for p in (deploy_phase, backfill_phase, nightly_phase)
@@ -803,7 +809,8 @@ def report(f: dict[str, Any]) -> str:
             f"{name:<9} {q['seconds']:>8.1f} s  {q['flow_runs']:>4} flow runs  "
             f"{q['model_days']:>5} model-days  "
             f"{(f'{rate:.1f} model-days/min') if rate else '':<22}"
-            f"{q['api_requests']:>7} API requests  {q['sql_statements']:>8} SQL statements"
+            f"{q['api_requests']:>7} API requests  {q['sql_statements']:>8} SQL statements  "
+            f"database +{_mb(q['database_bytes'])}"
         )
     lines += [
         f"total (servers up to verification): {f['seconds_total']:.0f} s; runs per worker: "
@@ -811,6 +818,7 @@ def report(f: dict[str, Any]) -> str:
         f"Prefect API requests (uvicorn access log): {f['api_requests_total']}; "
         f"SQL statements (pg_stat_statements, all phases and start-up): {db['sql_statements']}",
         f"Prefect database: {_mb(db['size_bytes'])}; rows {db['rows']}",
+        "  by table: " + ", ".join(f"{t} {_mb(n)}" for t, n in db["table_bytes"].items()),
         f"Prefect server RSS {_mb(f['prefect_server_rss_bytes'])}",
         f"Pushgateway: {f['pushgateway']['groups']} groups, "
         f"RSS {_mb(f['pushgateway']['rss_bytes'])}",
