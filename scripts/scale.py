@@ -1,14 +1,16 @@
 """Many models through a real Prefect server on PostgreSQL, run by process workers.
 
     .venv/bin/python scripts/scale.py [--models 4] [--days 5] [--workers 2] [--worker-limit 2]
-        [--rows-per-day 2000] [--verify 10] [--workdir DIR] [--json FILE]
+        [--rows-per-day 2000] [--verify 10] [--distinct 10] [--workdir DIR] [--json FILE]
+    .venv/bin/python scripts/scale.py --lake-requests [--days 30]
 
-The default is a quick check (4 models x 5 days, about 3 minutes on 2 cores); docs/scaling.md
-records `--models 100 --days 30`. What it does:
+The default is a quick check (4 models x 5 days, 2-3 minutes on 2 cores); docs/scaling.md
+records `--models 100 --days 30` (32 minutes here). What it does:
 
 1. Set-up (not timed): trains the diamonds model once, registers it under `--models` names
-   (gem-0000, gem-0001, ...: the same files, a version of their own), and simulates each
-   model's `--days` daily batches with its own seed.
+   (gem-0000, gem-0001, ...: the same files, a version of their own), and simulates `--days`
+   daily batches for the first `--distinct` models with their own seeds; the others get copies
+   of those files in partitions of their own (simulating each took about 20 s here).
 2. Starts a private PostgreSQL (tests/postgres.py, durable settings, pg_stat_statements), a
    Prefect server on it with its HTTP access log on, a Pushgateway, and a Prometheus scraping
    the Pushgateway (infra/prometheus/prometheus.yml rendered for loopback, as `driftline stack
@@ -28,6 +30,10 @@ It prints model-days per minute, Prefect API calls (HTTP requests in the server'
 log, and the SQL statements pg_stat_statements counted), the Prefect database's size and rows,
 the Pushgateway's groups and RSS, and Prometheus' series and RSS after the backfill and after the
 push. Every process it starts is stopped by its pid.
+
+`--lake-requests` instead counts the S3 requests of one `driftline monitor --no-push` and one
+`driftline backfill` of the days before it, for one model whose lake and registry are on a
+local S3 (moto, in this process, counting every request it answers).
 """
 
 from __future__ import annotations
