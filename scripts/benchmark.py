@@ -39,9 +39,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# imported on first use in a run (scipy by tasks/drift.py, pandas by pyarrow); once per process,
+# so not timed as compute here (scripts/bench_commands.py times whole processes)
+import pandas  # noqa: F401
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import scipy.stats  # noqa: F401
 
 from core.settings import DriftRule, load_settings
 from data_lake.lake import Lake
