@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -148,14 +149,27 @@ def day_lock(settings: Settings, model: str, batch_date: date) -> Iterator[None]
         logger.warning("took over the lock of %s: %s", held_by, reason)
 
     lake = Lake.open(settings.data_lake_uri)
-    with lake.day_lock(
-        model,
-        batch_date,
-        purpose=f"monitor {model} {batch_date}",
-        policy=policy,
-        on_wait=waiting,
-        on_takeover=taken_over,
-    ):
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(
+                lake.day_lock(
+                    model,
+                    batch_date,
+                    purpose=f"monitor {model} {batch_date}",
+                    policy=policy,
+                    on_wait=waiting,
+                    on_takeover=taken_over,
+                )
+            )
+        except OSError as exc:
+            if is_no_space(exc):
+                raise  # io_failures_reported names the disk
+            # taken in the flow, outside the retried tasks: one attempt, said as such
+            raise RunError(
+                f"monitor {model} {batch_date}: the day's lock in the data lake could not be "
+                f"taken ({exc}); nothing new was written or pushed for this day; run it again "
+                "once the lake answers"
+            ) from exc
         yield
 
 
