@@ -738,6 +738,7 @@ def _reason(error: str) -> str:
         ("no space left", "disk full"),
         ("no scored batch", "batch not there"),
         ("kept failing", "lake unreachable through the retries"),
+        ("lock in the data lake could not be taken", "lake unreachable at the day's lock"),
     ):
         if needle in error:
             return name
