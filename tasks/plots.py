@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import io
 import math
+import sys
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -80,11 +82,34 @@ def named_color(name: str | None, default: str = TEXT) -> str:
 DRAWING = threading.Lock()
 
 
+def _import_figure() -> None:
+    """Import `matplotlib.figure` without the 3-D toolkit.
+
+    `matplotlib.projections` imports `mpl_toolkits.mplot3d` only to register the '3d'
+    projection, which no driftline picture uses; it is a fifth of the import (about 0.06 s of
+    the nightly run's pictures). The toolkit stays importable: it is only kept out while the
+    figure module loads, and matplotlib's warning about it is expected here.
+    """
+    if "matplotlib.figure" in sys.modules:
+        return
+    blocked = "mpl_toolkits.mplot3d" not in sys.modules
+    if blocked:
+        sys.modules["mpl_toolkits.mplot3d"] = None  # type: ignore[assignment]
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Unable to import Axes3D")
+            import matplotlib.figure  # noqa: F401
+    finally:
+        if blocked:
+            del sys.modules["mpl_toolkits.mplot3d"]
+
+
 def figure(width_px: float, height_px: float, dpi: int = 100) -> Figure:
     """A white Agg figure of this size in pixels (matplotlib imported here, not at start-up)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
+    _import_figure()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
