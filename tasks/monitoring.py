@@ -41,7 +41,7 @@ class ModelContext:
     card: ModelCard
     profile: ReferenceProfile
     # called once, by the estimate step: unpickling the estimator imports scikit-learn (about
-    # a second), which a run that stops at its batch never needs
+    # half a second), which a run that stops at its batch never needs
     load_estimator: Callable[[], LossEstimator | None] = _no_estimator
 
     @functools.cached_property
