@@ -143,16 +143,36 @@ def _from_cache(
 def load_loss_estimator(registry: Registry, card: ModelCard) -> LossEstimator | None:
     """The version's stored estimator (hash-checked before unpickling), or one fitted from its
     reference and cached; None when the version has too few labelled reference rows."""
+    return loss_estimator_loader(registry, card)()
+
+
+def loss_estimator_loader(
+    registry: Registry, card: ModelCard
+) -> Callable[[], LossEstimator | None]:
+    """`load_loss_estimator` in two halves: the stored estimator is read and its sha256 checked
+    against the card now (a tampered file is refused here), and unpickled when the returned
+    function is first called (unpickling imports scikit-learn). A version without a stored
+    estimator is looked up in the cache, or fitted, on that call."""
     entry = card.extra.get(EXTRA_KEY)
     if LOSS_ESTIMATOR_FILE in card.sha256 or (isinstance(entry, dict) and "file" in entry):
         source = f"{card.name} {card.version} {LOSS_ESTIMATOR_FILE}"
         accuracy = _registered_accuracy(card, source)
-        # refused before unpickling unless its sha256 matches the card
-        return _unpacked(
-            lambda: registry.load_joblib(card, LOSS_ESTIMATOR_FILE), card, accuracy, source=source
+        payload = registry.read_verified(card, LOSS_ESTIMATOR_FILE)
+        expected = card.sha256[LOSS_ESTIMATOR_FILE]
+        return lambda: _unpacked(
+            lambda: load_joblib_checked(payload, expected, source=source),
+            card,
+            accuracy,
+            source=source,
         )
     if entry is not None:
-        return None  # registered without one: too few labelled rows
+        return lambda: None  # registered without one: too few labelled rows
+    return lambda: _cached_or_fitted(registry, card)
+
+
+def _cached_or_fitted(registry: Registry, card: ModelCard) -> LossEstimator | None:
+    """The estimator of a version registered before estimates existed: from the cache, or
+    fitted from its reference and cached."""
     storage = registry.storage
     base = f"{storage.root}/{_CACHE_DIR}/{_cache_key(card)}"
     cached = _from_cache(

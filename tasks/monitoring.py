@@ -18,11 +18,12 @@ from data_lake.lake import Lake
 from model_registry.registry import ModelCard, Registry
 from tasks.drift_report import DriftOutcome, drift_report
 from tasks.estimate import (
+    LOSS_ESTIMATOR_FILE,
     LossEstimator,
     PerformanceEstimate,
     estimate_performance,
 )
-from tasks.estimator_store import load_loss_estimator
+from tasks.estimator_store import loss_estimator_loader
 from tasks.performance import PerformanceOutcome, Window, as_of, window_start
 from tasks.profile import PROFILE_FILE, ReferenceProfile, load_profile
 from tasks.results import MonitoringResult
@@ -54,12 +55,10 @@ def load_model_context(registry: Registry, model: str, version: str = "productio
     """The card and the reference profile, once every file of the version matches its card:
     the model file is not needed to monitor, but a tampered one stops the run all the same."""
     card = registry.card(model, version)
-    # the profile is checked as it is read; the loss estimator now, and again when the
-    # estimate step reads it to unpickle it
-    registry.verify(card, besides=(PROFILE_FILE,))
-    return ModelContext(
-        card, load_profile(registry, card), functools.partial(load_loss_estimator, registry, card)
-    )
+    # the profile and the loss estimator are checked as they are read (the estimator here,
+    # unpickled later by the estimate step)
+    registry.verify(card, besides=(PROFILE_FILE, LOSS_ESTIMATOR_FILE))
+    return ModelContext(card, load_profile(registry, card), loss_estimator_loader(registry, card))
 
 
 def read_batch(lake: Lake, card: ModelCard, batch_date: date) -> ValidatedBatch:
