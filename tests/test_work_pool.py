@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from scripts.scale import (
 from tasks.metrics import day_start_seconds
 from tests import procs
 from tests.postgres import postgres, prefect_server
+from tests.pushgateway_recorder import serving
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("gem-a", "gem-b", "gem-c")
@@ -108,15 +109,8 @@ def recorded(upstream: str) -> Iterator[Pushes]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    pushes.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as pushes.url:
         yield pushes
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _no_overlap(runs: list[Any]) -> bool:
