@@ -318,7 +318,13 @@ def _flow_environment() -> None:
     api_url = stack.prefect_api_url()
     if api_url and not os.environ.get("PREFECT_API_URL"):
         os.environ["PREFECT_API_URL"] = api_url
+    imported = "prefect.context" in sys.modules  # in the stack's runner, before this command
     from prefect import flow  # noqa: F401  (sets up Prefect's logging: its console handler)
+
+    if imported:  # Prefect read its settings from the runner's environment: this one's instead
+        from prefect.context import refresh_global_settings_context
+
+        refresh_global_settings_context()
 
     # Prefect's account of a failure (traceback, Failed states) stays in its API log, where
     # the UI shows it; the terminal gets the one line `main` prints instead
@@ -393,23 +399,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> NoReturn:
-    """The `driftline` command: `main`, then leave without the interpreter's teardown.
+    """The `driftline` command: in the stack's warm runner when it serves the command (see
+    `driftline.runner`), else `main` here; then leave without the interpreter's teardown."""
+    code = _in_runner(sys.argv[1:])
+    if code is None:
+        code = main()
+    finish()
+    os._exit(code)
 
-    Python's exit would join threads and drain Prefect's log and event workers (done here
-    too), run the atexit handlers (done here too), and then free every module and object one by
-    one: about 0.9 s after a flow run (Prefect, pandas, scipy, matplotlib) for memory the OS
-    takes back at once.
-    """
-    code = main()
+
+def _in_runner(argv: list[str]) -> int | None:
+    """The exit status of the command as the local stack's runner ran it, or None when it is
+    not one the runner serves, or no runner is up, or it declined."""
+    if "-h" in argv or "--help" in argv:
+        return None
+    try:
+        args = build_parser().parse_args(argv)
+    except DriftlineError:
+        return None  # usage errors are told by `main`
+    if args.command not in ("monitor", "backfill"):
+        return None
+    from core.settings import stack_dir
+    from driftline import runner
+
+    return runner.call(argv, runner.socket_path(stack_dir()))
+
+
+def finish() -> None:
+    """What Python's exit does before it frees every module and object one by one: join the
+    threads (Prefect's log and event workers drain), run the atexit handlers, flush. Freeing
+    takes about 0.9 s after a flow run (Prefect, pandas, scipy, matplotlib) for memory the OS
+    takes back at once, so the callers leave with os._exit after this."""
     shutdown = getattr(threading, "_shutdown", None)  # what Python's own exit runs first
-    if shutdown is None:
-        sys.exit(code)
-    shutdown()
+    if shutdown is not None:
+        shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # a closed pipe: nothing left to tell it
             stream.flush()
-    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from driftline import stack
+from driftline import runner, stack
 from driftline.stack.alerts import main as alerts_main
 from driftline.stack.receiver import read_notifications
-from tests.conftest import run_cli
-from tests.procs import free_port
+from tests.conftest import REPO, run_cli, simulated_world
+from tests.procs import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -108,6 +111,8 @@ def test_an_unknown_model_is_one_line_on_the_terminal_and_a_failed_run_in_prefec
     assert done.stderr.count("\n") == 1 and "model 'nope' has no version" in done.stderr
     printed = (done.stdout + done.stderr).strip().splitlines()
     assert len(printed) <= 3, printed
+    # told as the runner ran it, the stack being up
+    assert served(local, "monitor --model nope --date 2026-03-01")[-1].split(": exit ")[1][0] == "2"
     request = urllib.request.Request(
         f"{local.url('prefect')}/api/flow_runs/filter",
         data=json.dumps({"flow_runs": {"name": {"any_": ["monitor-nope-2026-03-01"]}}}).encode(),
@@ -127,6 +132,139 @@ def test_an_unknown_model_is_one_line_on_the_terminal_and_a_failed_run_in_prefec
     with urllib.request.urlopen(request, timeout=10) as response:
         logs = [entry["message"] for entry in json.load(response)]
     assert any("Traceback" in m and "model 'nope' has no version" in m for m in logs), logs
+
+
+# --- the warm runner: monitor and backfill in a process that has imported everything -----------
+
+DAY = date(2026, 3, 1)
+
+
+def runner_log(config: stack.StackConfig) -> list[str]:
+    return (config.state_dir / "runner.log").read_text().splitlines()
+
+
+def served(config: stack.StackConfig, command: str) -> list[str]:
+    """The runner's log lines for the commands it ran: "pid N: driftline COMMAND: exit S in T s"."""
+    return [line for line in runner_log(config) if f": driftline {command}: exit " in line]
+
+
+def runner_ready(config: stack.StackConfig) -> int:
+    """The runner's pid once it answers again (after a restart it imports everything anew)."""
+    return wait_for(
+        lambda: runner.ping(runner.socket_path(config.state_dir)),
+        timeout_seconds=120,
+        what="the runner to answer",
+    )
+
+
+@pytest.fixture
+def world(tmp_path: Path, diamonds_registry: Path) -> dict[str, str]:
+    root = simulated_world(tmp_path, diamonds_registry, start=DAY, days=3, rows_per_day=500, seed=3)
+    return {"DATA_LAKE_URI": str(root / "lake"), "MODEL_REGISTRY_URI": str(root / "registry")}
+
+
+def test_the_runner_runs_monitor_as_the_command_itself_would(
+    local: stack.StackConfig, world: dict[str, str], tmp_path: Path
+) -> None:
+    cold_lake = tmp_path / "cold-lake"
+    subprocess.run(["cp", "-a", world["DATA_LAKE_URI"], str(cold_lake)], check=True)
+    args = ("monitor", "--date", str(DAY), "--no-push")
+    warm = run_stack_cli(*args, config=local, **world)
+    cold = run_stack_cli(
+        *args, config=local, **{**world, "DATA_LAKE_URI": str(cold_lake), "DRIFTLINE_RUNNER": "off"}
+    )
+    assert warm.returncode == cold.returncode == 0, warm.stderr + cold.stderr
+    summary = f"diamonds-price {DAY}: 500 rows, drifted: "
+    assert warm.stdout.strip().splitlines()[-1] == cold.stdout.strip().splitlines()[-1]
+    assert warm.stdout.strip().splitlines()[-1].startswith(summary)
+    # the caller's environment reached the run: its lake, not the runner's
+    result = f"monitoring/model=diamonds-price/batch_date={DAY}/result.json"
+    warm_result = json.loads((Path(world["DATA_LAKE_URI"]) / result).read_text())
+    cold_result = json.loads((cold_lake / result).read_text())
+    assert warm_result == cold_result
+    assert len(served(local, " ".join(args))) == 1  # served by the runner, once: the warm run
+
+
+def test_the_runner_passes_on_exit_status_and_the_one_line_error(
+    local: stack.StackConfig, world: dict[str, str]
+) -> None:
+    done = run_stack_cli("monitor", "--date", "2026-03-09", config=local, **world)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "2026-03-09" in done.stderr, done.stderr
+    assert served(local, "monitor --date 2026-03-09")[-1].split(": exit ")[1].startswith("1 in")
+
+
+def test_the_runner_declines_a_caller_whose_python_settings_differ(
+    local: stack.StackConfig, world: dict[str, str]
+) -> None:
+    done = run_stack_cli(
+        "monitor", "--date", str(DAY), "--no-push", config=local, PYTHONHASHSEED="7", **world
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"diamonds-price {DAY}: 500 rows" in done.stdout
+    assert any("declined" in line and "PYTHONHASHSEED" in line for line in runner_log(local)), (
+        runner_log(local)
+    )
+
+
+def test_the_runner_restarts_when_the_code_changes(
+    local: stack.StackConfig, world: dict[str, str]
+) -> None:
+    """A `git pull` between two runs: the runner's imports are stale. It declines (the command
+    runs itself, with the new code) and restarts, keeping its pid; the next run is served."""
+    pid = runner_ready(local)
+    module = REPO / "tasks" / "numbers.py"  # imported by every run
+    before = module.stat()
+    args = ("monitor", "--date", str(DAY), "--no-push")
+    try:
+        os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+        done = run_stack_cli(*args, config=local, **world)
+        assert done.returncode == 0, done.stderr
+        assert any(f"{module} changed" in line for line in runner_log(local))
+    finally:
+        os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns))
+    # restored: changed again for the restarted runner, which declines and restarts once more
+    runner_ready(local)
+    run_stack_cli(*args, config=local, **world)
+    assert runner_ready(local) == pid
+    runs = len(served(local, " ".join(args)))
+    done = run_stack_cli(*args, config=local, **world)
+    assert done.returncode == 0, done.stderr
+    assert len(served(local, " ".join(args))) == runs + 1
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_ctrl_c_stops_the_command_the_runner_runs(
+    local: stack.StackConfig, diamonds_registry: Path, tmp_path: Path
+) -> None:
+    pid = runner_ready(local)
+    root = simulated_world(tmp_path, diamonds_registry, start=DAY, days=20, rows_per_day=500,
+                           seed=4)  # fmt: skip
+    env = {**os.environ, "DATA_LAKE_URI": str(root / "lake"), "DRIFTLINE_STACK_DIR":
+           str(local.state_dir), "MODEL_REGISTRY_URI": str(root / "registry")}  # fmt: skip
+    argv = [sys.executable, "-m", "driftline", "backfill", "--start", str(DAY), "--end",
+            "2026-03-20", "--openmetrics", str(tmp_path / "history.om")]  # fmt: skip
+    with subprocess.Popen(
+        argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as caller:
+        (child,) = wait_for(
+            lambda: children(pid), timeout_seconds=60, what="the runner's child", interval=0.05
+        )
+        caller.send_signal(signal.SIGINT)
+        _, stderr = caller.communicate(timeout=120)
+    assert caller.returncode == 130, stderr
+    assert not Path(f"/proc/{child}").exists()
+    assert served(local, " ".join(argv[3:]))[-1].split(": exit ")[1].startswith("130 in")
 
 
 def test_down_stops_every_process_of_the_stack(local: stack.StackConfig) -> None:

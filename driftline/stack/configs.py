@@ -16,14 +16,15 @@ import yaml
 from core.files import write_bytes_atomically
 from core.settings import REPO_ROOT, stack_dir
 
-Component = Literal["receiver", "pushgateway", "alertmanager", "prometheus", "prefect"]
+Component = Literal["receiver", "pushgateway", "alertmanager", "prometheus", "prefect", "runner"]
 
 # The monitoring services, in start order: Prometheus last, so its first scrape and first alert
 # delivery find the others up.
 COMPONENTS: tuple[Component, ...] = ("pushgateway", "alertmanager", "prometheus")
-# `driftline stack up`: those, the receiver of Alertmanager's notifications before them, and
-# the Prefect server (UI and API) whose runs every command records while it is up.
-LOCAL_STACK: tuple[Component, ...] = ("receiver", *COMPONENTS, "prefect")
+# `driftline stack up`: those, the receiver of Alertmanager's notifications before them, the
+# Prefect server (UI and API) whose runs every command records while it is up, and the warm
+# runner that serves `monitor` and `backfill` with their imports done (driftline.runner).
+LOCAL_STACK: tuple[Component, ...] = ("receiver", *COMPONENTS, "prefect", "runner")
 
 # Debian's binary names; the Debian packages are named the same.
 BINARIES: Mapping[Component, str] = {
@@ -32,6 +33,7 @@ BINARIES: Mapping[Component, str] = {
     "alertmanager": "prometheus-alertmanager",
 }
 RECEIVER_RECORD = "alerts.jsonl"
+RUNNER_SOCKET = "runner.sock"  # driftline.runner.SOCKET_NAME, without importing it
 
 INFRA_DIR = REPO_ROOT / "infra"
 STATE_FILE = "stack.json"
@@ -95,15 +97,20 @@ class StackConfig:
             "alertmanager": self.alertmanager_port,
             "receiver": self.receiver_port,
             "prefect": self.prefect_port,
+            "runner": 0,  # a Unix socket in the state dir
         }[component]
 
     def url(self, component: Component) -> str:
-        """Return the base URL of a component."""
+        """Return the base URL of a component (the runner's: its Unix socket)."""
+        if component == "runner":
+            return f"unix:{self.state_dir / RUNNER_SOCKET}"
         return f"http://127.0.0.1:{self.port(component)}"
 
 
 def ready_url(component: Component, base_url: str) -> str:
-    """Where a component answers 200 once it serves."""
+    """Where a component answers 200 once it serves (the runner: its socket answers a ping)."""
+    if component == "runner":
+        return base_url
     return f"{base_url}/api/health" if component == "prefect" else f"{base_url}/-/ready"
 
 
@@ -256,6 +263,13 @@ def command_line(component: Component, config: StackConfig, rendered: RenderedCo
             f"--port={config.port(component)}",
             f"--record={record}",
         ]
+    if component == "runner":
+        return [
+            sys.executable,
+            "-m",
+            "driftline.runner",
+            f"--socket={config.state_dir / RUNNER_SOCKET}",
+        ]
     if component == "prefect":
         # from the project's own environment, its database under the state dir (environment)
         return [
@@ -324,8 +338,9 @@ def is_ours(
     if component == "prefect":
         home = (environ or {}).get("PREFECT_HOME")
         return "prefect" in argv and home == str(prefect_home(state_dir))
-    if component == "receiver":
-        return "driftline.stack.receiver" in argv and str(state_dir) in " ".join(argv)
+    if component in ("receiver", "runner"):
+        module = "driftline.stack.receiver" if component == "receiver" else "driftline.runner"
+        return module in argv and str(state_dir) in " ".join(argv)
     return Path(argv[0]).name == BINARIES[component] and str(state_dir) in " ".join(argv)
 
 

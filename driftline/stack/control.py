@@ -120,7 +120,7 @@ def format_status(statuses: list[ComponentStatus]) -> str:
 
 def _start(component: Component, config: StackConfig, rendered: RenderedConfigs) -> int:
     port = config.port(component)
-    if not _port_is_free(port):
+    if component != "runner" and not _port_is_free(port):
         raise StackError(
             f"127.0.0.1:{port} is already in use, so the local {component} cannot listen there; "
             f"stop whatever holds it or choose another port"
@@ -211,6 +211,10 @@ def _signal(pid: int, signum: int) -> None:
 
 
 def _is_ready(component: Component, url: str) -> bool:
+    if component == "runner":
+        from driftline import runner
+
+        return runner.ping(Path(url.removeprefix("unix:"))) is not None
     try:
         with urllib.request.urlopen(ready_url(component, url), timeout=1.0) as response:
             return bool(response.status == 200)
