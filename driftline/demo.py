@@ -63,6 +63,8 @@ def demo(
         f"{config.url('alertmanager')}\n"
         f"  Pushgateway       {config.url('pushgateway')}\n"
         f"  Grafana           `docker compose up` on a machine with Docker (see README)\n"
+        f"  run it again      {hints.command('monitor')}  (yesterday's batch, in a second or "
+        "two: the stack's warm runner has its imports done)\n"
         f"  stop the stack    {hints.command('stack down')}"
     )
 

@@ -1,12 +1,15 @@
-"""Time driftline's commands as a user runs them: whole processes, the stack's Prefect server up.
+"""Time driftline's commands as a user runs them: whole processes, the stack up.
 
-Starts a private Pushgateway and Prefect server on free loopback ports (state in a temporary
-directory), trains the diamonds model into a private registry, writes a 1,000-row and a
-1,000,000-row batch (rows drawn from the reference, 80 % labelled the next day) and a batch that
-lacks a feature column, then runs each command `--repeats` times in a fresh process and prints
-one line of JSON: the median and every run's wall seconds. The bars (issue "The operator's day"):
+Starts a private Pushgateway, Prefect server and warm runner (driftline.runner) on free loopback
+ports and a socket in a temporary state directory, trains the diamonds model into a private
+registry, writes a 1,000-row and a 1,000,000-row batch (rows drawn from the reference, 80 %
+labelled the next day) and a batch that lacks a feature column, then runs each command
+`--repeats` times in a fresh process and prints one line of JSON: the median and every run's
+wall seconds, and the CPU seconds of the command's own process (a command the runner serves
+runs in the runner's child: its CPU is not counted there). The bars (issue "The operator's day"):
 --help within 1 s, monitor within 3 s at 1k rows and 5 s at 1M rows, and an unknown model, a
-missing batch or bad input exiting within 3 s.
+missing batch or bad input exiting within 3 s. The `*_runner_off` cases run the same commands
+with DRIFTLINE_RUNNER=off: each process imports everything itself, as without the stack's runner.
 
     .venv/bin/python scripts/bench_commands.py [--repeats 3]
 """
@@ -90,13 +93,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     load_at_start = os.getloadavg()[0]
+    os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # as users' machines run (the stack's runner too)
     with tempfile.TemporaryDirectory(prefix="driftline-bench-") as tmp:
         root = Path(tmp)
         config = stack.StackConfig(
             state_dir=root / "stack",
             pushgateway_port=free_port(),
             prefect_port=free_port(),
-            components=("pushgateway", "prefect"),
+            components=("pushgateway", "prefect", "runner"),
         )
         stack.up(config, timeout_seconds=120)
         try:
@@ -107,7 +111,7 @@ def main() -> None:
                 "DRIFTLINE_CACHE_DIR": str(root / "cache"),
                 "PUSHGATEWAY_URL": config.url("pushgateway"),
                 "PREFECT_API_URL": f"{config.url('prefect')}/api",
-                "PYTHONDONTWRITEBYTECODE": "1",
+                "DRIFTLINE_STACK_DIR": str(config.state_dir),
             }
             settings = load_settings(env)
             commands.train(settings, model=MODEL)
@@ -125,12 +129,16 @@ def main() -> None:
                 "missing_batch": ([driftline, "monitor", "--date", str(MISSING)], 1),
                 "bad_input": ([driftline, "monitor", "--date", str(BAD)], 2),
             }
+            off = {**env, "DRIFTLINE_RUNNER": "off"}
             # one warm-up: the first run hashes the registry and fills the OS page cache
             subprocess.run(cases["monitor_1k_rows"][0], env=env, capture_output=True, cwd=REPO)
             figures = {
                 name: timed(argv, env, args.repeats, expect)
                 for name, (argv, expect) in cases.items()
             }
+            for name in ("monitor_1k_rows", "monitor_1m_rows", "unknown_model"):
+                argv, expect = cases[name]
+                figures[f"{name}_runner_off"] = timed(argv, off, args.repeats, expect)
         finally:
             stack.down(config.state_dir)
     load = {"load_average_1m_at_start": load_at_start, "load_average_1m": os.getloadavg()[0]}
