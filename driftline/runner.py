@@ -31,7 +31,7 @@ import struct
 import sys
 import sysconfig
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -44,7 +44,7 @@ COMMANDS = frozenset({"monitor", "backfill"})
 # read once, when the interpreter or Prefect's logging starts: a caller that sets them otherwise
 # runs the command itself
 IMPORT_TIME_PREFIXES = ("PYTHON", "PREFECT_LOGGING_")
-IMPORT_TIME_EXEMPT = frozenset({"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"})
+IMPORT_TIME_EXEMPT = frozenset({"PYTHONDONTWRITEBYTECODE"})
 # what a monitor or backfill run imports, found by listing sys.modules after a run: every module
 # a run would import itself costs it that import (flows.* bring Prefect and the tasks)
 PRELOAD = (
@@ -75,6 +75,7 @@ PRELOAD = (
     "matplotlib.backends.backend_svg",
 )
 _MAX_MESSAGE = 1 << 20
+_ANSWER_SECONDS = 30.0
 
 
 class RunnerRefused(Exception):
@@ -101,14 +102,18 @@ def call(argv: Sequence[str], path: Path, env: Mapping[str, str] | None = None) 
         return None
     child = _Forwarder()
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock, child:
+        # a runner answers in milliseconds; one that does not within this is wedged
+        sock.settimeout(_ANSWER_SECONDS)
         try:
-            sock.connect(str(path))
+            with _address(path) as address:
+                sock.connect(address)
             reply = _request(sock, _request_of(argv, env))
         except (OSError, ValueError):
             reply = {}  # no runner, or one that went away before it took the command
         if "pid" not in reply:
             return 128 + child.received[0] if child.received else None
         child.found(int(reply["pid"]))
+        sock.settimeout(None)  # the command takes as long as it takes
         try:
             reply = _receive(sock)
         except (OSError, ValueError):
@@ -161,6 +166,20 @@ class _Forwarder:
             os.kill(self.pid, signum)
 
 
+@contextlib.contextmanager
+def _address(path: Path) -> Iterator[str]:
+    """The socket's address: its path, or when that is longer than a Unix socket address may be
+    (108 bytes), the same file reached through an open descriptor of its directory."""
+    if len(os.fsencode(path)) < 100:
+        yield str(path)
+        return
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{directory}/{path.name}"
+    finally:
+        os.close(directory)
+
+
 def _request_of(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, Any]:
     umask = os.umask(0)
     os.umask(umask)
@@ -205,7 +224,8 @@ def ping(path: Path, timeout_seconds: float = 1.0) -> int | None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
         sock.settimeout(timeout_seconds)
         try:
-            sock.connect(str(path))
+            with _address(path) as address:
+                sock.connect(address)
             sock.send(json.dumps({"ping": True}).encode())
             reply = _receive(sock)
         except (OSError, ValueError):
@@ -235,7 +255,8 @@ def serve(path: Path) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     umask = os.umask(0o177)  # the socket: its owner only
     try:
-        listener.bind(str(path))
+        with _address(path) as address:
+            listener.bind(address)
     finally:
         os.umask(umask)
     listener.listen(16)
@@ -245,7 +266,7 @@ def serve(path: Path) -> None:
         with connection:
             try:
                 _serve_one(listener, connection, fingerprint, environment)
-            except (OSError, ValueError) as error:
+            except Exception as error:  # one bad request never takes the runner down
                 _log(f"a request failed: {type(error).__name__}: {error}")
 
 
@@ -329,6 +350,7 @@ def _child(
             os.dup2(fd, target)
         for fd in fds:
             os.close(fd)
+        sys.stdout.reconfigure(line_buffering=sys.stdout.isatty())  # type: ignore[union-attr]
         os.chdir(request["cwd"])
         os.umask(int(request["umask"]))
         os.environ.clear()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -244,6 +245,19 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def test_a_bad_request_does_not_stop_the_runner(local: stack.StackConfig) -> None:
+    pid = runner_ready(local)
+    for garbage in (b"not json", b"{}", b'{"argv": ["monitor"]}'):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
+            sock.settimeout(10)
+            sock.connect(str(runner.socket_path(local.state_dir)))
+            sock.send(garbage)
+            reply = sock.recv(1 << 16)
+            assert reply == b"" or set(json.loads(reply)) == {"refused"}, reply
+    assert runner.ping(runner.socket_path(local.state_dir)) == pid
+    assert "a request failed" in "\n".join(runner_log(local))
+
+
 def test_ctrl_c_stops_the_command_the_runner_runs(
     local: stack.StackConfig, diamonds_registry: Path, tmp_path: Path
 ) -> None:
@@ -265,6 +279,29 @@ def test_ctrl_c_stops_the_command_the_runner_runs(
     assert caller.returncode == 130, stderr
     assert not Path(f"/proc/{child}").exists()
     assert served(local, " ".join(argv[3:]))[-1].split(": exit ")[1].startswith("130 in")
+
+
+def test_a_command_whose_process_is_killed_says_so(
+    local: stack.StackConfig, diamonds_registry: Path, tmp_path: Path
+) -> None:
+    pid = runner_ready(local)
+    root = simulated_world(tmp_path, diamonds_registry, start=DAY, days=20, rows_per_day=500,
+                           seed=5)  # fmt: skip
+    env = {**os.environ, "DATA_LAKE_URI": str(root / "lake"), "DRIFTLINE_STACK_DIR":
+           str(local.state_dir), "MODEL_REGISTRY_URI": str(root / "registry")}  # fmt: skip
+    argv = [sys.executable, "-m", "driftline", "backfill", "--start", str(DAY), "--end",
+            "2026-03-20", "--openmetrics", str(tmp_path / "history.om")]  # fmt: skip
+    with subprocess.Popen(
+        argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as caller:
+        (child,) = wait_for(
+            lambda: children(pid), timeout_seconds=60, what="the runner's child", interval=0.05
+        )
+        os.kill(child, signal.SIGKILL)
+        _, stderr = caller.communicate(timeout=120)
+    assert caller.returncode == 1
+    assert f"runner process {child} ended without an exit status" in stderr, stderr
+    assert runner.ping(runner.socket_path(local.state_dir)) == pid
 
 
 def test_down_stops_every_process_of_the_stack(local: stack.StackConfig) -> None:

@@ -104,3 +104,23 @@ def test_only_runs_of_monitor_and_backfill_go_to_the_runner(
 ) -> None:
     assert cli._in_runner(argv) is None
     assert capsys.readouterr() == ("", "")
+
+
+def test_a_socket_deep_in_the_file_system_is_reached(tmp_path: Path) -> None:
+    """A state dir whose socket path is longer than a Unix socket address may be."""
+    deep = tmp_path.joinpath(*["a-long-directory-name"] * 6)
+    deep.mkdir(parents=True)
+    path = deep / runner.SOCKET_NAME
+    assert len(str(path)) > 108
+    with (
+        runner._address(path) as address,
+        socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as listener,
+    ):
+        listener.bind(address)
+        listener.listen(1)
+        assert path.exists()
+        with (
+            runner._address(path) as address,
+            socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as caller,
+        ):
+            caller.connect(address)
