@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="run the Prefect deployments on their schedules (02:00 UTC)")
 
     p = sub.add_parser(
-        "stack", help="local Prometheus, Pushgateway, Alertmanager and Prefect server"
+        "stack",
+        help="local Prometheus, Pushgateway, Alertmanager, Prefect server and warm runner",
     )
     p.add_argument("action", choices=["up", "down", "status"])
 
