@@ -418,10 +418,11 @@ def _in_runner(argv: list[str]) -> int | None:
         args = build_parser().parse_args(argv)
     except DriftlineError:
         return None  # usage errors are told by `main`
-    if args.command not in ("monitor", "backfill"):
+    from driftline import runner
+
+    if args.command not in runner.COMMANDS:
         return None
     from core.settings import stack_dir
-    from driftline import runner
 
     return runner.call(argv, runner.socket_path(stack_dir()))
 

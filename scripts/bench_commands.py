@@ -1,7 +1,7 @@
 """Time driftline's commands as a user runs them: whole processes, the stack up.
 
-Starts a private Pushgateway, Prefect server and warm runner (driftline.runner) on free loopback
-ports and a socket in a temporary state directory, trains the diamonds model into a private
+Starts a private Pushgateway, Prefect server and warm runner (driftline.stack.runner) on free
+loopback ports and a socket in a temporary state directory, trains the diamonds model into a private
 registry, writes a 1,000-row and a 1,000,000-row batch (rows drawn from the reference, 80 %
 labelled the next day) and a batch that lacks a feature column, then runs each command
 `--repeats` times in a fresh process and prints one line of JSON: the median and every run's

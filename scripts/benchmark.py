@@ -206,7 +206,7 @@ def run_driftline(directory: Path) -> dict[str, Any]:
     # imported here, as in the nightly run), written to the lake, and the artifact's Markdown
     peak_before, rss_before, cpu_before = peak_rss_mb(), rss_mb(), time.process_time()
     # first what drawing imports (matplotlib's figure and the SVG and Agg backends), timed on
-    # its own: the stack's warm runner has imported it before a run starts (driftline.runner)
+    # its own: the stack's warm runner has imported it before a run starts (driftline.stack.runner)
     plots._import_figure()
     for module in ("matplotlib.backends.backend_agg", "matplotlib.backends.backend_svg"):
         importlib.import_module(module)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from driftline import cli, runner
+from driftline.stack import runner as server
 
 ENV = {"PATH": "/usr/bin", "PYTHONHASHSEED": "0", "DATA_LAKE_URI": "/lake"}
 
@@ -25,12 +26,12 @@ def request(**changes: object) -> dict[str, object]:
 
 
 def check(req: dict[str, object], fingerprint: dict[str, int] | None = None) -> None:
-    """`runner._check` on a real Unix socket, whose peer is this process (same uid)."""
+    """`server._check` on a real Unix socket, whose peer is this process (same uid)."""
     environment = dict(ENV)
-    runner.prefect_environment(environment)
+    server.prefect_environment(environment)
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     with left, right:
-        runner._check(left, req, fingerprint or {}, environment)
+        server._check(left, req, fingerprint or {}, environment)
 
 
 def test_a_caller_like_the_runner_is_served() -> None:
@@ -51,7 +52,7 @@ def test_a_caller_like_the_runner_is_served() -> None:
 def test_a_caller_that_would_run_differently_runs_the_command_itself(
     changes: dict[str, object], reason: str
 ) -> None:
-    with pytest.raises(runner.RunnerRefused, match=reason):
+    with pytest.raises(server.RunnerRefused, match=reason):
         check(request(**changes))
 
 
@@ -61,12 +62,12 @@ def test_changed_code_restarts_the_runner(tmp_path: Path) -> None:
     fingerprint = {str(module): module.stat().st_mtime_ns}
     check(request(), fingerprint)
     os.utime(module, ns=(0, module.stat().st_mtime_ns + 1))
-    with pytest.raises(runner.CodeChanged, match=f"{module} changed"):
+    with pytest.raises(server.CodeChanged, match=f"{module} changed"):
         check(request(), fingerprint)
 
 
 def test_the_fingerprint_covers_the_project_and_the_installed_packages() -> None:
-    paths = runner._fingerprint()
+    paths = server._fingerprint()
     assert str(Path(cli.__file__)) in paths
     assert any(Path(p).name == "site-packages" for p in paths)
     assert not any("site-packages" in Path(p).parts[:-1] for p in paths)  # no module in it
@@ -113,14 +114,14 @@ def test_a_socket_deep_in_the_file_system_is_reached(tmp_path: Path) -> None:
     path = deep / runner.SOCKET_NAME
     assert len(str(path)) > 108
     with (
-        runner._address(path) as address,
+        runner.address(path) as address,
         socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as listener,
     ):
         listener.bind(address)
         listener.listen(1)
         assert path.exists()
         with (
-            runner._address(path) as address,
+            runner.address(path) as address,
             socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as caller,
         ):
             caller.connect(address)

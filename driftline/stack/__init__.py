@@ -1,6 +1,6 @@
 """The local stack on loopback: Prometheus, Pushgateway and Alertmanager from the binaries on
 PATH, the receiver of Alertmanager's notifications, the Prefect server and the warm runner
-(driftline.runner), each from the project's environment.
+(driftline.stack.runner), each from the project's environment.
 
 `driftline.stack.configs` renders their configs from infra/; `driftline.stack.control` starts,
 stops and reports the processes. The names below are the stack's public face.

@@ -23,7 +23,7 @@ Component = Literal["receiver", "pushgateway", "alertmanager", "prometheus", "pr
 COMPONENTS: tuple[Component, ...] = ("pushgateway", "alertmanager", "prometheus")
 # `driftline stack up`: those, the receiver of Alertmanager's notifications before them, the
 # Prefect server (UI and API) whose runs every command records while it is up, and the warm
-# runner that serves `monitor` and `backfill` with their imports done (driftline.runner).
+# runner that serves `monitor` and `backfill` with their imports done (driftline.stack.runner).
 LOCAL_STACK: tuple[Component, ...] = ("receiver", *COMPONENTS, "prefect", "runner")
 
 # Debian's binary names; the Debian packages are named the same.
@@ -33,7 +33,7 @@ BINARIES: Mapping[Component, str] = {
     "alertmanager": "prometheus-alertmanager",
 }
 RECEIVER_RECORD = "alerts.jsonl"
-RUNNER_SOCKET = "runner.sock"  # driftline.runner.SOCKET_NAME, without importing it
+RUNNER_SOCKET = "runner.sock"  # driftline.runner.SOCKET_NAME
 
 INFRA_DIR = REPO_ROOT / "infra"
 STATE_FILE = "stack.json"
@@ -267,7 +267,7 @@ def command_line(component: Component, config: StackConfig, rendered: RenderedCo
         return [
             sys.executable,
             "-m",
-            "driftline.runner",
+            "driftline.stack.runner",
             f"--socket={config.state_dir / RUNNER_SOCKET}",
         ]
     if component == "prefect":
@@ -339,8 +339,7 @@ def is_ours(
         home = (environ or {}).get("PREFECT_HOME")
         return "prefect" in argv and home == str(prefect_home(state_dir))
     if component in ("receiver", "runner"):
-        module = "driftline.stack.receiver" if component == "receiver" else "driftline.runner"
-        return module in argv and str(state_dir) in " ".join(argv)
+        return f"driftline.stack.{component}" in argv and str(state_dir) in " ".join(argv)
     return Path(argv[0]).name == BINARIES[component] and str(state_dir) in " ".join(argv)
 
 
