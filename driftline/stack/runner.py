@@ -80,9 +80,6 @@ class CodeChanged(RunnerRefused):
     """The runner's imports are older than the code on disk: it restarts itself."""
 
 
-# --- the caller's side: cheap, standard library only ----------------------------------------------
-
-
 def serve(path: Path) -> None:
     """Import everything a run needs, then serve commands at `path` until SIGTERM."""
     started = time.perf_counter()
