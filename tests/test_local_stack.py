@@ -3,6 +3,7 @@ Alertmanager's notifications, and the Prefect server every command records its r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -258,45 +259,52 @@ def test_a_bad_request_does_not_stop_the_runner(local: stack.StackConfig) -> Non
     assert "a request failed" in "\n".join(runner_log(local))
 
 
-def test_ctrl_c_stops_the_command_the_runner_runs(
-    local: stack.StackConfig, diamonds_registry: Path, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def backfill_in_the_runner(
+    local: stack.StackConfig, registry: Path, tmp_path: Path, *, seed: int
+) -> Iterator[tuple[subprocess.Popen[str], int, list[str]]]:
+    """A 20-day backfill the runner serves: the caller's process, the runner's child running it,
+    and the arguments, once that child exists."""
     pid = runner_ready(local)
-    root = simulated_world(tmp_path, diamonds_registry, start=DAY, days=20, rows_per_day=500,
-                           seed=4)  # fmt: skip
+    root = simulated_world(tmp_path, registry, start=DAY, days=20, rows_per_day=500, seed=seed)
     env = {**os.environ, "DATA_LAKE_URI": str(root / "lake"), "DRIFTLINE_STACK_DIR":
            str(local.state_dir), "MODEL_REGISTRY_URI": str(root / "registry")}  # fmt: skip
-    argv = [sys.executable, "-m", "driftline", "backfill", "--start", str(DAY), "--end",
-            "2026-03-20", "--openmetrics", str(tmp_path / "history.om")]  # fmt: skip
+    argv = ["backfill", "--start", str(DAY), "--end", "2026-03-20", "--openmetrics",
+            str(tmp_path / "history.om")]  # fmt: skip
     with subprocess.Popen(
-        argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "driftline", *argv],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as caller:
         (child,) = wait_for(
             lambda: children(pid), timeout_seconds=60, what="the runner's child", interval=0.05
         )
+        yield caller, child, argv
+
+
+def test_ctrl_c_stops_the_command_the_runner_runs(
+    local: stack.StackConfig, diamonds_registry: Path, tmp_path: Path
+) -> None:
+    with backfill_in_the_runner(local, diamonds_registry, tmp_path, seed=4) as (
+        caller,
+        child,
+        argv,
+    ):
         caller.send_signal(signal.SIGINT)
         _, stderr = caller.communicate(timeout=120)
     assert caller.returncode == 130, stderr
     assert not Path(f"/proc/{child}").exists()
-    assert served(local, " ".join(argv[3:]))[-1].split(": exit ")[1].startswith("130 in")
+    assert served(local, " ".join(argv))[-1].split(": exit ")[1].startswith("130 in")
 
 
 def test_a_command_whose_process_is_killed_says_so(
     local: stack.StackConfig, diamonds_registry: Path, tmp_path: Path
 ) -> None:
     pid = runner_ready(local)
-    root = simulated_world(tmp_path, diamonds_registry, start=DAY, days=20, rows_per_day=500,
-                           seed=5)  # fmt: skip
-    env = {**os.environ, "DATA_LAKE_URI": str(root / "lake"), "DRIFTLINE_STACK_DIR":
-           str(local.state_dir), "MODEL_REGISTRY_URI": str(root / "registry")}  # fmt: skip
-    argv = [sys.executable, "-m", "driftline", "backfill", "--start", str(DAY), "--end",
-            "2026-03-20", "--openmetrics", str(tmp_path / "history.om")]  # fmt: skip
-    with subprocess.Popen(
-        argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    ) as caller:
-        (child,) = wait_for(
-            lambda: children(pid), timeout_seconds=60, what="the runner's child", interval=0.05
-        )
+    with backfill_in_the_runner(local, diamonds_registry, tmp_path, seed=5) as (caller, child, _):
         os.kill(child, signal.SIGKILL)
         _, stderr = caller.communicate(timeout=120)
     assert caller.returncode == 1

@@ -15,6 +15,7 @@ import yaml
 
 from core.files import write_bytes_atomically
 from core.settings import REPO_ROOT, stack_dir
+from driftline import runner
 
 Component = Literal["receiver", "pushgateway", "alertmanager", "prometheus", "prefect", "runner"]
 
@@ -33,7 +34,6 @@ BINARIES: Mapping[Component, str] = {
     "alertmanager": "prometheus-alertmanager",
 }
 RECEIVER_RECORD = "alerts.jsonl"
-RUNNER_SOCKET = "runner.sock"  # driftline.runner.SOCKET_NAME
 
 INFRA_DIR = REPO_ROOT / "infra"
 STATE_FILE = "stack.json"
@@ -103,7 +103,7 @@ class StackConfig:
     def url(self, component: Component) -> str:
         """Return the base URL of a component (the runner's: its Unix socket)."""
         if component == "runner":
-            return f"unix:{self.state_dir / RUNNER_SOCKET}"
+            return f"unix:{runner.socket_path(self.state_dir)}"
         return f"http://127.0.0.1:{self.port(component)}"
 
 
@@ -268,7 +268,7 @@ def command_line(component: Component, config: StackConfig, rendered: RenderedCo
             sys.executable,
             "-m",
             "driftline.stack.runner",
-            f"--socket={config.state_dir / RUNNER_SOCKET}",
+            f"--socket={runner.socket_path(config.state_dir)}",
         ]
     if component == "prefect":
         # from the project's own environment, its database under the state dir (environment)
