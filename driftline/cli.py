@@ -241,7 +241,7 @@ def _backfill(args: argparse.Namespace) -> int:
     _settings(args, push=False)
     _flow_environment()
     from flows.backfill import backfill
-    from tasks.backfill_report import backfill_lines
+    from tasks.reports.backfill import backfill_lines
 
     report = backfill(
         model=args.model,

@@ -8,10 +8,10 @@ from datetime import date
 from prefect import flow, unmapped
 
 from core.settings import DEFAULT_MODEL, load_settings
-from tasks import backfill_steps as steps
-from tasks.backfill import days_between
-from tasks.backfill_report import BackfillReport
-from tasks.steps import load_model
+from tasks.day import backfill_steps as steps
+from tasks.day.backfill import days_between
+from tasks.day.steps import load_model
+from tasks.reports.backfill import BackfillReport
 
 
 @flow(

@@ -9,9 +9,9 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from core.settings import DEFAULT_MODEL, load_settings
-from tasks import monitoring, steps
-from tasks.results import MonitoringResult
-from tasks.validation import check_batch_date
+from tasks.day import engine, steps
+from tasks.edge.validation import check_batch_date
+from tasks.results.day import MonitoringResult
 
 
 def yesterday_utc() -> date:
@@ -40,7 +40,7 @@ def monitor(
         estimate = steps.estimate_batch_performance(context, batch)
         batch = batch.without_features()  # the rest needs row_id and prediction only
         performance = steps.compute_performance(settings, context, batch, day)
-        result = monitoring.assemble(context, day, batch, drift, performance, settings, estimate)
+        result = engine.assemble(context, day, batch, drift, performance, settings, estimate)
         # reading and computing may overlap; writing and pushing a day is one run at a time,
         # so the lake's result and the pushed gauges always come from the same run
         with steps.day_lock(settings, model, day):

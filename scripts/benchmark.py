@@ -10,7 +10,7 @@ proportions, one holds 50 integer codes; two numeric features have 1% missing va
 
 Every measured run is a fresh process, as a nightly run is, so its peak RSS is one run's own
 (and no allocator keeps memory from an earlier repeat): it loads the stored profile, reads the
-batch with `tasks.monitoring.read_batch` (Parquet + validation) and calls `drift_report`; the
+batch with `tasks.day.engine.read_batch` (Parquet + validation) and calls `drift_report`; the
 whole run is all three, the compute only the last; the nightly run adds the performance on
 80 % of the rows labelled the next day and writes the result to the lake. The
 scipy baseline runs in its own processes on the same files: `ks_2samp` / `chi2_contingency` per
@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-# imported on first use in a run (scipy by tasks/drift.py, pandas by pyarrow); once per process,
-# so not timed as compute here (scripts/bench_commands.py times whole processes)
+# imported on first use in a run (scipy by tasks/stats/drift.py, pandas by pyarrow); once per
+# process, so not timed as compute here (scripts/bench_commands.py times whole processes)
 import pandas  # noqa: F401
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -52,13 +52,15 @@ import scipy.stats  # noqa: F401
 from core.settings import DriftRule, load_settings
 from data_lake.lake import Lake
 from model_registry.registry import ModelCard
-from tasks import plots, reports, sketches
-from tasks.columns import as_float, category_counts
-from tasks.drift_report import drift_report
-from tasks.ecdf import ecdf_of
-from tasks.monitoring import ModelContext, assemble, read_batch, read_window
-from tasks.profile import PROFILE_FILE, NumericProfile, profile_files, profile_from_bytes
-from tasks.results import to_json
+from tasks.day.engine import ModelContext, assemble, read_batch, read_window
+from tasks.reports import day as reports
+from tasks.reports import plots
+from tasks.results.day import to_json
+from tasks.stats import sketches
+from tasks.stats.batch_drift import drift_report
+from tasks.stats.columns import as_float, category_counts
+from tasks.stats.ecdf import ecdf_of
+from tasks.stats.profile import PROFILE_FILE, NumericProfile, profile_files, profile_from_bytes
 
 MODEL = "bench"
 DAY = date(2026, 3, 2)

@@ -23,8 +23,8 @@ import pyarrow as pa
 
 from core.settings import DriftRule
 from model_registry.registry import ModelCard
-from tasks.drift_report import drift_report
-from tasks.profile import build_profile
+from tasks.stats.batch_drift import drift_report
+from tasks.stats.profile import build_profile
 
 SIZES = (100, 300, 1_000, 3_000, 10_000, 30_000, 100_000)
 SHIFTED = "num_0"

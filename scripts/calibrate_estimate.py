@@ -5,12 +5,13 @@
 
 Each training seed trains and registers the diamonds model with `driftline.commands.train` into
 a temporary registry (which fits its loss estimator) and draws the simulated days from the
-reference rows the loss estimator was *not* fitted on (`tasks.estimate.split_reference`), so
+reference rows the loss estimator was *not* fitted on
+(`tasks.performance.estimate.split_reference`), so
 neither the model nor the estimator has seen a simulated row. Each run simulates `--days` days of
 2,000 rows with `driftline.commands.simulate` into a temporary lake, the scenario starting at
-the middle day, and runs `tasks.monitoring.monitor_day` for every day, as the nightly run does on
+the middle day, and runs `tasks.day.engine.monitor_day` for every day, as the nightly run does on
 the morning after. The realized MAE of a day is its batch's MAE once all labels have arrived
-(the performance window a week after the last day, `tasks.monitoring.read_window`).
+(the performance window a week after the last day, `tasks.day.engine.read_window`).
 
 Per scenario (none, data-drift, concept-drift) and phase (before / after the drift start) it
 prints how often the estimate is within 15 % of the realized MAE, how often the band covers it,
@@ -45,15 +46,15 @@ from core.settings import Settings, load_settings
 from data_lake.lake import Lake
 from driftline import commands
 from model_registry.registry import Registry
-from tasks import monitoring
-from tasks.estimate import (
+from tasks.day import engine
+from tasks.edge.estimator_file import load_loss_estimator
+from tasks.models.simulate import SCENARIOS, Scenario
+from tasks.performance.estimate import (
     BAND_Z,
     MAX_SAMPLE_ROWS,
     estimate_performance,
     split_reference,
 )
-from tasks.estimator_store import load_loss_estimator
-from tasks.simulate import SCENARIOS, Scenario
 
 MODEL = "calibration"
 MULTIPLIERS = (1.64, 1.96, 2.24, 2.58)  # the band's z, measured: 90, 95, 97.5, 99 % nominal
@@ -112,7 +113,7 @@ def held_out_pool(registry: Registry, path: Path) -> Path:
 
 def run_days(
     root: Path,
-    context: monitoring.ModelContext,
+    context: engine.ModelContext,
     pool: Path,
     scenario: Scenario,
     seed: int,
@@ -128,14 +129,14 @@ def run_days(
     lake = Lake.open(settings.data_lake_uri)
     last = START + timedelta(days=days - 1)
     later = last + timedelta(days=8)  # every label has arrived by then (delays are 1-7 days)
-    window = monitoring.read_window(
+    window = engine.read_window(
         lake, context.card, later, later, window_days=settings.performance_window_days
     )
     realized = {p.batch_date: p.metrics.mae for p in window.performance(later).batches if p.metrics}
     out = []
     for offset in range(days):
         day = START + timedelta(days=offset)
-        result = monitoring.monitor_day(lake, context, day, settings)
+        result = engine.monitor_day(lake, context, day, settings)
         out.append((offset, day >= drift_start, result.estimate, realized[day]))
     return out
 
@@ -150,7 +151,7 @@ def collect(train_seeds: int, runs: int, days: int) -> tuple[list[Day], dict[str
             estimators[f"train_seed_{42 + train_seed}"] = card.extra["loss_estimator"]["accuracy"]
             registry = Registry.open(str(root / "registry"))
             pool = held_out_pool(registry, root / "pool.parquet")
-            context = monitoring.load_model_context(registry, MODEL)
+            context = engine.load_model_context(registry, MODEL)
             baseline = card.metrics.mae
             for index, scenario in enumerate(CALIBRATED):
                 for run in range(runs):
@@ -328,9 +329,9 @@ def timing(repeats: int) -> dict[str, Any]:
 # a fresh interpreter that has imported what a nightly run imports before it loads the estimator
 _COLD_LOAD = """
 import json, sys, time
-import flows.monitor, tasks.monitoring
+import flows.monitor, tasks.day.engine
 from model_registry.registry import Registry
-from tasks.estimator_store import load_loss_estimator
+from tasks.edge.estimator_file import load_loss_estimator
 registry = Registry.open(sys.argv[1])
 card = registry.card(sys.argv[2])
 started = time.perf_counter()

@@ -75,8 +75,8 @@ sys.path.insert(0, str(REPO))
 from core import processes  # noqa: E402
 from core.settings import load_settings  # noqa: E402
 from driftline import commands, stack  # noqa: E402
-from tasks.history import scheduled_run_seconds  # noqa: E402
-from tasks.metrics import day_start_seconds  # noqa: E402
+from tasks.export.catalogue import day_start_seconds  # noqa: E402
+from tasks.export.history import scheduled_run_seconds  # noqa: E402
 
 MODEL = "diamonds-price"
 # the series driftline pushes or backfills; Prometheus' own ALERTS series carry the same labels

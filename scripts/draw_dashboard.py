@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from tasks import plots
-from tasks.numbers import unit_text
-from tasks.plots import MUTED, TEXT, named_color
+from tasks.reports import plots
+from tasks.reports.numbers import unit_text
+from tasks.reports.plots import MUTED, TEXT, named_color
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = REPO_ROOT / "infra" / "grafana" / "dashboards" / "driftline-model-monitoring.json"

@@ -65,10 +65,10 @@ def result(
 ):
     """A MonitoringResult computed from builder batches, with one labelled batch in the window."""
     from core.settings import DriftRule
-    from tasks.drift_report import drift_report
-    from tasks.performance import BatchPerformance, RegressionMetrics
-    from tasks.profile import build_profile
-    from tasks.results import MonitoringResult
+    from tasks.performance.window import BatchPerformance, RegressionMetrics
+    from tasks.results.day import MonitoringResult
+    from tasks.stats.batch_drift import drift_report
+    from tasks.stats.profile import build_profile
 
     c = card()
     profile = build_profile(batch(2000, seed=99, target=c.target), c)

@@ -193,8 +193,8 @@ def nightly(model: str, day: date) -> bytes:
     from core.settings import load_settings
     from data_lake.lake import Lake
     from model_registry.registry import Registry
-    from tasks import monitoring
-    from tasks.results import to_json
+    from tasks.day import engine as monitoring
+    from tasks.results.day import to_json
 
     settings = load_settings(push=False)
     lake = Lake.open(settings.data_lake_uri)
@@ -231,8 +231,8 @@ def race(model: str, day: date, me: str, peer: str, control: Path) -> None:
     from data_lake.lake import Lake
     from data_lake.lock import LockOwner
     from model_registry.registry import Registry
-    from tasks import monitoring
-    from tasks.results import to_json
+    from tasks.day import engine as monitoring
+    from tasks.results.day import to_json
 
     settings = load_settings(push=False)
     lake = Lake.open(settings.data_lake_uri)

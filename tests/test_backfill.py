@@ -15,10 +15,10 @@ from core.settings import Settings, load_settings
 from data_lake.lake import Lake
 from driftline import commands
 from model_registry.registry import Registry
-from tasks import monitoring
-from tasks.backfill import days_between, replay_and_write
-from tasks.monitoring import monitor_day, read_window
-from tasks.results import from_json, to_json
+from tasks.day import engine as monitoring
+from tasks.day.backfill import days_between, replay_and_write
+from tasks.day.engine import monitor_day, read_window
+from tasks.results.day import from_json, to_json
 
 # forty simulated days, replayed and monitored again: ~15 s on 2 cores
 pytestmark = pytest.mark.slow

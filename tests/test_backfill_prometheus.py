@@ -21,9 +21,10 @@ import pytest
 from core.settings import load_settings
 from data_lake.lake import Lake
 from driftline import commands
-from tasks import metrics, pushgateway
-from tasks.history import scheduled_run_seconds
-from tasks.results import from_json
+from tasks.export import catalogue as metrics
+from tasks.export import pushgateway
+from tasks.export.history import scheduled_run_seconds
+from tasks.results.day import from_json
 from tests import procs
 from tests.conftest import run_cli
 from tests.procs import Server, wait_for

@@ -14,7 +14,7 @@ from prefect.logging import disable_run_logger
 from core.errors import RunError
 from core.settings import load_settings
 from data_lake.lake import Lake
-from tasks import steps
+from tasks.day import steps
 
 DAY = date(2026, 3, 5)
 

@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 from scipy import special, stats
 
 from core.settings import DriftRule
-from tasks.drift import (
+from tasks.stats.drift import (
     FeatureDrift,
     chi2_drift,
     decide,
@@ -23,7 +23,7 @@ from tasks.drift import (
     kstwo_sf,
     smirnov_sf,
 )
-from tasks.ecdf import ecdf_of, sort_floats
+from tasks.stats.ecdf import ecdf_of, sort_floats
 
 # few distinct values make heavy ties; NaN is missing; inf must not break anything
 ADVERSARIAL = st.sampled_from(
@@ -199,8 +199,8 @@ def test_sort_floats_equals_numpy_sort_on_large_batches(name):
 def test_sort_floats_buckets_sort_any_input_exactly(values):
     # the bucket path, on small adversarial inputs (it normally starts at 65,536 values)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("tasks.ecdf._BUCKET_SORT_MIN_N", 0)
-        patch.setattr("tasks.ecdf._BUCKET_SAMPLE", 16)
+        patch.setattr("tasks.stats.ecdf._BUCKET_SORT_MIN_N", 0)
+        patch.setattr("tasks.stats.ecdf._BUCKET_SAMPLE", 16)
         ordered = sort_floats(values)
     np.testing.assert_array_equal(ordered, np.sort(values))
 
@@ -307,8 +307,8 @@ def test_ks_statistic_counted_by_chunks_equals_scipy_on_any_input(reference, cur
     ref, cur = present(reference), present(current)
     assume(ref.size and cur.size)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("tasks.drift._KS_CHUNK", chunk)
-        patch.setattr("tasks.drift._KS_BLOCK", block)
+        patch.setattr("tasks.stats.drift._KS_CHUNK", chunk)
+        patch.setattr("tasks.stats.drift._KS_BLOCK", block)
         d = ks_statistic_of_values(ecdf_of(reference)[0], current)
     assert d == pytest.approx(stats.ks_2samp(ref, cur).statistic, abs=1e-12)
 
@@ -318,7 +318,7 @@ def test_ks_drift_of_a_batch_larger_than_a_chunk_equals_scipy(name):
     current = large_samples()[name]
     reference = np.round(np.random.default_rng(7).normal(size=60_000), 3)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("tasks.drift._KS_CHUNK", 30_000)  # seven chunks, the last one short
+        patch.setattr("tasks.stats.drift._KS_CHUNK", 30_000)  # seven chunks, the last one short
         drift = ks_drift(np.sort(reference), current, feature="x")
     expected = stats.ks_2samp(reference, present(current))
     assert drift.score == pytest.approx(expected.statistic, abs=1e-12)

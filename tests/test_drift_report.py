@@ -8,8 +8,8 @@ import pytest
 from scipy import stats
 
 from core.settings import DriftRule
-from tasks.drift_report import drift_report
-from tasks.profile import build_profile
+from tasks.stats.batch_drift import drift_report
+from tasks.stats.profile import build_profile
 from tests.builders import batch, card
 
 

@@ -15,8 +15,9 @@ import pytest
 
 from core.errors import InputError
 from model_registry.registry import HoldoutMetrics, ModelCard, Registry
-from tasks import monitoring
-from tasks.estimate import (
+from tasks.day import engine as monitoring
+from tasks.edge.estimator_file import load_loss_estimator, loss_estimator_files
+from tasks.performance.estimate import (
     EXTRA_KEY,
     LOSS_ESTIMATOR_FILE,
     PerformanceEstimate,
@@ -26,8 +27,7 @@ from tasks.estimate import (
     fit_loss_estimator,
     sample_rows,
 )
-from tasks.estimator_store import load_loss_estimator, loss_estimator_files
-from tasks.profile import profile_files
+from tasks.stats.profile import profile_files
 from tests.builders import card
 
 # a pickle that would run code if it were ever loaded

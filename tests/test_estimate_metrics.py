@@ -11,9 +11,11 @@ from prometheus_client import generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families
 
-from tasks import history, metrics, reports
-from tasks.estimate import PerformanceEstimate
-from tasks.results import from_json, to_json
+from tasks.export import catalogue as metrics
+from tasks.export import history
+from tasks.performance.estimate import PerformanceEstimate
+from tasks.reports import day as reports
+from tasks.results.day import from_json, to_json
 from tests import builders
 
 RUN = metrics.RunStamp(finished_at_seconds=1_772_500_000.0, duration_seconds=3.5)

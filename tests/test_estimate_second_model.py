@@ -14,8 +14,8 @@ from data_lake.lake import Lake
 from driftline import commands
 from driftline.cli import main
 from model_registry.registry import Registry
-from tasks import monitoring
-from tasks.metrics import RunStamp, metric_families
+from tasks.day import engine as monitoring
+from tasks.export.catalogue import RunStamp, metric_families
 from tests.test_second_model import write_energy_model
 
 pytestmark = pytest.mark.slow  # fits a model, simulates and monitors six days

@@ -26,8 +26,8 @@ import pytest
 
 from data_lake.lake import Lake
 from driftline.cli import main
-from tasks import steps
-from tasks.results import from_json
+from tasks.day import steps
+from tasks.results.day import from_json
 from tests.conftest import simulated_world
 from tests.procs import Process, launched, listening_sockets, process_group, wait_for
 from tests.pushgateway_recorder import recording_pushgateway

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from data_lake.lake import Lake
-from tasks.results import from_json
+from tasks.results.day import from_json
 from tests.conftest import REPO, run_cli, simulated_world
 from tests.procs import Process, Server, free_port, launched, wait_for
 from tests.pushgateway_recorder import recording_pushgateway

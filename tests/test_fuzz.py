@@ -25,10 +25,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from core.errors import InputError
 from data_lake.storage import Storage
 from model_registry.registry import HoldoutMetrics
-from tasks import metrics
-from tasks.drift import FeatureDrift
-from tasks.results import MonitoringResult
-from tasks.validation import ValidatedBatch, validate_batch
+from tasks.edge.validation import ValidatedBatch, validate_batch
+from tasks.export import catalogue as metrics
+from tasks.results.day import MonitoringResult
+from tasks.stats.drift import FeatureDrift
 from tests import builders
 
 # hypothesis runs each property over many generated inputs: ~45 s on 2 cores

@@ -13,8 +13,9 @@ from core.settings import load_settings
 from data_lake.lake import Lake
 from driftline import commands
 from model_registry.registry import Registry
-from tasks import history, monitoring
-from tasks.metrics import RunStamp, metric_families
+from tasks.day import engine as monitoring
+from tasks.export import history
+from tasks.export.catalogue import RunStamp, metric_families
 from tests import procs
 from tests.procs import wait_for
 

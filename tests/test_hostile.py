@@ -21,10 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from core.errors import InputError
 from core.settings import DriftRule
 from model_registry.registry import ModelCard
-from tasks import metrics, pushgateway
-from tasks.drift_report import drift_report
-from tasks.profile import build_profile
-from tasks.validation import OTHER_CATEGORY, cap_categories, validate_batch
+from tasks.edge.validation import OTHER_CATEGORY, cap_categories, validate_batch
+from tasks.export import catalogue as metrics
+from tasks.export import pushgateway
+from tasks.stats.batch_drift import drift_report
+from tasks.stats.profile import build_profile
 from tests import builders
 from tests.procs import wait_for
 from tests.stack_fixtures import LiveStack, prom_label_values
@@ -151,9 +152,9 @@ def test_a_million_distinct_categories_run_in_bounded_memory() -> None:
     script = """
 import resource, numpy as np, pyarrow as pa
 from tests import builders
-from tasks.validation import validate_batch
-from tasks.drift_report import drift_report
-from tasks.profile import build_profile
+from tasks.edge.validation import validate_batch
+from tasks.stats.batch_drift import drift_report
+from tasks.stats.profile import build_profile
 from core.settings import DriftRule
 card = builders.card()
 profile = build_profile(builders.batch(2000, seed=9, target="price"), card)

@@ -9,8 +9,9 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tasks import metrics, pushgateway
-from tasks.results import from_json, to_json
+from tasks.export import catalogue as metrics
+from tasks.export import pushgateway
+from tasks.results.day import from_json, to_json
 from tests import builders
 
 RUN = metrics.RunStamp(finished_at_seconds=1_772_500_000.0, duration_seconds=3.5)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sklearn import metrics
 
 from core.errors import InputError
-from tasks.performance import Window, regression_metrics
+from tasks.performance.window import Window, regression_metrics
 
 D1, D2 = date(2026, 3, 1), date(2026, 3, 2)
 

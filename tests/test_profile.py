@@ -13,8 +13,8 @@ import pytest
 
 from core.errors import InputError
 from model_registry.registry import FeatureSpec, HoldoutMetrics, ModelCard, Registry
-from tasks.columns import category_counts, numeric_ecdf
-from tasks.profile import (
+from tasks.stats.columns import category_counts, numeric_ecdf
+from tasks.stats.profile import (
     PROFILE_FILE,
     NumericProfile,
     ReferenceProfile,

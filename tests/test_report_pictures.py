@@ -18,14 +18,16 @@ from core.settings import DriftRule, load_settings
 from data_lake.lake import Lake
 from driftline import commands
 from model_registry.registry import Registry
-from tasks import numbers, reports, sketches
-from tasks.backfill import replay_and_write
-from tasks.drift_report import DriftOutcome, drift_report
-from tasks.ecdf import ecdf_of
-from tasks.monitoring import ModelContext, assemble, load_model_context, monitor_day, read_window
-from tasks.performance import PerformanceOutcome
-from tasks.profile import ReferenceProfile, build_profile
-from tasks.validation import ValidatedBatch
+from tasks.day.backfill import replay_and_write
+from tasks.day.engine import ModelContext, assemble, load_model_context, monitor_day, read_window
+from tasks.edge.validation import ValidatedBatch
+from tasks.performance.window import PerformanceOutcome
+from tasks.reports import day as reports
+from tasks.reports import numbers
+from tasks.stats import sketches
+from tasks.stats.batch_drift import DriftOutcome, drift_report
+from tasks.stats.ecdf import ecdf_of
+from tasks.stats.profile import ReferenceProfile, build_profile
 from tests.builders import batch, card
 
 HTML_LIMIT = 500_000

@@ -27,7 +27,7 @@ from core.settings import load_settings
 from data_lake.lake import Lake
 from driftline.cli import main
 from model_registry.registry import MODEL_FILE, Registry
-from tasks import monitoring
+from tasks.day import engine as monitoring
 from tests import procs
 from tests.pushgateway_recorder import recording_pushgateway
 from tests.s3 import (

@@ -28,8 +28,8 @@ from data_lake import s3_lock
 from data_lake.lake import Lake
 from data_lake.lock import LockOwner
 from model_registry.registry import Registry
-from tasks import monitoring
-from tasks.results import to_json
+from tasks.day import engine as monitoring
+from tasks.results.day import to_json
 from tests import procs
 from tests.s3 import (
     REPO,

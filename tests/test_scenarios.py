@@ -13,7 +13,7 @@ from core.settings import load_settings
 from data_lake.lake import Lake
 from driftline import commands
 from model_registry.registry import Registry
-from tasks.monitoring import load_model_context, monitor_day
+from tasks.day.engine import load_model_context, monitor_day
 
 # sixteen simulated days of 1,500 rows monitored per scenario: ~20 s on 2 cores
 pytestmark = pytest.mark.slow

@@ -21,7 +21,8 @@ import pytest
 from core.errors import InputError
 from driftline.cli import main
 from model_registry.registry import MODEL_FILE, REFERENCE_FILE, Registry
-from tasks import metrics, pushgateway
+from tasks.export import catalogue as metrics
+from tasks.export import pushgateway
 from tests import builders, procs
 from tests.procs import listening_sockets
 from tests.stack_fixtures import LiveStack

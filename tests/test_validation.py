@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from core.errors import InputError
-from tasks.validation import validate_batch, validate_labels
+from tasks.edge.validation import validate_batch, validate_labels
 from tests import builders
 
 SOURCE = "batch 2026-03-02 (lake/scored/model=toy/batch_date=2026-03-02)"

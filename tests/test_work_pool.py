@@ -37,7 +37,7 @@ from scripts.scale import (
     wait_for_runs,
     workers,
 )
-from tasks.metrics import day_start_seconds
+from tasks.export.catalogue import day_start_seconds
 from tests import procs
 from tests.postgres import postgres, prefect_server
 from tests.pushgateway_recorder import serving

@@ -48,7 +48,7 @@ PRELOAD = (
     "driftline.stack",
     "flows.monitor",
     "flows.backfill",
-    "tasks.backfill_report",
+    "tasks.reports.backfill",
     "prefect.flow_engine",
     "prefect.task_engine",
     "prefect.utilities.visualization",
@@ -88,7 +88,7 @@ def serve(path: Path) -> None:
 
     for name in PRELOAD:
         importlib.import_module(name)
-    from tasks import plots
+    from tasks.reports import plots
 
     plots._import_figure()
     fingerprint = _fingerprint()

@@ -1,6 +1,6 @@
 """The loss estimator kept with its version: bytes for the registry, and loaded only after the
 hash check; fitted on first use and cached for versions registered before estimates existed
-(tasks/estimate.py fits and applies it)."""
+(tasks/performance/estimate.py fits and applies it)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from model_registry.registry import (
     load_joblib_checked,
     sha256_of,
 )
-from tasks.estimate import (
+from tasks.performance.estimate import (
     ESTIMATOR_FORMAT,
     EXTRA_KEY,
     HOLDOUT_SHARE,

@@ -123,7 +123,7 @@ def cap_categories(
     reference share 0); the chi-square runs on a table of at most the card's categories + 1
     columns instead of one column per distinct value, which keeps time and memory bounded.
     """
-    from tasks.columns import as_categories  # the statistics' own notion of a category
+    from tasks.stats.columns import as_categories  # the statistics' own notion of a category
 
     warnings = []
     for spec in card.features:

@@ -21,17 +21,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from core.errors import DriftlineError, InputError
 from core.settings import Settings
 from data_lake.lake import Lake
-from tasks import history, monitoring
-from tasks.backfill import DayOutcome, failed_day, replay_and_write
-from tasks.backfill_report import BackfillReport, backfill_lines, backfill_markdown
-from tasks.monitoring import ModelContext
-from tasks.performance import Window, as_of, window_start
-from tasks.wrappers import artifact_key, compute_task, io_task
+from tasks.day import engine
+from tasks.day.backfill import DayOutcome, failed_day, replay_and_write
+from tasks.day.engine import ModelContext
+from tasks.day.wrappers import artifact_key, compute_task, io_task
+from tasks.export import history
+from tasks.performance.window import Window, as_of, window_start
+from tasks.reports.backfill import BackfillReport, backfill_lines, backfill_markdown
 
 
 @io_task("load-range-inputs")
 def load_window(settings: Settings, context: ModelContext, start: date, end: date) -> Window:
-    window = monitoring.read_window(
+    window = engine.read_window(
         Lake.open(settings.data_lake_uri),
         context.card,
         start,

@@ -1,5 +1,5 @@
 """The nightly report's pictures: reference against current for each pictured feature and the
-prediction, and the performance window against the baseline (drawn with tasks/plots.py)."""
+prediction, and the performance window against the baseline (drawn with tasks/reports/plots.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tasks.numbers import p_text, percent, sig3
-from tasks.plots import (
+from tasks.reports.numbers import p_text, percent, sig3
+from tasks.reports.plots import (
     BLUE,
     CURRENT_COLOR,
     DRAWING,
@@ -25,13 +25,13 @@ from tasks.plots import (
     nice_limits,
     svg_bytes,
 )
-from tasks.sketches import CategoricalSketch, NumericSketch, Sketch
+from tasks.stats.sketches import CategoricalSketch, NumericSketch, Sketch
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from tasks.drift import FeatureDrift
-    from tasks.results import MonitoringResult
+    from tasks.results.day import MonitoringResult
+    from tasks.stats.drift import FeatureDrift
 
 CELL_W, CELL_H, COLUMNS = 330, 232, 3
 

@@ -20,21 +20,23 @@ from core.settings import IO_RETRY_DELAYS_SECONDS, PushSettings, Settings
 from data_lake.lake import Lake
 from data_lake.lock import LockOwner
 from model_registry.registry import Registry
-from tasks import monitoring, pushgateway, reports
-from tasks.drift_report import DriftOutcome, drift_report
-from tasks.estimate import PerformanceEstimate, estimate_performance
-from tasks.metrics import JOB, RunStamp
-from tasks.monitoring import ModelContext
-from tasks.performance import PerformanceOutcome
-from tasks.results import MonitoringResult, to_json
-from tasks.validation import ValidatedBatch
-from tasks.wrappers import artifact_key, compute_task, io_task, transient
+from tasks.day import engine
+from tasks.day.engine import ModelContext
+from tasks.day.wrappers import artifact_key, compute_task, io_task, transient
+from tasks.edge.validation import ValidatedBatch
+from tasks.export import pushgateway
+from tasks.export.catalogue import JOB, RunStamp
+from tasks.performance.estimate import PerformanceEstimate, estimate_performance
+from tasks.performance.window import PerformanceOutcome
+from tasks.reports import day as reports
+from tasks.results.day import MonitoringResult, to_json
+from tasks.stats.batch_drift import DriftOutcome, drift_report
 
 
 @io_task("load-model")
 def load_model(settings: Settings, model: str) -> ModelContext:
     registry = Registry.open(settings.model_registry_uri, cache_dir=settings.cache_dir)
-    context = monitoring.load_model_context(registry, model)
+    context = engine.load_model_context(registry, model)
     get_run_logger().info(
         "model %s version %s: %d features, reference of %d rows",
         model,
@@ -54,7 +56,7 @@ def load_model(settings: Settings, model: str) -> ModelContext:
 
 @io_task("load-batch")
 def load_batch(settings: Settings, context: ModelContext, batch_date: date) -> ValidatedBatch:
-    batch = monitoring.read_batch(Lake.open(settings.data_lake_uri), context.card, batch_date)
+    batch = engine.read_batch(Lake.open(settings.data_lake_uri), context.card, batch_date)
     faults.pause_point("load-batch")
     logger = get_run_logger()
     logger.info("batch %s: %d rows", batch_date, batch.table.num_rows)
@@ -99,7 +101,7 @@ def compute_performance(
     settings: Settings, context: ModelContext, batch: ValidatedBatch, batch_date: date
 ) -> PerformanceOutcome:
     lake = Lake.open(settings.data_lake_uri)
-    window = monitoring.day_window(lake, context.card, batch_date, settings, current=batch.table)
+    window = engine.day_window(lake, context.card, batch_date, settings, current=batch.table)
     outcome = window.performance(batch_date)
     logger = get_run_logger()
     for warning in outcome.warnings:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from core.settings import DriftRule
-from tasks.ecdf import Ecdf, ecdf_of, ecdf_of_sorted, sort_floats
+from tasks.stats.ecdf import Ecdf, ecdf_of, ecdf_of_sorted, sort_floats
 
 TestName = Literal["ks", "chi2"]
 Status = Literal["ok", "insufficient_data"]

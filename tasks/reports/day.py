@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.settings import DriftRule
-from tasks import plots, report_pictures
-from tasks.drift import FeatureDrift
-from tasks.numbers import p_text, percent, sig3
-from tasks.results import MonitoringResult
-from tasks.sketches import Sketch
+from tasks.reports import pictures as report_pictures
+from tasks.reports import plots
+from tasks.reports.numbers import p_text, percent, sig3
+from tasks.results.day import MonitoringResult
+from tasks.stats.drift import FeatureDrift
+from tasks.stats.sketches import Sketch
 
 
 def drift_rows(result: MonitoringResult) -> list[dict[str, Any]]:

@@ -9,9 +9,9 @@ from datetime import date
 from typing import Any
 
 from model_registry.registry import HoldoutMetrics
-from tasks.drift import FeatureDrift
-from tasks.estimate import PerformanceEstimate
-from tasks.performance import BatchPerformance, RegressionMetrics
+from tasks.performance.estimate import PerformanceEstimate
+from tasks.performance.window import BatchPerformance, RegressionMetrics
+from tasks.stats.drift import FeatureDrift
 
 SCHEMA_VERSION = 1
 

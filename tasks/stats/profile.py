@@ -28,8 +28,8 @@ import pyarrow as pa
 from core.errors import InputError
 from data_lake.columns import PREDICTION
 from model_registry.registry import REFERENCE_FILE, FeatureSpec, ModelCard, Registry
-from tasks.columns import category_counts, numeric_ecdf
-from tasks.ecdf import Ecdf
+from tasks.stats.columns import category_counts, numeric_ecdf
+from tasks.stats.ecdf import Ecdf
 
 PROFILE_FILE = "profile.arrow"
 PROFILE_FORMAT = 1

@@ -5,8 +5,8 @@ for each pictured feature and the prediction; the performance window) and the Gr
 drawn from Prometheus (`scripts/draw_dashboard.py`), so they share colours, number formats and
 the way a figure becomes PNG bytes.
 
-What a picture needs of a sample is kept by the drift step in `tasks/sketches.py`, and numbers
-are written for people by `tasks/numbers.py`. Drawing uses matplotlib, imported inside the
+What a picture needs of a sample is kept by the drift step in `tasks/stats/sketches.py`, and numbers
+are written for people by `tasks/reports/numbers.py`. Drawing uses matplotlib, imported inside the
 functions that draw, on the Agg backend through `matplotlib.figure.Figure` (never pyplot), so
 importing this module costs nothing at start-up. Figures are drawn one at a time (`DRAWING`):
 matplotlib's text and font caches are shared.

@@ -11,17 +11,17 @@ import numpy as np
 import pyarrow as pa
 
 from core.settings import DriftRule
-from tasks.columns import as_float, category_counts
-from tasks.drift import FeatureDrift, chi2_drift, decide, decide_single, ks_drift
-from tasks.ecdf import ecdf_of
-from tasks.profile import (
+from tasks.stats.columns import as_float, category_counts
+from tasks.stats.drift import FeatureDrift, chi2_drift, decide, decide_single, ks_drift
+from tasks.stats.ecdf import ecdf_of
+from tasks.stats.profile import (
     PREDICTION,
     CategoricalProfile,
     FeatureProfile,
     NumericProfile,
     ReferenceProfile,
 )
-from tasks.sketches import Sketch, categorical_sketch, numeric_sketch
+from tasks.stats.sketches import Sketch, categorical_sketch, numeric_sketch
 
 # below this many rows a batch is done before threads would pay for themselves
 PARALLEL_MIN_ROWS = 50_000

@@ -18,9 +18,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from tasks.drift import FeatureDrift
-from tasks.performance import BatchPerformance
-from tasks.results import MonitoringResult
+from tasks.performance.window import BatchPerformance
+from tasks.results.day import MonitoringResult
+from tasks.stats.drift import FeatureDrift
 
 JOB = "ml_monitoring"
 

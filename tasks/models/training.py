@@ -22,8 +22,8 @@ from sklearn.preprocessing import OrdinalEncoder
 from core.errors import InputError
 from data_lake.columns import PREDICTION, ROW_ID
 from model_registry.registry import FeatureSpec, HoldoutMetrics
-from tasks.columns import category_counts
-from tasks.performance import regression_metrics
+from tasks.performance.window import regression_metrics
+from tasks.stats.columns import category_counts
 
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "pyarrow", "scipy", "joblib", "driftline")
 

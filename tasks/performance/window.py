@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from core.errors import DriftlineError, InputError
 from data_lake.columns import PREDICTION, ROW_ID
-from tasks.columns import as_float
+from tasks.stats.columns import as_float
 
 
 @dataclass(frozen=True)

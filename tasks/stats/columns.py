@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.ecdf import Ecdf, ecdf_of_sorted, sort_floats
+from tasks.stats.ecdf import Ecdf, ecdf_of_sorted, sort_floats
 
 
 def as_float(column: pa.ChunkedArray | pa.Array) -> np.ndarray:

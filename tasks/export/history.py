@@ -1,10 +1,11 @@
 """History at event time: the live gauges of past runs, stamped when each run was scheduled.
 
 The Pushgateway refuses timestamps and Prometheus stamps what it scrapes with the scrape time, so
-history cannot go through it. Instead the gauges of every replayed day (`tasks.metrics`, with the
-job and model labels the Pushgateway's grouping key gives live series) are written as OpenMetrics
-by prometheus_client, and `promtool tsdb create-blocks-from openmetrics` turns them into TSDB
-blocks that are moved into Prometheus' data directory.
+history cannot go through it. Instead the gauges of every replayed day
+(`tasks.export.catalogue`, with the job and model labels the Pushgateway's grouping key gives
+live series) are written as OpenMetrics by prometheus_client, and `promtool tsdb
+create-blocks-from openmetrics` turns them into TSDB blocks that are moved into Prometheus' data
+directory.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from prometheus_client.openmetrics.exposition import generate_latest
 
 from core.errors import InputError, RunError
 from core.files import write_bytes_atomically
-from tasks.metrics import JOB, RunStamp, metric_families, registry_for
-from tasks.results import MonitoringResult
+from tasks.export.catalogue import JOB, RunStamp, metric_families, registry_for
+from tasks.results.day import MonitoringResult
 
 NIGHTLY_RUN_TIME_UTC = time(2, 0)
 # promtool cuts 2h blocks by default: one block per day of history, and a pass over the file for

@@ -1,6 +1,6 @@
 """Backfill: the nightly run replayed for a range of days, from the range's inputs read once.
 
-Every day runs `tasks.monitoring.monitor_day` on one `tasks.performance.Window` of the whole
+Every day runs `tasks.day.engine.monitor_day` on one `tasks.performance.window.Window` of the whole
 range, the engine the nightly run uses for its own window, and writes its result where and as the
 nightly run writes it, under the same per-day lock.
 """
@@ -14,11 +14,11 @@ from datetime import date, timedelta
 from core.errors import DriftlineError, InputError
 from core.settings import Settings
 from data_lake.lake import Lake
-from tasks import reports
-from tasks.drift_report import DriftOutcome
-from tasks.monitoring import ModelContext, monitor_day
-from tasks.performance import Window
-from tasks.results import MonitoringResult, to_json
+from tasks.day.engine import ModelContext, monitor_day
+from tasks.performance.window import Window
+from tasks.reports import day as reports
+from tasks.results.day import MonitoringResult, to_json
+from tasks.stats.batch_drift import DriftOutcome
 
 MAX_BACKFILL_DAYS = 3660
 

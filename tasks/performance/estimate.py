@@ -31,7 +31,7 @@ The estimate follows the model's error wherever the inputs move among what the r
 (covariate shift). It cannot see concept drift: the features and predictions of a batch whose
 true values moved look the same as before.
 
-Storing, caching and loading the estimator: tasks/estimator_store.py. sklearn is imported only
+Storing, caching and loading the estimator: tasks/edge/estimator_file.py. sklearn is imported only
 where a regressor is fitted; loading one unpickles it (and so imports sklearn) in the step that
 needs it.
 """
@@ -52,7 +52,7 @@ from data_lake.columns import PREDICTION
 from model_registry.registry import (
     FeatureSpec,
 )
-from tasks.columns import as_categories
+from tasks.stats.columns import as_categories
 
 LOSS_ESTIMATOR_FILE = "loss_estimator.joblib"
 EXTRA_KEY = "loss_estimator"  # the card's extra entry: the estimator's accuracy on held-out rows

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.ecdf import Ecdf
+from tasks.stats.ecdf import Ecdf
 
 SKETCH_POINTS = 129  # quantile levels 0, 1/128, ..., 1 of each ECDF
 _REFINE_INTERVALS = 16  # at most this many stretches between knots are searched exactly

@@ -18,8 +18,8 @@ from prometheus_client import push_to_gateway
 from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from core.settings import PushSettings
-from tasks.metrics import JOB, RunStamp, metric_families, registry_for
-from tasks.results import MonitoringResult
+from tasks.export.catalogue import JOB, RunStamp, metric_families, registry_for
+from tasks.results.day import MonitoringResult
 
 Handler = Callable[..., Callable[[], None]]
 

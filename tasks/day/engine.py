@@ -16,18 +16,18 @@ from core.settings import Settings
 from data_lake.columns import PREDICTION, ROW_ID
 from data_lake.lake import Lake
 from model_registry.registry import ModelCard, Registry
-from tasks.drift_report import DriftOutcome, drift_report
-from tasks.estimate import (
+from tasks.edge.estimator_file import loss_estimator_loader
+from tasks.edge.validation import ValidatedBatch, validate_batch, validate_labels
+from tasks.performance.estimate import (
     LOSS_ESTIMATOR_FILE,
     LossEstimator,
     PerformanceEstimate,
     estimate_performance,
 )
-from tasks.estimator_store import loss_estimator_loader
-from tasks.performance import PerformanceOutcome, Window, as_of, window_start
-from tasks.profile import PROFILE_FILE, ReferenceProfile, load_profile
-from tasks.results import MonitoringResult
-from tasks.validation import ValidatedBatch, validate_batch, validate_labels
+from tasks.performance.window import PerformanceOutcome, Window, as_of, window_start
+from tasks.results.day import MonitoringResult
+from tasks.stats.batch_drift import DriftOutcome, drift_report
+from tasks.stats.profile import PROFILE_FILE, ReferenceProfile, load_profile
 
 _READ_THREADS = 4
 T = TypeVar("T")

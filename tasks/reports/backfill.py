@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from tasks.backfill import DayOutcome
+from tasks.day.backfill import DayOutcome
 
 
 @dataclass(frozen=True)

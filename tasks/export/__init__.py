@@ -1,0 +1,1 @@
+"""Export: the metric catalogue, the Pushgateway transport, and history at event time."""

@@ -1,0 +1,1 @@
+"""Models: fitting the example model, preparing a version for the registry, simulating batches."""

@@ -1,0 +1,1 @@
+"""Performance: the as-of label window, realized metrics, and the estimate before labels."""

@@ -1,0 +1,1 @@
+"""Reports: what people read about a run (artifacts, the HTML report, its pictures)."""

@@ -1,0 +1,1 @@
+"""Results: the typed outcome of a day and of a backfill, and their stored form."""
