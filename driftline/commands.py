@@ -17,9 +17,9 @@ from core.settings import REPO_ROOT, Settings
 from data_lake.lake import Lake
 from model_registry.registry import ModelCard, Registry
 from tasks.edge.estimator_file import loss_estimator_files
+from tasks.edge.profile_file import profile_files
 from tasks.models import simulate as sim
 from tasks.models.training import PreparedModel, describe_features, prepare, train_random_forest
-from tasks.stats.profile import profile_files
 
 DIAMONDS = REPO_ROOT / "driftline" / "data" / "diamonds.parquet"
 DIAMONDS_CATEGORICAL = ["cut", "color", "clarity"]

@@ -10,8 +10,8 @@ from prefect import flow, unmapped
 from core.settings import DEFAULT_MODEL, load_settings
 from tasks.day import backfill_steps as steps
 from tasks.day.backfill import days_between
-from tasks.day.steps import load_model
-from tasks.reports.backfill import BackfillReport
+from tasks.day.steps import load_model, load_window
+from tasks.results.backfill import BackfillReport
 
 
 @flow(
@@ -32,7 +32,7 @@ def backfill(
     settings = load_settings(push=False)
     days = days_between(start, end)
     context = load_model(settings, model)
-    window = steps.load_window(settings, context, start, end)
+    window = load_window(settings, context, start, end)
     futures = steps.replay.map(unmapped(settings), unmapped(context), unmapped(window), days)
     outcomes = steps.wait_for_days(futures, days, model=model)
     written = steps.export_history(

@@ -9,7 +9,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from core.settings import DEFAULT_MODEL, load_settings
-from tasks.day import engine, steps
+from tasks.day import steps
 from tasks.edge.validation import check_batch_date
 from tasks.results.day import MonitoringResult
 
@@ -36,16 +36,13 @@ def monitor(
     with steps.io_failures_reported(settings, model, day):
         context = steps.load_model(settings, model)
         batch = steps.load_batch(settings, context, day)
-        drift = steps.compute_drift(settings, context, batch)
-        estimate = steps.estimate_batch_performance(context, batch)
-        batch = batch.without_features()  # the rest needs row_id and prediction only
-        performance = steps.compute_performance(settings, context, batch, day)
-        result = engine.assemble(context, day, batch, drift, performance, settings, estimate)
+        window = steps.load_window(settings, context, day, day, current=batch)
+        computed = steps.compute_day(settings, context, day, batch, window)
         # reading and computing may overlap; writing and pushing a day is one run at a time,
         # so the lake's result and the pushed gauges always come from the same run
         with steps.day_lock(settings, model, day):
-            written = steps.write_result(settings, result)
-            steps.publish_artifacts(result, settings, drift)
+            written = steps.write_day(settings, computed)
+            steps.publish_artifacts(written)
             if push:
-                steps.push_metrics_or_fail(settings, result, started, written)
-    return result
+                steps.push_metrics_or_fail(settings, written, started)
+    return computed.result

@@ -53,6 +53,7 @@ from core.settings import DriftRule, load_settings
 from data_lake.lake import Lake
 from model_registry.registry import ModelCard
 from tasks.day.engine import ModelContext, assemble, read_batch, read_window
+from tasks.edge.profile_file import PROFILE_FILE, profile_files, profile_from_bytes
 from tasks.reports import day as reports
 from tasks.reports import plots
 from tasks.results.day import to_json
@@ -60,7 +61,7 @@ from tasks.stats import sketches
 from tasks.stats.batch_drift import drift_report
 from tasks.stats.columns import as_float, category_counts
 from tasks.stats.ecdf import ecdf_of
-from tasks.stats.profile import PROFILE_FILE, NumericProfile, profile_files, profile_from_bytes
+from tasks.stats.profile import NumericProfile
 
 MODEL = "bench"
 DAY = date(2026, 3, 2)

@@ -9,7 +9,7 @@ reference rows the loss estimator was *not* fitted on
 (`tasks.performance.estimate.split_reference`), so
 neither the model nor the estimator has seen a simulated row. Each run simulates `--days` days of
 2,000 rows with `driftline.commands.simulate` into a temporary lake, the scenario starting at
-the middle day, and runs `tasks.day.engine.monitor_day` for every day, as the nightly run does on
+the middle day, and runs `tasks.day.engine.run_day` for every day, as the nightly run does on
 the morning after. The realized MAE of a day is its batch's MAE once all labels have arrived
 (the performance window a week after the last day, `tasks.day.engine.read_window`).
 
@@ -136,7 +136,7 @@ def run_days(
     out = []
     for offset in range(days):
         day = START + timedelta(days=offset)
-        result = engine.monitor_day(lake, context, day, settings)
+        result = engine.run_day(lake, context, day, settings).result
         out.append((offset, day >= drift_start, result.estimate, realized[day]))
     return out
 

@@ -23,7 +23,7 @@ records `--models 100 --days 30` (32 minutes here). What it does:
 5. Nightly: one run of each model's nightly deployment for day N, pushed to the Pushgateway.
 6. Verifies: every model-day has its result.json and every model its Pushgateway group for day
    N; for `--verify` models (spread over the fleet), every day's result.json equals, byte for
-   byte, the same day computed locally by the plain functions (tasks.day.engine.monitor_day), and
+   byte, the same day computed locally by the plain functions (tasks.day.engine.run_day), and
    the model's pushed gauges equal the local run's (all but the two wall-clock ones).
 
 It prints model-days per minute, Prefect API calls (HTTP requests in the server's uvicorn access
@@ -65,7 +65,7 @@ sys.path.insert(0, str(REPO))
 from core.settings import Settings, load_settings  # noqa: E402
 from data_lake.lake import Lake  # noqa: E402
 from model_registry.registry import MODEL_FILE, REFERENCE_FILE, ModelCard, Registry  # noqa: E402
-from tasks.day.engine import load_model_context, monitor_day  # noqa: E402
+from tasks.day.engine import load_model_context, run_day  # noqa: E402
 from tasks.export.catalogue import JOB, RunStamp, day_start_seconds, metric_families, registry_for  # noqa: E402
 from tasks.export.history import scheduled_run_seconds  # noqa: E402
 from tasks.results.day import MonitoringResult, to_json  # noqa: E402
@@ -162,7 +162,7 @@ def local_results(settings: Settings, model: str, days: Sequence[date]) -> list[
     lake = Lake.open(settings.data_lake_uri)
     registry = Registry.open(settings.model_registry_uri, cache_dir=settings.cache_dir)
     context = load_model_context(registry, model)
-    return [monitor_day(lake, context, day, settings) for day in days]
+    return [run_day(lake, context, day, settings).result for day in days]
 
 
 def lake_differences(settings: Settings, model: str, days: Sequence[date]) -> list[str]:

@@ -199,7 +199,7 @@ def nightly(model: str, day: date) -> bytes:
     settings = load_settings(push=False)
     lake = Lake.open(settings.data_lake_uri)
     context = monitoring.load_model_context(Registry.open(settings.model_registry_uri), model)
-    payload = to_json(monitoring.monitor_day(lake, context, day, settings))
+    payload = to_json(monitoring.run_day(lake, context, day, settings).result)
     with lake.day_lock(model, day, purpose=f"monitor {model} {day}", policy=settings.lock_policy):
         lake.write_bytes(
             lake.result_path(model, day),
@@ -237,7 +237,7 @@ def race(model: str, day: date, me: str, peer: str, control: Path) -> None:
     settings = load_settings(push=False)
     lake = Lake.open(settings.data_lake_uri)
     context = monitoring.load_model_context(Registry.open(settings.model_registry_uri), model)
-    payload = to_json(monitoring.monitor_day(lake, context, day, settings))
+    payload = to_json(monitoring.run_day(lake, context, day, settings).result)
     (control / f"{me}-ready").write_text("")
     number = 0
     while True:

@@ -17,7 +17,7 @@ from driftline import commands
 from model_registry.registry import Registry
 from tasks.day import engine as monitoring
 from tasks.day.backfill import days_between, replay_and_write
-from tasks.day.engine import monitor_day, read_window
+from tasks.day.engine import read_window, run_day
 from tasks.results.day import from_json, to_json
 
 # forty simulated days, replayed and monitored again: ~15 s on 2 cores
@@ -73,7 +73,38 @@ def untidy_lake(
     return settings, context
 
 
-def test_every_replayed_day_is_byte_identical_to_the_nightly_run(untidy_lake) -> None:
+@pytest.mark.prefect
+def test_a_backfilled_day_is_the_bytes_the_nightly_flow_wrote(
+    untidy_lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.backfill import backfill
+    from flows.monitor import monitor
+
+    settings, _ = untidy_lake
+    nightly, replayed = tmp_path / "nightly", tmp_path / "replayed"
+    for lake_dir in (nightly, replayed):
+        shutil.copytree(
+            settings.data_lake_uri, lake_dir, ignore=shutil.ignore_patterns("monitoring")
+        )
+    monkeypatch.setenv("MODEL_REGISTRY_URI", settings.model_registry_uri)
+    # relabelled rows, the day before the missing batch, stray labels, null labels, a late day
+    days = [START + timedelta(days=n) for n in (10, 19, 25, 28, 39)]
+    monkeypatch.setenv("DATA_LAKE_URI", str(nightly))
+    for day in days:
+        monitor(model="diamonds-price", batch_date=day, push=False)
+    monkeypatch.setenv("DATA_LAKE_URI", str(replayed))
+    report = backfill(start=days[0], end=days[-1], model="diamonds-price")
+    assert set(days) <= set(report.succeeded) and [d for d, _ in report.failed] == [MISSING]
+    by_flow, by_backfill = Lake.open(str(nightly)), Lake.open(str(replayed))
+    for day in days:
+        for path in (by_flow.result_path, by_flow.report_path):
+            written = by_flow.read_bytes(path("diamonds-price", day))
+            assert written is not None, (day, path)
+            relative = Path(path("diamonds-price", day)).relative_to(nightly)
+            assert by_backfill.read_bytes(str(replayed / relative)) == written, (day, relative)
+
+
+def test_a_range_window_gives_every_day_the_result_of_its_own_window(untidy_lake) -> None:
     settings, context = untidy_lake
     lake = Lake.open(settings.data_lake_uri)
     start, end = START + timedelta(days=3), START + timedelta(days=DAYS - 1)
@@ -82,8 +113,8 @@ def test_every_replayed_day_is_byte_identical_to_the_nightly_run(untidy_lake) ->
     for day in days_between(start, end):
         if day == MISSING:
             continue
-        nightly = monitor_day(lake, context, day, settings)
-        assert to_json(monitor_day(lake, context, day, settings, window=inputs)) == to_json(
+        nightly = run_day(lake, context, day, settings).result
+        assert to_json(run_day(lake, context, day, settings, window=inputs).result) == to_json(
             nightly
         ), day
         compared += 1
@@ -97,7 +128,7 @@ def test_a_day_without_a_batch_fails_with_the_nightly_message(untidy_lake) -> No
     with pytest.raises(
         RunError, match=f"no scored batch for model=diamonds-price batch_date={MISSING}"
     ):
-        monitor_day(lake, context, MISSING, settings, window=inputs)
+        run_day(lake, context, MISSING, settings, window=inputs)
 
 
 def test_a_replayed_day_is_written_where_the_nightly_run_writes_it(untidy_lake, tmp_path) -> None:
@@ -130,7 +161,7 @@ def test_days_sharing_a_row_id_fail_as_the_nightly_run_does(
     inputs = read_window(lake, context.card, day, day + timedelta(days=2), window_days=30)
     for d in (day, day + timedelta(days=2)):
         with pytest.raises(InputError, match="appears in more than one batch"):
-            monitor_day(lake, context, d, settings, window=inputs)
+            run_day(lake, context, d, settings, window=inputs)
 
 
 def test_a_range_ending_before_it_starts_is_refused_with_the_fix() -> None:
@@ -151,8 +182,9 @@ def test_a_bad_label_file_fails_the_days_that_would_read_it(untidy_lake, tmp_pat
         {"DATA_LAKE_URI": str(copy), "MODEL_REGISTRY_URI": settings.model_registry_uri}
     )
     assert (
-        monitor_day(lake, context, arrival - timedelta(days=2), copied, window=inputs).n_rows == 300
+        run_day(lake, context, arrival - timedelta(days=2), copied, window=inputs).result.n_rows
+        == 300
     )
     for day in (arrival - timedelta(days=1), arrival):
         with pytest.raises(InputError, match=r"bad\.parquet lacks column 'price'"):
-            monitor_day(lake, context, day, copied, window=inputs)
+            run_day(lake, context, day, copied, window=inputs)

@@ -17,6 +17,7 @@ from core.errors import InputError
 from model_registry.registry import HoldoutMetrics, ModelCard, Registry
 from tasks.day import engine as monitoring
 from tasks.edge.estimator_file import load_loss_estimator, loss_estimator_files
+from tasks.edge.profile_file import profile_files
 from tasks.performance.estimate import (
     EXTRA_KEY,
     LOSS_ESTIMATOR_FILE,
@@ -27,7 +28,6 @@ from tasks.performance.estimate import (
     fit_loss_estimator,
     sample_rows,
 )
-from tasks.stats.profile import profile_files
 from tests.builders import card
 
 # a pickle that would run code if it were ever loaded
@@ -287,9 +287,9 @@ def test_monitor_day_writes_the_estimate_of_the_batch_into_the_result(trained_en
     )  # fmt: skip
     registry = Registry.open(settings.model_registry_uri)
     context = monitoring.load_model_context(registry, "diamonds-price")
-    result = monitoring.monitor_day(
+    result = monitoring.run_day(
         Lake.open(settings.data_lake_uri), context, date(2026, 2, 1), settings
-    )
+    ).result
     assert isinstance(result.estimate, PerformanceEstimate)
     assert result.estimate.n_rows == result.estimate.n_sampled == 500
     baseline = registry.card("diamonds-price").metrics.mae

@@ -49,7 +49,7 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list, dic
     lake = Lake.open(settings.data_lake_uri)
     context = monitoring.load_model_context(Registry.open(settings.model_registry_uri), MODEL)
     results = [
-        monitoring.monitor_day(lake, context, START + timedelta(days=i), settings)
+        monitoring.run_day(lake, context, START + timedelta(days=i), settings).result
         for i in range(DAYS)
     ]
     later = START + timedelta(days=DAYS + 8)  # every label has arrived

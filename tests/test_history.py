@@ -42,7 +42,7 @@ def runs(
     )
     return [
         history.PastRun(
-            monitoring.monitor_day(lake, context, START + timedelta(days=i), settings), 0.5 + i
+            monitoring.run_day(lake, context, START + timedelta(days=i), settings).result, 0.5 + i
         )
         for i in range(4)
     ]

@@ -13,17 +13,15 @@ import pytest
 
 from core.errors import InputError
 from model_registry.registry import FeatureSpec, HoldoutMetrics, ModelCard, Registry
-from tasks.stats.columns import category_counts, numeric_ecdf
-from tasks.stats.profile import (
+from tasks.edge.profile_file import (
     PROFILE_FILE,
-    NumericProfile,
-    ReferenceProfile,
-    build_profile,
     load_profile,
     profile_files,
     profile_from_bytes,
     profile_to_bytes,
 )
+from tasks.stats.columns import category_counts, numeric_ecdf
+from tasks.stats.profile import NumericProfile, ReferenceProfile, build_profile
 from tests.builders import batch, card
 
 

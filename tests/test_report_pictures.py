@@ -19,13 +19,13 @@ from data_lake.lake import Lake
 from driftline import commands
 from model_registry.registry import Registry
 from tasks.day.backfill import replay_and_write
-from tasks.day.engine import ModelContext, assemble, load_model_context, monitor_day, read_window
+from tasks.day.engine import ModelContext, assemble, load_model_context, read_window, run_day
 from tasks.edge.validation import ValidatedBatch
 from tasks.performance.window import PerformanceOutcome
 from tasks.reports import day as reports
 from tasks.reports import numbers
 from tasks.stats import sketches
-from tasks.stats.batch_drift import DriftOutcome, drift_report
+from tasks.stats.batch_drift import drift_report
 from tasks.stats.ecdf import ecdf_of
 from tasks.stats.profile import ReferenceProfile, build_profile
 from tests.builders import batch, card
@@ -180,9 +180,8 @@ def test_the_demo_data_drift_days_picture_exactly_the_drifted_features(
             assert drifted == [], day
             assert "No feature drifted (9 tested)." in page
     # the Prefect artifact of the last day: the same pictures inline, and the link to the page
-    kept: list[DriftOutcome] = []
-    result = monitor_day(lake, context, end, settings, keep_drift=kept.append)
-    report = reports.DayReport.draw(result, kept[0].sketches, settings.drift_rule)
+    day = run_day(lake, context, end, settings)
+    report = reports.DayReport.draw(day.result, day.sketches, settings.drift_rule)
     uri = lake.uri_of(lake.report_path("diamonds-price", end))
     markdown = report.markdown(uri)
     assert len(markdown.encode()) < ARTIFACT_LIMIT

@@ -278,7 +278,7 @@ def test_two_processes_racing_for_one_day_one_writes_the_other_refuses_or_waits(
     settings = load_settings(env)
     lake = Lake.open(settings.data_lake_uri)
     context = monitoring.load_model_context(Registry.open(settings.model_registry_uri), MODEL)
-    expected = to_json(monitoring.monitor_day(lake, context, DAY, settings))  # a single run's
+    expected = to_json(monitoring.run_day(lake, context, DAY, settings).result)  # a single run's
     control = tmp_path / "race"
     control.mkdir()
     racers = {}

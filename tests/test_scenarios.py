@@ -13,7 +13,7 @@ from core.settings import load_settings
 from data_lake.lake import Lake
 from driftline import commands
 from model_registry.registry import Registry
-from tasks.day.engine import load_model_context, monitor_day
+from tasks.day.engine import load_model_context, run_day
 
 # sixteen simulated days of 1,500 rows monitored per scenario: ~20 s on 2 cores
 pytestmark = pytest.mark.slow
@@ -33,7 +33,7 @@ def monitored(tmp_path: Path, registry: Path, scenario: str, rows: int = 1500) -
                       scenario=scenario, seed=11, drift_start=DRIFT_START)  # fmt: skip
     context = load_model_context(Registry.open(settings.model_registry_uri), "diamonds-price")
     lake = Lake.open(settings.data_lake_uri)
-    return [monitor_day(lake, context, START + timedelta(days=i), settings) for i in range(DAYS)]
+    return [run_day(lake, context, START + timedelta(days=i), settings).result for i in range(DAYS)]
 
 
 def test_data_drift_flags_the_shifted_size_features_from_the_drift_day_only(

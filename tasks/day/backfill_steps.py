@@ -21,36 +21,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from core.errors import DriftlineError, InputError
 from core.settings import Settings
 from data_lake.lake import Lake
-from tasks.day import engine
-from tasks.day.backfill import DayOutcome, failed_day, replay_and_write
+from tasks.day.backfill import failed_day, replay_and_write
 from tasks.day.engine import ModelContext
 from tasks.day.wrappers import artifact_key, compute_task, io_task
 from tasks.export import history
-from tasks.performance.window import Window, as_of, window_start
-from tasks.reports.backfill import BackfillReport, backfill_lines, backfill_markdown
-
-
-@io_task("load-range-inputs")
-def load_window(settings: Settings, context: ModelContext, start: date, end: date) -> Window:
-    window = engine.read_window(
-        Lake.open(settings.data_lake_uri),
-        context.card,
-        start,
-        end,
-        window_days=settings.performance_window_days,
-    )
-    logger = get_run_logger()
-    logger.info(
-        "read %d scored batches and the labels of %s..%s for %s..%s",
-        len(window.batches),
-        window_start(start, settings.performance_window_days),
-        as_of(end),
-        start,
-        end,
-    )
-    for day, error in sorted({**window.scored_errors, **window.label_errors}.items()):
-        logger.warning("%s unreadable, the days that need it will fail: %s", day, error)
-    return window
+from tasks.performance.window import Window
+from tasks.reports.backfill import backfill_lines, backfill_markdown
+from tasks.results.backfill import BackfillReport, DayOutcome
 
 
 def _replay_name() -> str:

@@ -1,9 +1,15 @@
-"""One nightly run's work, step by step, as plain functions over the lake and the registry."""
+"""One engine for a batch day: read, compute, write and report it.
+
+The nightly flow runs each of these functions as one Prefect task (tasks/day/steps.py); the
+backfill and the Python API run them in-process, in the same order, through `monitor_and_write`.
+So a day written by either is the same bytes.
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -11,13 +17,17 @@ from typing import TypeVar
 
 import pyarrow as pa
 
-from core.errors import DriftlineError
-from core.settings import Settings
+from core import faults
+from core.errors import DriftlineError, RunError
+from core.settings import PushSettings, Settings
 from data_lake.columns import PREDICTION, ROW_ID
 from data_lake.lake import Lake
 from model_registry.registry import ModelCard, Registry
 from tasks.edge.estimator_file import loss_estimator_loader
+from tasks.edge.profile_file import PROFILE_FILE, load_profile
 from tasks.edge.validation import ValidatedBatch, validate_batch, validate_labels
+from tasks.export import pushgateway
+from tasks.export.catalogue import RunStamp
 from tasks.performance.estimate import (
     LOSS_ESTIMATOR_FILE,
     LossEstimator,
@@ -25,9 +35,11 @@ from tasks.performance.estimate import (
     estimate_performance,
 )
 from tasks.performance.window import PerformanceOutcome, Window, as_of, window_start
-from tasks.results.day import MonitoringResult
+from tasks.reports.day import DayReport
+from tasks.results.day import MonitoringResult, to_json
 from tasks.stats.batch_drift import DriftOutcome, drift_report
-from tasks.stats.profile import PROFILE_FILE, ReferenceProfile, load_profile
+from tasks.stats.profile import ReferenceProfile
+from tasks.stats.sketches import Sketch
 
 _READ_THREADS = 4
 T = TypeVar("T")
@@ -174,25 +186,117 @@ def assemble(
     )
 
 
-def monitor_day(
+@dataclass(frozen=True)
+class ComputedDay:
+    """A day's result, and the sketches of its samples that its report pictures."""
+
+    result: MonitoringResult
+    sketches: Mapping[str, Sketch]
+
+
+def compute_day(
+    context: ModelContext,
+    batch_date: date,
+    batch: ValidatedBatch,
+    window: Window,
+    settings: Settings,
+) -> ComputedDay:
+    """Drift, the estimate before labels and realized performance of one day."""
+    drift = drift_report(context.profile, batch.table, settings.drift_rule)
+    estimate = estimate_performance(context.loss_estimator, batch.table)
+    performance = window.performance(batch_date)
+    result = assemble(context, batch_date, batch, drift, performance, settings, estimate)
+    return ComputedDay(result, drift.sketches)
+
+
+@dataclass(frozen=True)
+class WrittenDay:
+    """Where a day's result and report went; a report that could not be written says why."""
+
+    result: MonitoringResult
+    result_uri: str
+    report: DayReport
+    report_uri: str | None
+    report_error: str | None
+
+
+def write_day(lake: Lake, day: ComputedDay, settings: Settings) -> WrittenDay:
+    """result.json, then report.html beside it, each replaced atomically; the caller holds the
+    day's lock. A report that cannot be written is not a failed day: the result is saved."""
+    result = day.result
+    path = lake.result_path(result.model, result.batch_date)
+    lake.write_bytes(path, to_json(result), before_commit=lambda: faults.pause_point("write-temp"))
+    report = DayReport.draw(result, day.sketches, settings.drift_rule)
+    report_path = lake.report_path(result.model, result.batch_date)
+    try:
+        lake.write_bytes(report_path, report.html().encode())
+    except OSError as exc:
+        return WrittenDay(result, lake.uri_of(path), report, None, str(exc))
+    return WrittenDay(result, lake.uri_of(path), report, lake.uri_of(report_path), None)
+
+
+def push_day(push: PushSettings, result: MonitoringResult, started_at: float) -> None:
+    """Replace the model's group on the Pushgateway with the day's gauges (one attempt)."""
+    faults.pause_point("push")
+    finished = time.time()
+    pushgateway.push(
+        result,
+        RunStamp(finished_at_seconds=finished, duration_seconds=finished - started_at),
+        gateway=push.url,
+        handler=pushgateway.handler_for(push),
+    )
+
+
+def push_failed(push: PushSettings, attempts: int, exc: OSError, written: WrittenDay) -> RunError:
+    """The one line for a Pushgateway that did not take the day's gauges."""
+    return RunError(
+        f"could not push to the Pushgateway at {pushgateway.redact_url(push.url)} after "
+        f"{attempts} attempt(s) ({pushgateway.failure_reason(exc)}); the results for "
+        f"{written.result.batch_date} are saved in {written.result_uri} and the next run pushes "
+        "again"
+    )
+
+
+def run_day(
     lake: Lake,
     context: ModelContext,
     batch_date: date,
     settings: Settings,
     *,
     window: Window | None = None,
-    keep_drift: Callable[[DriftOutcome], object] | None = None,
-) -> MonitoringResult:
-    """The nightly run's computation for one day, in one call: with the `window` of a range
-    read once (backfill), or else the day's own window, as the nightly run reads it.
-    `keep_drift` is handed the drift outcome (its sketches draw the day's report)."""
+) -> ComputedDay:
+    """Read and compute one day, writing nothing: with the `window` of a range read once
+    (backfill), or else the day's own, as the nightly run reads it."""
     batch = read_batch(lake, context.card, batch_date)
-    drift = drift_report(context.profile, batch.table, settings.drift_rule)
-    if keep_drift is not None:
-        keep_drift(drift)
-    estimate = estimate_performance(context.loss_estimator, batch.table)
-    batch = batch.without_features()  # the rest needs row_id and prediction only
     if window is None:
-        window = day_window(lake, context.card, batch_date, settings, current=batch.table)
-    performance = window.performance(batch_date)
-    return assemble(context, batch_date, batch, drift, performance, settings, estimate)
+        window = day_window(
+            lake, context.card, batch_date, settings, current=batch.without_features().table
+        )
+    return compute_day(context, batch_date, batch, window, settings)
+
+
+def monitor_and_write(
+    lake: Lake,
+    context: ModelContext,
+    batch_date: date,
+    settings: Settings,
+    *,
+    window: Window | None = None,
+    push: bool = False,
+    purpose: str = "monitor",
+) -> WrittenDay:
+    """The nightly run of one day in-process: read, compute, then write (and push) under the
+    day's lock. `window` is the one of a range read once (backfill); else the day's own."""
+    started = time.time()
+    day = run_day(lake, context, batch_date, settings, window=window)
+    model = context.card.name
+    with lake.day_lock(
+        model, batch_date, purpose=f"{purpose} {model} {batch_date}", policy=settings.lock_policy
+    ):
+        written = write_day(lake, day, settings)
+        if push:
+            try:
+                push_day(settings.push, day.result, started)
+            except OSError as exc:  # urllib's URLError and socket errors
+                raise push_failed(settings.push, 1, exc, written) from exc
+    return written

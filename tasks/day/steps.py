@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -21,16 +20,14 @@ from data_lake.lake import Lake
 from data_lake.lock import LockOwner
 from model_registry.registry import Registry
 from tasks.day import engine
-from tasks.day.engine import ModelContext
+from tasks.day.engine import ComputedDay, ModelContext, WrittenDay
 from tasks.day.wrappers import artifact_key, compute_task, io_task, transient
 from tasks.edge.validation import ValidatedBatch
 from tasks.export import pushgateway
-from tasks.export.catalogue import JOB, RunStamp
-from tasks.performance.estimate import PerformanceEstimate, estimate_performance
-from tasks.performance.window import PerformanceOutcome
-from tasks.reports import day as reports
-from tasks.results.day import MonitoringResult, to_json
-from tasks.stats.batch_drift import DriftOutcome, drift_report
+from tasks.export.catalogue import JOB
+from tasks.performance.window import Window, as_of, window_start
+from tasks.reports.day import drift_rows
+from tasks.results.day import MonitoringResult
 
 
 @io_task("load-model")
@@ -65,26 +62,58 @@ def load_batch(settings: Settings, context: ModelContext, batch_date: date) -> V
     return batch
 
 
-@compute_task("compute-drift")
-def compute_drift(settings: Settings, context: ModelContext, batch: ValidatedBatch) -> DriftOutcome:
-    outcome = drift_report(context.profile, batch.table, settings.drift_rule)
-    drifted = [d.feature for d in outcome.features if d.is_drifted]
-    get_run_logger().info(
-        "drifted features: %s; prediction drift: %s",
-        ", ".join(drifted) or "none",
-        outcome.prediction.is_drifted,
+@io_task("load-window")
+def load_window(
+    settings: Settings,
+    context: ModelContext,
+    start: date,
+    end: date,
+    *,
+    current: ValidatedBatch | None = None,
+) -> Window:
+    """The scored batches and labels the days start..end need (the day's own batch in hand)."""
+    window = engine.read_window(
+        Lake.open(settings.data_lake_uri),
+        context.card,
+        start,
+        end,
+        window_days=settings.performance_window_days,
+        current=None if current is None else current.without_features().table,
     )
-    return outcome
+    logger = get_run_logger()
+    logger.info(
+        "read %d scored batches and the labels of %s..%s for %s..%s",
+        len(window.batches),
+        window_start(start, settings.performance_window_days),
+        as_of(end),
+        start,
+        end,
+    )
+    for day, error in sorted({**window.scored_errors, **window.label_errors}.items()):
+        logger.warning("%s unreadable, the days that need it will fail: %s", day, error)
+    return window
 
 
-@compute_task("estimate-performance")
-def estimate_batch_performance(
-    context: ModelContext, batch: ValidatedBatch
-) -> PerformanceEstimate | None:
-    """MAE and RMSE of the batch estimated from its features and predictions, before labels."""
-    estimate = estimate_performance(context.loss_estimator, batch.table)
+@compute_task("compute-day")
+def compute_day(
+    settings: Settings,
+    context: ModelContext,
+    batch_date: date,
+    batch: ValidatedBatch,
+    window: Window,
+) -> ComputedDay:
+    """Drift, the estimate before labels and realized performance of the day."""
+    day = engine.compute_day(context, batch_date, batch, window, settings)
+    result = day.result
+    logger = get_run_logger()
+    logger.info(
+        "drifted features: %s; prediction drift: %s",
+        ", ".join(result.drifted_features) or "none",
+        result.prediction is not None and result.prediction.is_drifted,
+    )
+    estimate = result.estimate
     if estimate is not None:
-        get_run_logger().info(
+        logger.info(
             "estimated MAE %.4g (band %.4g-%.4g), RMSE %.4g, from %d of %d rows",
             estimate.mae,
             estimate.mae_lower,
@@ -93,20 +122,9 @@ def estimate_batch_performance(
             estimate.n_sampled,
             estimate.n_rows,
         )
-    return estimate
-
-
-@io_task("compute-performance")
-def compute_performance(
-    settings: Settings, context: ModelContext, batch: ValidatedBatch, batch_date: date
-) -> PerformanceOutcome:
-    lake = Lake.open(settings.data_lake_uri)
-    window = engine.day_window(lake, context.card, batch_date, settings, current=batch.table)
-    outcome = window.performance(batch_date)
-    logger = get_run_logger()
-    for warning in outcome.warnings:
+    for warning in result.warnings[len(batch.warnings) :]:  # the batch's were logged at load
         logger.warning(warning)
-    return outcome
+    return day
 
 
 @contextmanager
@@ -175,74 +193,47 @@ def day_lock(settings: Settings, model: str, batch_date: date) -> Iterator[None]
         yield
 
 
-@io_task("write-result")
-def write_result(settings: Settings, result: MonitoringResult) -> str:
-    lake = Lake.open(settings.data_lake_uri)
-    path = lake.result_path(result.model, result.batch_date)
-    lake.write_bytes(path, to_json(result), before_commit=lambda: faults.pause_point("write-temp"))
-    get_run_logger().info("results written to %s", lake.uri_of(path))
-    return lake.uri_of(path)
+@io_task("write-day")
+def write_day(settings: Settings, day: ComputedDay) -> WrittenDay:
+    written = engine.write_day(Lake.open(settings.data_lake_uri), day, settings)
+    logger = get_run_logger()
+    logger.info("results written to %s", written.result_uri)
+    if written.report_error is not None:
+        logger.warning("the report could not be written to the lake: %s", written.report_error)
+    return written
 
 
 @compute_task("publish-artifacts")
-def publish_artifacts(
-    result: MonitoringResult, settings: Settings | None = None, drift: DriftOutcome | None = None
-) -> None:
-    """The drift table and the summary; with `settings` and `drift`, the summary is the day's
-    report with its pictures, also written beside the result as report.html (a report that
-    cannot be written is a warning: the result is saved and the push must still happen)."""
+def publish_artifacts(written: WrittenDay) -> None:
+    """The drift table and the day's report, with its pictures, in the Prefect UI."""
+    result = written.result
     create_table_artifact(
         key=artifact_key("drift", result.model),
-        table=reports.drift_rows(result),
+        table=drift_rows(result),
         description=f"Drift of {result.model} {result.model_version}, batch {result.batch_date}",
     )
-    markdown = reports.summary_markdown(result)
-    if settings is not None and drift is not None:
-        report = reports.DayReport.draw(result, drift.sketches, settings.drift_rule)
-        lake = Lake.open(settings.data_lake_uri)
-        path = lake.report_path(result.model, result.batch_date)
-        written: str | None = None
-        try:
-            lake.write_bytes(path, report.html().encode())
-            written = lake.uri_of(path)
-        except OSError as exc:
-            get_run_logger().warning("the report could not be written to the lake: %s", exc)
-        markdown = report.markdown(written)
     create_markdown_artifact(
         key=artifact_key("summary", result.model),
-        markdown=markdown,
+        markdown=written.report.markdown(written.report_uri),
         description=f"Monitoring summary, batch {result.batch_date}",
     )
 
 
 @task(name="push-metrics", cache_policy=NO_CACHE, retry_condition_fn=transient)
 def push_metrics(push: PushSettings, result: MonitoringResult, started_at: float) -> None:
-    faults.pause_point("push")
-    finished = time.time()
-    pushgateway.push(
-        result,
-        RunStamp(finished_at_seconds=finished, duration_seconds=finished - started_at),
-        gateway=push.url,
-        handler=pushgateway.handler_for(push),
-    )
+    engine.push_day(push, result, started_at)
     get_run_logger().info(
         "pushed to %s (job=%s, model=%s)", pushgateway.redact_url(push.url), JOB, result.model
     )
 
 
-def push_metrics_or_fail(
-    settings: Settings, result: MonitoringResult, started_at: float, written: str
-) -> None:
+def push_metrics_or_fail(settings: Settings, written: WrittenDay, started_at: float) -> None:
     """Push with the configured retries; a Pushgateway that stays down fails the run clearly."""
     push = settings.push
     delays = list(push.retry_delays_seconds)
     try:
         push_metrics.with_options(retries=len(delays), retry_delay_seconds=delays)(
-            push, result, started_at
+            push, written.result, started_at
         )
     except OSError as exc:  # urllib's URLError and socket errors
-        raise RunError(
-            f"could not push to the Pushgateway at {pushgateway.redact_url(push.url)} after "
-            f"{len(delays) + 1} attempts ({pushgateway.failure_reason(exc)}); the results for "
-            f"{result.batch_date} are saved in {written} and the next run pushes again"
-        ) from exc
+        raise engine.push_failed(push, len(delays) + 1, exc, written) from exc

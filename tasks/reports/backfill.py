@@ -1,44 +1,8 @@
-"""What a backfill did, and how it reads: on the terminal, in the run's log, as its artifact."""
+"""How a backfill reads: on the terminal, in the run's log, as its artifact."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
-
-from tasks.day.backfill import DayOutcome
-
-
-@dataclass(frozen=True)
-class BackfillReport:
-    """What a backfill did: the days replayed, those that failed and why, where history went."""
-
-    model: str
-    start: date
-    end: date
-    succeeded: tuple[date, ...]
-    failed: tuple[tuple[date, str], ...]
-    history: str | None
-    duration_seconds: float
-
-    @classmethod
-    def of(
-        cls,
-        model: str,
-        start: date,
-        end: date,
-        outcomes: list[DayOutcome],
-        history: str | None,
-        duration_seconds: float,
-    ) -> BackfillReport:
-        return cls(
-            model=model,
-            start=start,
-            end=end,
-            succeeded=tuple(o.batch_date for o in outcomes if o.result is not None),
-            failed=tuple((o.batch_date, o.failure) for o in outcomes if o.failure is not None),
-            history=history,
-            duration_seconds=duration_seconds,
-        )
+from tasks.results.backfill import BackfillReport
 
 
 def backfill_lines(report: BackfillReport) -> list[str]:
