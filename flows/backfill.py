@@ -34,7 +34,8 @@ def backfill(
     context = load_model(settings, model)
     window = load_window(settings, context, start, end)
     futures = steps.replay.map(unmapped(settings), unmapped(context), unmapped(window), days)
-    outcomes = steps.wait_for_days(futures, days, model=model)
+    replayed, failed = steps.wait_for_days(futures, days, model=model)
+    outcomes = steps.write_days(settings, replayed, failed)
     written = steps.export_history(
         settings, model, outcomes, prometheus_data=prometheus_data, openmetrics=openmetrics
     )

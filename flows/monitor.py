@@ -45,4 +45,4 @@ def monitor(
             steps.publish_artifacts(written)
             if push:
                 steps.push_metrics_or_fail(settings, written, started)
-    return computed.result
+    return written.result

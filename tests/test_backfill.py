@@ -16,7 +16,7 @@ from data_lake.lake import Lake
 from driftline import commands
 from model_registry.registry import Registry
 from tasks.day import engine as monitoring
-from tasks.day.backfill import days_between, replay_and_write
+from tasks.day.backfill import days_between, replay, write_replayed
 from tasks.day.engine import read_window, run_day
 from tasks.results.day import from_json, to_json
 
@@ -136,7 +136,7 @@ def test_a_replayed_day_is_written_where_the_nightly_run_writes_it(untidy_lake, 
     lake = Lake.open(settings.data_lake_uri)
     day = START + timedelta(days=30)
     inputs = read_window(lake, context.card, day, day, window_days=30)
-    outcome = replay_and_write(lake, context, inputs, day, settings)
+    (outcome,) = write_replayed(lake, [replay(lake, context, inputs, day, settings)], settings)
     written = lake.read_bytes(lake.result_path("diamonds-price", day))
     assert written is not None and from_json(written) == outcome.result
     assert outcome.duration_seconds > 0

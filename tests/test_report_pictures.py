@@ -18,8 +18,14 @@ from core.settings import DriftRule, load_settings
 from data_lake.lake import Lake
 from driftline import commands
 from model_registry.registry import Registry
-from tasks.day.backfill import replay_and_write
-from tasks.day.engine import ModelContext, assemble, load_model_context, read_window, run_day
+from tasks.day.engine import (
+    ModelContext,
+    assemble,
+    load_model_context,
+    monitor_and_write,
+    read_window,
+    run_day,
+)
 from tasks.edge.validation import ValidatedBatch
 from tasks.performance.window import PerformanceOutcome
 from tasks.reports import day as reports
@@ -160,7 +166,7 @@ def test_the_demo_data_drift_days_picture_exactly_the_drifted_features(
     window = read_window(lake, context.card, START, end, window_days=30)
     for i in range(DAYS):
         day = START + timedelta(days=i)
-        outcome = replay_and_write(lake, context, window, day, settings)
+        outcome = monitor_and_write(lake, context, day, settings, window=window)
         assert outcome.result is not None
         page = Path(lake.report_path("diamonds-price", day)).read_text()
         assert len(page.encode()) < HTML_LIMIT

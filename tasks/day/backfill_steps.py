@@ -21,7 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from core.errors import DriftlineError, InputError
 from core.settings import Settings
 from data_lake.lake import Lake
-from tasks.day.backfill import failed_day, replay_and_write
+from tasks.day import backfill
+from tasks.day.backfill import ReplayedDay
 from tasks.day.engine import ModelContext
 from tasks.day.wrappers import artifact_key, compute_task, io_task
 from tasks.export import history
@@ -39,10 +40,10 @@ def _replay_name() -> str:
 @io_task("replay-day", task_run_name=_replay_name)
 def replay(
     settings: Settings, context: ModelContext, window: Window, batch_date: date
-) -> DayOutcome | State[Any]:
-    """One day's nightly run, written to the lake; a day that cannot run ends Failed, quietly."""
+) -> ReplayedDay | State[Any]:
+    """One day read and computed; a day that cannot run ends Failed, quietly."""
     try:
-        return replay_and_write(
+        return backfill.replay(
             Lake.open(settings.data_lake_uri), context, window, batch_date, settings
         )
     except DriftlineError as exc:
@@ -51,22 +52,15 @@ def replay(
         return Failed(message=str(exc), data=exc)
 
 
-def _outcome(future: PrefectFuture[Any], batch_date: date) -> DayOutcome:
-    value = future.result(raise_on_failure=False)
-    if isinstance(value, DayOutcome):
-        return value
-    return failed_day(
-        batch_date, value if isinstance(value, BaseException) else RuntimeError(str(value))
-    )
-
-
 def wait_for_days(
     futures: Sequence[PrefectFuture[Any]], days: Sequence[date], *, model: str
-) -> list[DayOutcome]:
-    """Collect the days as they finish: a bar on stderr, a line in the run's log every tenth."""
+) -> tuple[list[ReplayedDay], list[DayOutcome]]:
+    """Collect the days as they finish (a bar on stderr, a line in the run's log every tenth):
+    those computed, and those that failed."""
     logger = get_run_logger()
     day_of = {future.task_run_id: day for future, day in zip(futures, days, strict=True)}
-    outcomes: list[DayOutcome] = []
+    replayed: list[ReplayedDay] = []
+    failed: list[DayOutcome] = []
     every = max(1, len(futures) // 10)
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -80,13 +74,31 @@ def wait_for_days(
         redirect_stderr=False,
     ) as progress:
         bar = progress.add_task(f"backfill {model}", total=len(futures), failed=0)
-        for future in as_completed(list(futures)):
-            outcomes.append(_outcome(future, day_of[future.task_run_id]))
-            failed = sum(o.failure is not None for o in outcomes)
-            progress.update(bar, advance=1, failed=failed)
-            if len(outcomes) % every == 0 or len(outcomes) == len(futures):
-                logger.info("%d/%d days replayed, %d failed", len(outcomes), len(futures), failed)
-    return sorted(outcomes, key=lambda o: o.batch_date)
+        for done, future in enumerate(as_completed(list(futures)), start=1):
+            value = future.result(raise_on_failure=False)
+            if isinstance(value, ReplayedDay):
+                replayed.append(value)
+            else:
+                error = value if isinstance(value, BaseException) else RuntimeError(str(value))
+                failed.append(backfill.failed_day(day_of[future.task_run_id], error))
+            progress.update(bar, advance=1, failed=len(failed))
+            if done % every == 0 or done == len(futures):
+                logger.info("%d/%d days replayed, %d failed", done, len(futures), len(failed))
+    return replayed, failed
+
+
+@io_task("write-days")
+def write_days(
+    settings: Settings, replayed: Sequence[ReplayedDay], failed: Sequence[DayOutcome]
+) -> list[DayOutcome]:
+    """The computed days written in date order; with those that failed, every day's outcome."""
+    outcomes = backfill.write_replayed(Lake.open(settings.data_lake_uri), replayed, settings)
+    logger = get_run_logger()
+    for outcome in outcomes:
+        if outcome.failure is not None:
+            logger.error("%s failed: %s", outcome.batch_date, outcome.failure)
+    logger.info("%d day(s) written", sum(o.result is not None for o in outcomes))
+    return sorted([*outcomes, *failed], key=lambda o: o.batch_date)
 
 
 @compute_task("export-history")

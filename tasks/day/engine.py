@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import TypeVar
 
@@ -19,10 +19,13 @@ import pyarrow as pa
 
 from core import faults
 from core.errors import DriftlineError, RunError
-from core.settings import PushSettings, Settings
+from core.policy import Persistence, Policy
+from core.settings import DriftRule, PushSettings, Settings
 from data_lake.columns import PREDICTION, ROW_ID
 from data_lake.lake import Lake
+from model_registry.policies import current_policy
 from model_registry.registry import ModelCard, Registry
+from tasks.day.persistence import earlier_days, stored_verdicts, sustain
 from tasks.edge.estimator_file import loss_estimator_loader
 from tasks.edge.profile_file import PROFILE_FILE, load_profile
 from tasks.edge.validation import ValidatedBatch, validate_batch, validate_labels
@@ -56,6 +59,7 @@ class ModelContext:
     # called once, by the estimate step: unpickling the estimator imports scikit-learn (about
     # half a second), which a run that stops at its batch never needs
     load_estimator: Callable[[], LossEstimator | None] = _no_estimator
+    policy: Policy = field(default_factory=Policy)
 
     @functools.cached_property
     def loss_estimator(self) -> LossEstimator | None:
@@ -70,7 +74,12 @@ def load_model_context(registry: Registry, model: str, version: str = "productio
     # the profile and the loss estimator are checked as they are read (the estimator here,
     # unpickled later by the estimate step)
     registry.verify(card, besides=(PROFILE_FILE, LOSS_ESTIMATOR_FILE))
-    return ModelContext(card, load_profile(registry, card), loss_estimator_loader(registry, card))
+    return ModelContext(
+        card,
+        load_profile(registry, card),
+        loss_estimator_loader(registry, card),
+        current_policy(registry, model),
+    )
 
 
 def read_batch(lake: Lake, card: ModelCard, batch_date: date) -> ValidatedBatch:
@@ -168,7 +177,7 @@ def assemble(
     settings: Settings,
     estimate: PerformanceEstimate | None = None,
 ) -> MonitoringResult:
-    card = context.card
+    card, policy = context.card, context.policy
     return MonitoringResult(
         model=card.name,
         model_version=card.version,
@@ -179,10 +188,25 @@ def assemble(
         prediction=drift.prediction,
         performance=performance.batches,
         baseline=card.metrics,
-        min_label_coverage=settings.min_label_coverage,
+        min_label_coverage=policy.min_label_coverage,
         unmatched_labels=performance.unmatched_labels,
-        warnings=batch.warnings + performance.warnings,
+        warnings=batch.warnings + performance.warnings + _stale_policy(policy, card),
         estimate=estimate,
+        policy_version=policy.version,
+        excluded_features=tuple(f for f in card.feature_names if f in policy.exclude_features),
+        performance_alert_ratio=policy.performance_alert_ratio,
+        estimate_alert_ratio=policy.estimate_alert_ratio,
+    )
+
+
+def _stale_policy(policy: Policy, card: ModelCard) -> tuple[str, ...]:
+    """A policy set for an earlier version may name features this one lacks."""
+    unknown = sorted(policy.named_features() - set(card.feature_names))
+    if not unknown:
+        return ()
+    return (
+        f"policy {policy.version} names feature(s) {', '.join(unknown)} that {card.name} "
+        f"{card.version} does not have; they are ignored: set the policy again",
     )
 
 
@@ -192,6 +216,8 @@ class ComputedDay:
 
     result: MonitoringResult
     sketches: Mapping[str, Sketch]
+    rule: DriftRule  # the model's, as its policy sets it: the report states it
+    persistence: Persistence
 
 
 def compute_day(
@@ -202,11 +228,22 @@ def compute_day(
     settings: Settings,
 ) -> ComputedDay:
     """Drift, the estimate before labels and realized performance of one day."""
-    drift = drift_report(context.profile, batch.table, settings.drift_rule)
+    policy = context.policy
+    rule = policy.drift_rule(settings.drift_rule)
+    drift = drift_report(
+        context.profile,
+        batch.table,
+        rule,
+        rules=policy.feature_rules(settings.drift_rule),
+        exclude=policy.exclude_features,
+        mute=policy.mute_features,
+    )
     estimate = estimate_performance(context.loss_estimator, batch.table)
     performance = window.performance(batch_date)
     result = assemble(context, batch_date, batch, drift, performance, settings, estimate)
-    return ComputedDay(result, drift.sketches)
+    # the earlier days' verdicts are the lake's: `write_day` counts them in
+    result = sustain(result, policy.drift_persistence, {})
+    return ComputedDay(result, drift.sketches, rule, policy.drift_persistence)
 
 
 @dataclass(frozen=True)
@@ -220,13 +257,27 @@ class WrittenDay:
     report_error: str | None
 
 
-def write_day(lake: Lake, day: ComputedDay, settings: Settings) -> WrittenDay:
+def write_day(
+    lake: Lake,
+    day: ComputedDay,
+    *,
+    earlier: Mapping[date, Collection[str]] | None = None,
+) -> WrittenDay:
     """result.json, then report.html beside it, each replaced atomically; the caller holds the
-    day's lock. A report that cannot be written is not a failed day: the result is saved."""
+    day's lock. A report that cannot be written is not a failed day: the result is saved.
+
+    Drift that must persist over several days counts the `earlier` days' drifted features;
+    by default those of the earlier results in the lake.
+    """
     result = day.result
+    if day.persistence.of > 1:
+        if earlier is None:
+            days = earlier_days(result.batch_date, day.persistence)
+            earlier = stored_verdicts(lake, result.model, days)
+        result = sustain(result, day.persistence, earlier)
     path = lake.result_path(result.model, result.batch_date)
     lake.write_bytes(path, to_json(result), before_commit=lambda: faults.pause_point("write-temp"))
-    report = DayReport.draw(result, day.sketches, settings.drift_rule)
+    report = DayReport.draw(result, day.sketches, day.rule)
     report_path = lake.report_path(result.model, result.batch_date)
     try:
         lake.write_bytes(report_path, report.html().encode())
@@ -293,10 +344,10 @@ def monitor_and_write(
     with lake.day_lock(
         model, batch_date, purpose=f"{purpose} {model} {batch_date}", policy=settings.lock_policy
     ):
-        written = write_day(lake, day, settings)
+        written = write_day(lake, day)
         if push:
             try:
-                push_day(settings.push, day.result, started)
+                push_day(settings.push, written.result, started)
             except OSError as exc:  # urllib's URLError and socket errors
                 raise push_failed(settings.push, 1, exc, written) from exc
     return written

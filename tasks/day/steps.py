@@ -195,7 +195,7 @@ def day_lock(settings: Settings, model: str, batch_date: date) -> Iterator[None]
 
 @io_task("write-day")
 def write_day(settings: Settings, day: ComputedDay) -> WrittenDay:
-    written = engine.write_day(Lake.open(settings.data_lake_uri), day, settings)
+    written = engine.write_day(Lake.open(settings.data_lake_uri), day)
     logger = get_run_logger()
     logger.info("results written to %s", written.result_uri)
     if written.report_error is not None:

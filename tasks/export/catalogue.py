@@ -117,9 +117,15 @@ CATALOGUE: tuple[Gauge, ...] = (
     ),
     Gauge(
         "ml_feature_drift_detected",
-        "1 when the feature drifted, else 0.",
+        "1 when the feature drifted, as the model's policy asks (not muted, sustained), else 0.",
         ("feature",),
-        lambda r, _: [((d.feature,), float(d.is_drifted)) for d in _reported(r)],
+        lambda r, _: [((d.feature,), float(d.feature in r.alerting)) for d in _reported(r)],
+    ),
+    Gauge(
+        "ml_feature_drift_muted",
+        "1 when the model's policy mutes the feature: tested and shown, never alerted.",
+        ("feature",),
+        lambda r, _: [((d.feature,), 1.0) for d in _reported(r) if d.muted],
     ),
     Gauge(
         "ml_feature_missing_ratio",
@@ -129,15 +135,15 @@ CATALOGUE: tuple[Gauge, ...] = (
     ),
     Gauge(
         "ml_features_monitored",
-        "Features tested for drift.",
+        "Features tested for drift that may alert (not muted).",
         (),
-        lambda r, _: _one(len(_tested(r))) if r.n_rows else [],
+        lambda r, _: _one(sum(not d.muted for d in _tested(r))) if r.n_rows else [],
     ),
     Gauge(
         "ml_features_drifted",
-        "Features flagged as drifted.",
+        "Features flagged as drifted (those of ml_feature_drift_detected).",
         (),
-        lambda r, _: _one(len(r.drifted_features)) if r.n_rows else [],
+        lambda r, _: _one(len(r.alerting)) if r.n_rows else [],
     ),
     Gauge(
         "ml_prediction_drift_score",
@@ -201,6 +207,24 @@ CATALOGUE: tuple[Gauge, ...] = (
     Gauge("ml_model_baseline_rmse", "Holdout RMSE from the model card.", (), _baseline("rmse")),
     Gauge("ml_model_baseline_mape", "Holdout MAPE from the model card.", (), _baseline("mape")),
     Gauge("ml_model_baseline_r2", "Holdout R2 from the model card.", (), _baseline("r2")),
+    Gauge(
+        "ml_policy_performance_alert_ratio",
+        "MLPerformanceDegraded fires when the MAE is above this factor of the baseline.",
+        (),
+        lambda r, _: _one(r.performance_alert_ratio),
+    ),
+    Gauge(
+        "ml_policy_estimate_alert_ratio",
+        "MLEstimatedPerformanceDegraded fires when the estimate's lower end is above this factor.",
+        (),
+        lambda r, _: _one(r.estimate_alert_ratio),
+    ),
+    Gauge(
+        "ml_policy_info",
+        "1, labelled with the version of the model's policy the run applied.",
+        ("policy_version",),
+        lambda r, _: [((r.policy_version,), 1.0)],
+    ),
     Gauge(
         "ml_monitoring_last_success_timestamp_seconds",
         "When the nightly run succeeded.",

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
+from core.policy import DEFAULT_ALERT_RATIO, DEFAULT_VERSION
 from model_registry.registry import HoldoutMetrics
 from tasks.performance.estimate import PerformanceEstimate
 from tasks.performance.window import BatchPerformance, RegressionMetrics
@@ -32,10 +33,30 @@ class MonitoringResult:
     warnings: tuple[str, ...]
     # the batch's MAE and RMSE estimated before its labels; None without an estimator or rows
     estimate: PerformanceEstimate | None = None
+    # the model's policy the day ran under (core/policy.py): its version and what it set
+    policy_version: str = DEFAULT_VERSION
+    excluded_features: tuple[str, ...] = ()
+    performance_alert_ratio: float = DEFAULT_ALERT_RATIO
+    estimate_alert_ratio: float = DEFAULT_ALERT_RATIO
+    # the features that may alert: drifted, not muted, and sustained as the policy asks
+    # (tasks/day/persistence.py); None (a result built by hand) is the day's drifted features
+    alerting_features: tuple[str, ...] | None = None
 
     @property
     def drifted_features(self) -> list[str]:
-        return [f.feature for f in self.features if f.is_drifted]
+        """Features drifted on the day and not muted: those that may alert."""
+        return [f.feature for f in self.features if f.is_drifted and not f.muted]
+
+    @property
+    def alerting(self) -> list[str]:
+        """The features whose drift alerts (ml_feature_drift_detected)."""
+        if self.alerting_features is None:
+            return self.drifted_features
+        return list(self.alerting_features)
+
+    @property
+    def muted_features(self) -> list[str]:
+        return [f.feature for f in self.features if f.muted]
 
     @property
     def current_performance(self) -> BatchPerformance | None:
@@ -124,4 +145,11 @@ def from_json(payload: bytes) -> MonitoringResult:
         unmatched_labels=raw["unmatched_labels"],
         warnings=tuple(raw["warnings"]),
         estimate=_estimate(raw.get("estimate")),
+        policy_version=raw.get("policy_version", DEFAULT_VERSION),
+        excluded_features=tuple(raw.get("excluded_features", ())),
+        performance_alert_ratio=raw.get("performance_alert_ratio", DEFAULT_ALERT_RATIO),
+        estimate_alert_ratio=raw.get("estimate_alert_ratio", DEFAULT_ALERT_RATIO),
+        alerting_features=None
+        if raw.get("alerting_features") is None
+        else tuple(raw["alerting_features"]),
     )

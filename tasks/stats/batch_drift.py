@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -81,9 +81,14 @@ def drift_report(
     batch: pa.Table,
     rule: DriftRule,
     *,
+    rules: Mapping[str, DriftRule] | None = None,
+    exclude: Collection[str] = (),
+    mute: Collection[str] = (),
     workers: int | None = None,
 ) -> DriftOutcome:
-    """Test every feature and the prediction; one column at a time per worker thread.
+    """Test every feature but those in `exclude`, and the prediction; one column at a time per
+    worker thread. A feature in `rules` is flagged by its own rule; one in `mute` is tested and
+    marked muted.
 
     Sorting, searching and Arrow's kernels release the GIL, so features run side by side on
     `workers` threads (default: one per CPU for large batches), each holding only its column.
@@ -91,7 +96,7 @@ def drift_report(
     # Arrow's pool keeps the pages the batch was decoded in; handing them back before the
     # sorts start keeps a large run's peak memory near one copy of the batch
     pa.default_memory_pool().release_unused()
-    jobs: list[tuple[str, FeatureProfile]] = [*profile.features.items()]
+    jobs = [(name, p) for name, p in profile.features.items() if name not in exclude]
     jobs.append((PREDICTION, profile.prediction))
 
     def run(job: tuple[str, FeatureProfile]) -> tuple[FeatureDrift, Sketch]:
@@ -110,4 +115,7 @@ def drift_report(
         results = [run(job) for job in jobs]
     *features, prediction = (drift for drift, _ in results)
     sketches = {drift.feature: sketch for drift, sketch in results}
-    return DriftOutcome(tuple(decide(features, rule)), decide_single(prediction, rule), sketches)
+    decided = tuple(
+        replace(d, muted=True) if d.feature in mute else d for d in decide(features, rule, rules)
+    )
+    return DriftOutcome(decided, decide_single(prediction, rule), sketches)

@@ -64,6 +64,7 @@ class FeatureDrift:
     status: Status = "ok"
     p_value_adjusted: float = math.nan
     is_drifted: bool = False
+    muted: bool = False  # by the model's policy: tested and shown, never alerted
 
 
 def _missing_ratio(n_missing: int, n_total: int) -> float:
@@ -328,8 +329,14 @@ def chi2_drift(
     return FeatureDrift(feature, "chi2", tvd, p, n1, n2, missing_ratio)
 
 
-def decide(drifts: Sequence[FeatureDrift], rule: DriftRule) -> list[FeatureDrift]:
-    """Adjust p-values over the tested features (Benjamini-Hochberg) and flag drift."""
+def decide(
+    drifts: Sequence[FeatureDrift],
+    rule: DriftRule,
+    rules: Mapping[str, DriftRule] | None = None,
+) -> list[FeatureDrift]:
+    """Adjust p-values over the tested features (Benjamini-Hochberg) and flag drift, with a
+    feature's own rule from `rules` where it has one."""
+    rules = rules or {}
     tested = [i for i, d in enumerate(drifts) if d.status == "ok"]
     adjusted = np.full(len(drifts), math.nan)
     if tested:
@@ -339,12 +346,14 @@ def decide(drifts: Sequence[FeatureDrift], rule: DriftRule) -> list[FeatureDrift
         replace(
             d,
             p_value_adjusted=float(adjusted[i]),
-            is_drifted=bool(
-                d.status == "ok" and adjusted[i] < rule.alpha and d.score >= rule.min_score
-            ),
+            is_drifted=_flagged(d, float(adjusted[i]), rules.get(d.feature, rule)),
         )
         for i, d in enumerate(drifts)
     ]
+
+
+def _flagged(drift: FeatureDrift, adjusted: float, rule: DriftRule) -> bool:
+    return drift.status == "ok" and adjusted < rule.alpha and drift.score >= rule.min_score
 
 
 def decide_single(drift: FeatureDrift, rule: DriftRule) -> FeatureDrift:
