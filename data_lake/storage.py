@@ -79,7 +79,12 @@ class Storage:
         """
         try:
             with self.fs.open_input_file(path) as handle:
-                table = pq.read_table(handle, columns=list(columns) if columns else None)
+                parquet = pq.ParquetFile(handle)
+                # a column the file lacks is for the caller's validation to name, not a
+                # damaged file: read those it has
+                present = parquet.schema_arrow.names
+                wanted = [c for c in columns if c in present] if columns else None
+                table = parquet.read(columns=wanted)
             _decode_names(list(table.schema))  # a damaged file may hold names that are not UTF-8
             return table
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, UnicodeDecodeError) as exc:

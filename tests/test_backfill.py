@@ -142,7 +142,7 @@ def test_a_replayed_day_is_written_where_the_nightly_run_writes_it(untidy_lake, 
     assert outcome.duration_seconds > 0
 
 
-def test_days_sharing_a_row_id_fail_as_the_nightly_run_does(
+def test_a_batch_repeating_an_earlier_row_id_fails_only_its_own_night(
     tmp_path: Path, diamonds_registry: Path
 ) -> None:
     settings = simulated_lake(tmp_path / "lake", diamonds_registry, rows=50)
@@ -159,9 +159,15 @@ def test_days_sharing_a_row_id_fail_as_the_nightly_run_does(
         Registry.open(settings.model_registry_uri), "diamonds-price"
     )
     inputs = read_window(lake, context.card, day, day + timedelta(days=2), window_days=30)
-    for d in (day, day + timedelta(days=2)):
-        with pytest.raises(InputError, match="appears in more than one batch"):
-            run_day(lake, context, d, settings, window=inputs)
+    earlier = (day - timedelta(days=2)).isoformat()
+    with pytest.raises(InputError, match=f"batch {day}: row_id '{earlier}-0000007' was already "
+                       f"scored in batch {earlier}"):  # fmt: skip
+        run_day(lake, context, day, settings, window=inputs)
+    later = run_day(lake, context, day + timedelta(days=2), settings, window=inputs).result
+    assert day not in [b.batch_date for b in later.performance]
+    assert [w for w in later.warnings if str(day) in w] == [
+        f"batch {day} is left out of the performance window: {inputs.scored_errors[day]}"
+    ]
 
 
 def test_a_range_ending_before_it_starts_is_refused_with_the_fix() -> None:
@@ -169,7 +175,7 @@ def test_a_range_ending_before_it_starts_is_refused_with_the_fix() -> None:
         days_between(date(2024, 1, 5), date(2024, 1, 1))
 
 
-def test_a_bad_label_file_fails_the_days_that_would_read_it(untidy_lake, tmp_path) -> None:
+def test_a_bad_label_file_fails_the_night_that_reads_it_first_only(untidy_lake, tmp_path) -> None:
     settings, context = untidy_lake
     copy = tmp_path / "lake"
     shutil.copytree(settings.data_lake_uri, copy)
@@ -185,6 +191,8 @@ def test_a_bad_label_file_fails_the_days_that_would_read_it(untidy_lake, tmp_pat
         run_day(lake, context, arrival - timedelta(days=2), copied, window=inputs).result.n_rows
         == 300
     )
-    for day in (arrival - timedelta(days=1), arrival):
-        with pytest.raises(InputError, match=r"bad\.parquet lacks column 'price'"):
-            run_day(lake, context, day, copied, window=inputs)
+    with pytest.raises(InputError, match=r"bad\.parquet lacks column 'price'"):
+        run_day(lake, context, arrival - timedelta(days=1), copied, window=inputs)
+    after = run_day(lake, context, arrival, copied, window=inputs).result
+    (said,) = [w for w in after.warnings if "bad.parquet" in w]
+    assert said.startswith(f"labels of {arrival} are left out of the performance window: ")

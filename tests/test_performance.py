@@ -16,7 +16,7 @@ from sklearn import metrics
 from core.errors import InputError
 from tasks.performance.window import Window, regression_metrics
 
-D1, D2 = date(2026, 3, 1), date(2026, 3, 2)
+D1, D2, D3 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)
 
 
 def test_metrics_match_scikit_learn_and_mape_leaves_out_zero_targets():
@@ -76,10 +76,10 @@ def test_coverage_counts_labelled_rows_and_the_latest_arrival_wins():
     ]
     labels = [
         (date(2026, 3, 2), pa.table({"row_id": ["a", "b"], "price": [11.0, 20]})),
-        (date(2026, 3, 3), pa.table({"row_id": ["zzz"], "price": [5.0]})),
         (date(2026, 3, 4), pa.table({"row_id": ["a"], "price": [12.0]})),
+        (date(2026, 3, 4), pa.table({"row_id": ["zzz"], "price": [5.0]})),
     ]
-    outcome = window_of(scored, labels).performance(date(2026, 3, 3))
+    outcome = window_of(scored, labels).performance(D3)
     first, second = outcome.batches
     assert (first.batch_date, first.n_rows, first.n_labelled) == (D1, 4, 2)
     assert first.label_coverage_ratio == 0.5
@@ -87,7 +87,8 @@ def test_coverage_counts_labelled_rows_and_the_latest_arrival_wins():
     assert (second.n_labelled, second.metrics) == (0, None)
     assert outcome.unmatched_labels == 1
     assert outcome.warnings == (
-        "1 label(s) match no scored row of the last batches and were skipped",
+        "1 label(s) that arrived on 2026-03-04 match no scored row of the batches "
+        "2026-02-02..2026-03-03 and were skipped",
     )
 
 
@@ -134,12 +135,52 @@ def test_a_labelled_row_without_a_prediction_is_left_out_of_the_metrics_and_said
     assert (alone.n_labelled, alone.metrics) == (1, None)
 
 
-def test_a_row_id_scored_in_two_batches_of_the_window_is_refused_naming_it():
+def test_a_batch_repeating_an_earlier_row_id_fails_its_own_night_and_is_left_out_later():
     scored = [
         (D1, pa.table({"row_id": ["a", "b"], "prediction": [1.0, 2.0]})),
         (D2, pa.table({"row_id": ["b"], "prediction": [3.0]})),
+        (D3, pa.table({"row_id": ["c"], "prediction": [4.0]})),
     ]
     window = window_of(scored, [])
     assert window.performance(D1).batches[0].n_rows == 2  # D2 is not in D1's window
-    with pytest.raises(InputError, match="row_id 'b' appears in more than one batch of model 'm'"):
+    with pytest.raises(InputError, match=r"batch 2026-03-02: row_id 'b' was already scored in "
+                       r"batch 2026-03-01 of model 'm'"):  # fmt: skip
         window.performance(D2)
+    later = window.performance(D3)
+    assert [b.batch_date for b in later.batches] == [D1, D3]
+    (said,) = later.warnings
+    assert said.startswith("batch 2026-03-02 is left out of the performance window: batch ")
+
+
+def test_only_the_labels_of_the_night_that_match_nothing_are_unmatched():
+    """A label is counted on the night it arrives for, never again: fake ids exactly, and a
+    label later than the window's length for a batch too old to be in it."""
+    scored = [(D1, pa.table({"row_id": ["a", "b"], "prediction": [1.0, 2.0]}))]
+    scored += [(D3, pa.table({"row_id": ["c"], "prediction": [4.0]}))]
+    fake = [f"fake-{i}" for i in range(7)]
+    labels = [
+        (date(2026, 3, 2), pa.table({"row_id": ["a"], "price": [1.0]})),
+        (date(2026, 3, 4), pa.table({"row_id": ["b", "c", *fake], "price": [2.0] * 9})),
+    ]
+    window = Window.build(model="m", window_days=2, target="price", scored=scored, labels=labels)
+    assert window.performance(D1).unmatched_labels == 0
+    # the night of D3 gets b (a row of D1, before its 2-day window), c and the fake ids
+    night = window.performance(D3)
+    assert night.unmatched_labels == 1 + len(fake)
+    assert window.performance(date(2026, 3, 4)).unmatched_labels == 0
+
+
+def test_a_bad_label_file_fails_the_night_it_arrives_for_and_is_left_out_later():
+    from core.errors import InputError as Bad
+
+    scored = [(D1, pa.table({"row_id": ["a"], "prediction": [1.0]}))]
+    error = Bad("labels/arrival_date=2026-03-02/x.parquet lacks column 'price'")
+    window = Window.build(model="m", window_days=30, target="price", scored=scored, labels=[],
+                          label_errors={date(2026, 3, 2): error})  # fmt: skip
+    with pytest.raises(Bad, match=r"x\.parquet lacks column 'price'"):
+        window.performance(D1)
+    (said,) = window.performance(D2).warnings
+    assert said == (
+        "labels of 2026-03-02 are left out of the performance window: "
+        "labels/arrival_date=2026-03-02/x.parquet lacks column 'price'"
+    )

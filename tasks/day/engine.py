@@ -28,7 +28,12 @@ from model_registry.registry import ModelCard, Registry
 from tasks.day.persistence import earlier_days, stored_verdicts, sustain
 from tasks.edge.estimator_file import loss_estimator_loader
 from tasks.edge.profile_file import PROFILE_FILE, load_profile
-from tasks.edge.validation import ValidatedBatch, validate_batch, validate_labels
+from tasks.edge.validation import (
+    ValidatedBatch,
+    validate_batch,
+    validate_labels,
+    validate_scored_ids,
+)
 from tasks.export import pushgateway
 from tasks.export.catalogue import RunStamp
 from tasks.performance.estimate import (
@@ -109,7 +114,9 @@ def read_window(
     def read_scored(day: date) -> pa.Table:
         if current is not None and day == end:
             return current
-        return lake.read_scored(card.name, day, columns=[ROW_ID, PREDICTION])
+        table = lake.read_scored(card.name, day, columns=[ROW_ID, PREDICTION])
+        source = f"batch {day} ({lake.uri_of(lake.scored_dir(card.name, day))})"
+        return validate_scored_ids(table, source=source)
 
     def read_labels(day: date) -> list[pa.Table]:
         return [
@@ -302,7 +309,8 @@ def push_failed(push: PushSettings, attempts: int, exc: OSError, written: Writte
     """The one line for a Pushgateway that did not take the day's gauges."""
     return RunError(
         f"could not push to the Pushgateway at {pushgateway.redact_url(push.url)} after "
-        f"{attempts} attempt(s) ({pushgateway.failure_reason(exc)}); the results for "
+        f"{attempts} attempt{'' if attempts == 1 else 's'} ({pushgateway.failure_reason(exc)}); "
+        f"the results for "
         f"{written.result.batch_date} are saved in {written.result_uri} and the next run pushes "
         "again"
     )

@@ -176,6 +176,20 @@ def validate_batch(table: pa.Table, card: ModelCard, *, source: str) -> Validate
             )
         if spec.kind == "numeric":
             _check_finite(table, spec.name, source)
+    table = _checked_ids_and_predictions(table, source)
+    nulls = [c for c in [*card.feature_names, PREDICTION] if table.column(c).null_count]
+    if nulls:
+        warnings.append(f"{source}: missing values in {_listing(nulls)} are left out of the tests")
+    used = table.select(required)
+    for name in [*(f.name for f in card.features if f.kind == "numeric"), PREDICTION]:
+        used = used.set_column(used.column_names.index(name), name, _as_float(used.column(name)))
+    capped, cap_warnings = cap_categories(used, card, source=source)
+    return ValidatedBatch(capped, (*warnings, *cap_warnings))
+
+
+def _checked_ids_and_predictions(table: pa.Table, source: str) -> pa.Table:
+    """row_id present on every row, once, and a numeric prediction: what the performance
+    window needs of a batch."""
     _check_type(table, PREDICTION, _is_numeric, "float64", source)
     _check_finite(table, PREDICTION, source)
     _check_type(table, ROW_ID, _is_row_id, "string ids", source)
@@ -194,14 +208,19 @@ def validate_batch(table: pa.Table, card: ModelCard, *, source: str) -> Validate
             f"{source}: column 'row_id' has duplicates (e.g. {dup!r}); "
             "row_id must be unique within a model"
         )
-    nulls = [c for c in [*card.feature_names, PREDICTION] if table.column(c).null_count]
-    if nulls:
-        warnings.append(f"{source}: missing values in {_listing(nulls)} are left out of the tests")
-    used = table.select(required)
-    for name in [*(f.name for f in card.features if f.kind == "numeric"), PREDICTION]:
-        used = used.set_column(used.column_names.index(name), name, _as_float(used.column(name)))
-    capped, cap_warnings = cap_categories(used, card, source=source)
-    return ValidatedBatch(capped, (*warnings, *cap_warnings))
+    return table
+
+
+def validate_scored_ids(table: pa.Table, *, source: str) -> pa.Table:
+    """An earlier batch as the performance window reads it: row_id and prediction only."""
+    _check_unique_names(table.column_names, source)
+    for column in (ROW_ID, PREDICTION):
+        if column not in table.column_names:
+            raise InputError(
+                f"{source} lacks column {column!r} "
+                f"(expected row_id, prediction; found {_listing(table.column_names)})"
+            )
+    return _checked_ids_and_predictions(table.select([ROW_ID, PREDICTION]), source)
 
 
 def _check_type(

@@ -112,7 +112,6 @@ class Window:
         label_arrivals: np.ndarray,
         label_codes: np.ndarray,
         label_batches: np.ndarray,
-        duplicates: list[tuple[str, np.ndarray]],
         scored_errors: Mapping[date, DriftlineError],
         label_errors: Mapping[date, DriftlineError],
     ) -> None:
@@ -122,7 +121,6 @@ class Window:
         self.label_arrivals = label_arrivals  # every label event, in read order
         self.label_codes = label_codes  # a code per distinct row_id
         self.label_batches = label_batches  # ordinal of the row's batch, -1 when unknown
-        self.duplicates = duplicates  # row_ids scored more than once, and the batches of each
         self.scored_errors = dict(scored_errors)
         self.label_errors = dict(label_errors)
         # per batch and set of arrivals: its performance, and its labelled rows with no prediction
@@ -159,6 +157,17 @@ class Window:
         # one hash pass gives every row_id an integer code; the rest is integer arithmetic
         all_ids, codes = _codes(ids)
         batch_of_row = np.concatenate([np.empty(0, np.int64), *scored_batch])
+        repeated = _repeated_batches(model, all_ids, codes[: batch_of_row.size], batch_of_row)
+        if repeated:  # left out, as a batch that cannot be read is: each fails its own run
+            return cls.build(
+                model=model,
+                window_days=window_days,
+                target=target,
+                scored=[(day, table) for day, table in scored if day not in repeated],
+                labels=labels,
+                scored_errors={**(scored_errors or {}), **repeated},
+                label_errors=label_errors,
+            )
         scored_codes, label_codes = codes[: batch_of_row.size], codes[batch_of_row.size :]
         row_in_batch = np.concatenate(
             [np.empty(0, np.int64), *(np.arange(b.size, dtype=np.int64) for b in scored_batch)]
@@ -188,47 +197,58 @@ class Window:
             label_arrivals=arrivals,
             label_codes=label_codes,
             label_batches=label_batches,
-            duplicates=_duplicates(all_ids, scored_codes, batch_of_row),
             scored_errors=scored_errors or {},
             label_errors=label_errors or {},
         )
 
     def performance(self, batch_date: date) -> PerformanceOutcome:
-        """The performance the run for `batch_date` reports, or the error that run meets."""
+        """The performance the run for `batch_date` reports, or the error that run meets.
+
+        A file that is bad input fails only the run that reads it first: the run of its own
+        batch, or the run whose labels it is the newest of; later runs leave it out of their
+        window and say so, once each.
+        """
         first = window_start(batch_date, self.window_days)
         lo, hi = first.toordinal(), as_of(batch_date).toordinal()
-        # the run reads the window's earlier batches, then the label arrivals, in day order
-        for day in sorted(self.scored_errors):
+        left_out: list[str] = []
+        for day, error in sorted(self.scored_errors.items()):
+            if day == batch_date:
+                raise error
             if first <= day < batch_date:
-                raise self.scored_errors[day]
-        for day in sorted(self.label_errors):
-            if lo < day.toordinal() <= hi:
-                raise self.label_errors[day]
-        for row_id, days in self.duplicates:
-            if np.count_nonzero((days >= lo) & (days <= batch_date.toordinal())) > 1:
-                raise InputError(
-                    f"row_id {row_id!r} appears in more than one batch of model "
-                    f"{self.model!r}; row_id must be unique within a model"
-                )
+                left_out.append(f"batch {day} is left out of the performance window: {error}")
+        for day, error in sorted(self.label_errors.items()):
+            if day.toordinal() == hi:
+                raise error
+            if lo < day.toordinal() < hi:
+                left_out.append(f"labels of {day} are left out of the performance window: {error}")
         window = [d for d in sorted(self.batches) if first <= d <= batch_date]
         computed = [c for d in window if (c := self._batch(d, lo, hi)) is not None]
         batches = tuple(performance for performance, _ in computed)
         unpredicted = sum(n for _, n in computed)
-        left, right = np.searchsorted(self.label_arrivals, [lo, hi], side="right")
+        # the labels that arrived for this run (earlier arrivals were counted by earlier runs)
+        # and match no row of its window: a label for an older batch is older than the window
+        left, right = np.searchsorted(self.label_arrivals, [hi - 1, hi], side="right")
         found = self.label_batches[left:right]
         outside = (found < lo) | (found > batch_date.toordinal())
         unmatched = int(np.unique(self.label_codes[left:right][outside]).size)
         warnings = (
-            (f"{unmatched} label(s) match no scored row of the last batches and were skipped",)
-            if unmatched
-            else ()
-        ) + (
-            (
-                f"{unpredicted} labelled row(s) of the last batches have no prediction (null) "
-                "and were left out of the metrics",
+            tuple(left_out)
+            + (
+                (
+                    f"{unmatched} label(s) that arrived on {as_of(batch_date)} match no scored row "
+                    f"of the batches {first}..{batch_date} and were skipped",
+                )
+                if unmatched
+                else ()
             )
-            if unpredicted
-            else ()
+            + (
+                (
+                    f"{unpredicted} labelled row(s) of the last batches have no prediction (null) "
+                    "and were left out of the metrics",
+                )
+                if unpredicted
+                else ()
+            )
         )
         return PerformanceOutcome(batches, unmatched, warnings)
 
@@ -279,17 +299,27 @@ def _codes(ids: list[pa.Array]) -> tuple[pa.Array, np.ndarray]:
     return encoded.dictionary, codes
 
 
-def _duplicates(
-    distinct: pa.Array, codes: np.ndarray, batch_of_row: np.ndarray
-) -> list[tuple[str, np.ndarray]]:
-    """Each row_id scored more than once (in one batch or several) with the batch of each row."""
+def _repeated_batches(
+    model: str, distinct: pa.Array, codes: np.ndarray, batch_of_row: np.ndarray
+) -> dict[date, DriftlineError]:
+    """The batches that score a row_id an earlier batch scored, each with the error its own
+    run meets (each batch's row_ids are unique: validation checks that when it is read)."""
     if codes.size == 0:
-        return []
-    repeated = np.flatnonzero(np.bincount(codes) > 1)
-    if repeated.size == 0:
-        return []
-    rows = np.isin(codes, repeated)
-    return [
-        (str(distinct[int(code)].as_py()), batch_of_row[rows][codes[rows] == code])
-        for code in repeated
-    ]
+        return {}
+    counts = np.bincount(codes)
+    if counts.max() < 2:
+        return {}
+    first_batch = np.full(counts.size, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_batch, codes, batch_of_row)
+    later = np.flatnonzero(batch_of_row > first_batch[codes])  # rows an earlier batch scored
+    errors: dict[date, DriftlineError] = {}
+    for ordinal in np.unique(batch_of_row[later]):
+        row = int(later[np.argmax(batch_of_row[later] == ordinal)])  # its first such row
+        day, code = date.fromordinal(int(ordinal)), int(codes[row])
+        errors[day] = InputError(
+            f"batch {day}: row_id {distinct[code].as_py()!r} was already scored in batch "
+            f"{date.fromordinal(int(first_batch[code]))} of model {model!r}; row_id must be "
+            f"unique within a model: give the rows of {day} their own ids and write the batch "
+            "again"
+        )
+    return errors
