@@ -188,3 +188,26 @@ def test_the_demo_data_drift_days_picture_exactly_the_drifted_features(
     assert markdown.count("](data:image/svg+xml;base64,") == 2
     assert f"(file://{uri})" in markdown
     assert markdown.index("data:image/svg+xml") < markdown.index("| feature | test |")
+
+
+def test_the_drift_table_artifact_shows_numbers_rounded_for_people() -> None:
+    profile, current = edge_world()
+    outcome = drift_report(profile, current, DriftRule())
+    result = assemble(
+        ModelContext(EDGE_CARD, profile),
+        date(2026, 3, 2),
+        ValidatedBatch(current, ()),
+        outcome,
+        PerformanceOutcome((), 0, ()),
+        load_settings({}),
+    )
+    rows = [row for row in reports.drift_rows(result) if row["status"] == "ok"]
+    assert rows
+    for row in rows:
+        for key in ("p_value", "p_value_adjusted"):
+            p = row[key]
+            assert p == 0 or float(f"{p:.3g}") == p, (row["feature"], key, p)
+        for key in ("score", "missing_ratio"):
+            assert round(row[key], 4) == row[key], (row["feature"], key)
+    exact = {d.feature: d.p_value for d in result.features}
+    assert any(exact[row["feature"]] != row["p_value"] for row in rows)  # result.json keeps these
