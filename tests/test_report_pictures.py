@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 from scipy import stats
 
-from core.settings import DriftRule, load_settings
+from core.settings import AlertThresholds, DriftRule, load_settings
 from data_lake.lake import Lake
 from driftline import commands
 from model_registry.registry import Registry
@@ -188,6 +188,13 @@ def test_the_demo_data_drift_days_picture_exactly_the_drifted_features(
     assert markdown.count("](data:image/svg+xml;base64,") == 2
     assert f"(file://{uri})" in markdown
     assert markdown.index("data:image/svg+xml") < markdown.index("| feature | test |")
+    # the alert line and the facts quote the thresholds the report is given
+    assert b"alert above 1.2 x baseline" in (report.performance_svg or b"")
+    stricter = reports.DayReport.draw(
+        day.result, day.sketches, settings.drift_rule, AlertThresholds(performance_alert_ratio=1.5)
+    )
+    assert b"alert above 1.5 x baseline" in (stricter.performance_svg or b"")
+    assert "(alert above 1.5 x)" in stricter.markdown()
 
 
 def test_the_drift_table_artifact_shows_numbers_rounded_for_people() -> None:
