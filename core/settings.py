@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
+from datetime import time, timedelta
 from pathlib import Path
 
 from core.errors import InputError
@@ -22,6 +23,19 @@ DEFAULT_MODEL = "diamonds-price"
 # seconds between the attempts of every step that crosses a boundary (lake, registry, push)
 IO_RETRY_DELAYS_SECONDS: tuple[float, ...] = (2, 10, 30)
 
+# The schedule: the run for batch day D starts on D+1 at this time; backfilled history is
+# stamped with the same time (tasks/export/history.py), so the two line up.
+NIGHTLY_RUN_TIME_UTC = time(2, 0)
+NIGHTLY_CRON = f"{NIGHTLY_RUN_TIME_UTC.minute} {NIGHTLY_RUN_TIME_UTC.hour} * * *"
+NIGHTLY_INTERVAL = timedelta(days=1)
+# One nightly interval plus room for a slow run or its retries: MLMonitoringStale fires after it
+# and the dashboard reads sparse history with last_over_time(metric[26h]).
+MONITORING_STALE_AFTER = NIGHTLY_INTERVAL + timedelta(hours=2)
+# Read only by the alert rules (infra/prometheus/rules); tests/test_thresholds.py holds them equal.
+DATASET_DRIFT_SHARE = 0.5  # MLDatasetDrift: half or more of the features drifted
+BATCH_MISSING_AFTER = timedelta(days=3)  # MLBatchMissing: batch D is monitored on D+1
+LABELS_DELAYED_AFTER = timedelta(days=7)  # MLLabelsDelayed: no batch reached label coverage
+
 
 @dataclass(frozen=True)
 class DriftRule:
@@ -30,6 +44,18 @@ class DriftRule:
     alpha: float = 0.05
     min_score: float = 0.1
     min_samples: int = 30
+
+
+@dataclass(frozen=True)
+class AlertThresholds:
+    """When performance counts as degraded, as a multiple of the card's baseline MAE: the alert
+    rules, the dashboard and the reports use these (docs/contract.md, "Alerts")."""
+
+    performance_alert_ratio: float = 1.2  # MLPerformanceDegraded: the realized MAE above this
+    estimate_alert_ratio: float = 1.2  # MLEstimatedPerformanceDegraded: the band's lower end
+
+
+DEFAULT_ALERT_THRESHOLDS = AlertThresholds()
 
 
 @dataclass(frozen=True)
@@ -61,6 +87,7 @@ class Settings:
     prometheus_url: str = "http://localhost:9090"
     push: PushSettings = PushSettings()
     drift_rule: DriftRule = DriftRule()
+    alert_thresholds: AlertThresholds = DEFAULT_ALERT_THRESHOLDS
     lock_policy: LockPolicy = LockPolicy()
     min_label_coverage: float = 0.8
     performance_window_days: int = 30

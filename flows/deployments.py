@@ -28,11 +28,10 @@ from prefect.schedules import Cron
 from prefect.settings import PREFECT_API_URL
 
 from core.errors import InputError
-from core.settings import DEFAULT_MODEL, REPO_ROOT, served_models
+from core.settings import DEFAULT_MODEL, NIGHTLY_CRON, REPO_ROOT, served_models
 from flows.backfill import backfill
 from flows.monitor import monitor
 
-NIGHTLY_CRON = "0 2 * * *"  # the run for day D at D+1 02:00; history is stamped the same way
 TIMEZONE = "UTC"
 BACKFILL_DEPLOYMENT = "backfill/backfill"
 DEFAULT_POOL = "driftline"

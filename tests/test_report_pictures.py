@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 from scipy import stats
 
-from core.settings import DriftRule, load_settings
+from core.settings import AlertThresholds, DriftRule, load_settings
 from data_lake.lake import Lake
 from driftline import commands
 from model_registry.registry import Registry
@@ -194,3 +194,33 @@ def test_the_demo_data_drift_days_picture_exactly_the_drifted_features(
     assert markdown.count("](data:image/svg+xml;base64,") == 2
     assert f"(file://{uri})" in markdown
     assert markdown.index("data:image/svg+xml") < markdown.index("| feature | test |")
+    # the alert line and the facts quote the thresholds the report is given
+    assert b"alert above 1.2 x baseline" in (report.performance_svg or b"")
+    stricter = reports.DayReport.draw(
+        day.result, day.sketches, settings.drift_rule, AlertThresholds(performance_alert_ratio=1.5)
+    )
+    assert b"alert above 1.5 x baseline" in (stricter.performance_svg or b"")
+    assert "(alert above 1.5 x)" in stricter.markdown()
+
+
+def test_the_drift_table_artifact_shows_numbers_rounded_for_people() -> None:
+    profile, current = edge_world()
+    outcome = drift_report(profile, current, DriftRule())
+    result = assemble(
+        ModelContext(EDGE_CARD, profile),
+        date(2026, 3, 2),
+        ValidatedBatch(current, ()),
+        outcome,
+        PerformanceOutcome((), 0, ()),
+        load_settings({}),
+    )
+    rows = [row for row in reports.drift_rows(result) if row["status"] == "ok"]
+    assert rows
+    for row in rows:
+        for key in ("p_value", "p_value_adjusted"):
+            p = row[key]
+            assert p == 0 or float(f"{p:.3g}") == p, (row["feature"], key, p)
+        for key in ("score", "missing_ratio"):
+            assert round(row[key], 4) == row[key], (row["feature"], key)
+    exact = {d.feature: d.p_value for d in result.features}
+    assert any(exact[row["feature"]] != row["p_value"] for row in rows)  # result.json keeps these

@@ -77,7 +77,7 @@ def profile_to_bytes(profile: ReferenceProfile) -> bytes:
 def _as_numpy(column: pa.ChunkedArray, dtype: type[np.generic]) -> np.ndarray:
     """The column as numpy: one chunk, as written, is a view of the file's bytes (combining
     chunks would copy them). Read off the Arrow buffer rather than with `to_numpy`, which
-    imports pandas (0.3-0.4 s) to check for it, and a run that stops at its batch needs none."""
+    imports pandas to check for it, and a run that stops at its batch needs none."""
     array = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     if array.null_count or array.type != pa.from_numpy_dtype(np.dtype(dtype)):
         raise ValueError(f"column of {array.type} with {array.null_count} null(s)")

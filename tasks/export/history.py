@@ -20,7 +20,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from prometheus_client.core import Metric
@@ -28,10 +28,10 @@ from prometheus_client.openmetrics.exposition import generate_latest
 
 from core.errors import InputError, RunError
 from core.files import write_bytes_atomically
+from core.settings import NIGHTLY_RUN_TIME_UTC
 from tasks.export.catalogue import JOB, RunStamp, metric_families, registry_for
 from tasks.results.day import MonitoringResult
 
-NIGHTLY_RUN_TIME_UTC = time(2, 0)
 # promtool cuts 2h blocks by default: one block per day of history, and a pass over the file for
 # each. It aligns larger blocks to Prometheus' compaction ranges (486h for this bound), the size
 # Prometheus itself compacts long-retained data to.
@@ -39,7 +39,7 @@ MAX_BLOCK_DURATION = "744h"
 
 
 def scheduled_run_seconds(batch_date: date) -> float:
-    """When the nightly run for `batch_date` is scheduled: D+1 at 02:00 UTC, as Unix seconds."""
+    """When the nightly run for `batch_date` is scheduled: D+1 at NIGHTLY_RUN_TIME_UTC (Unix s)."""
     return datetime.combine(batch_date + timedelta(days=1), NIGHTLY_RUN_TIME_UTC, UTC).timestamp()
 
 

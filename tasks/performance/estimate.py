@@ -1,39 +1,11 @@
 """Performance before the labels: direct loss estimation (DLE), fitted once per version.
 
-At registration two regressors learn, from the reference rows, a row's loss from its features and
-its prediction: one its absolute error, one its squared error (scikit-learn's
-HistGradientBoostingRegressor; categorical features as codes of the card's categories). Part of
-the reference (`HOLDOUT_SHARE`) is held out, and how far the estimate lands from the realized
-loss on it is kept in the card (`extra["loss_estimator"]`). The pair is stored beside the version
-as `loss_estimator.joblib`, hashed in the card and unpickled only after the hash check. Versions
-registered before it get one fitted from their reference on first use and cached under
-`<registry root>/.cache/loss_estimators/`, outside the immutable version directory, with its
-sha256 in a manifest written after it: a cached file is unpickled only when that hash matches,
-and is fitted again otherwise.
-
-Every night the estimator predicts each row's losses l_i (absolute) and s_i (squared), on a seeded
-sample of at most `MAX_SAMPLE_ROWS` rows, and the batch's MAE is estimated as mean(l), its RMSE
-as sqrt(mean(s)). The band is `BAND_Z` standard errors either side of the MAE, from three terms:
-
-- the realized MAE's own noise around its expectation: Var(|e_i| | x_i) ~ s_i - l_i^2, so
-  SE^2 = sum(max(s_i - l_i^2, 0)) / n^2 over the n rows of the batch;
-- the sample, when fewer rows than the batch's were predicted: var(l) / m * (1 - m / n);
-- the estimator's level, learned from a finite reference: (level_error * MAE)^2, where
-  level_error = sd(|e|) / (mean(|e|) * sqrt(fit rows)) on the rows it was fitted on.
-
-`BAND_Z` is 2.58 (99 % if these terms were the whole error) because that is what the measurement
-needed: on the diamonds simulator, 2,000-row days, a band of 1.96 covered the MAE realized once
-all labels were in on 88-91 % of days without drift but 76 % of days under data drift (the
-estimator extrapolates where the reference is thin); 2.58 covers 92-96 % in every case
-(scripts/calibrate_estimate.py, docs/statistics.md).
-
-The estimate follows the model's error wherever the inputs move among what the reference covers
-(covariate shift). It cannot see concept drift: the features and predictions of a batch whose
-true values moved look the same as before.
-
-Storing, caching and loading the estimator: tasks/edge/estimator_file.py. sklearn is imported only
-where a regressor is fitted; loading one unpickles it (and so imports sklearn) in the step that
-needs it.
+At registration two regressors learn a row's absolute and squared error from its features and
+its prediction; every night they predict each row's losses, and the batch's MAE and RMSE are
+estimated from them with a band of `BAND_Z` standard errors. It follows covariate shift and
+cannot see concept drift. The method, the band's terms and its calibration
+(scripts/calibrate_estimate.py): docs/statistics.md, "Estimated performance before the labels".
+Storing, caching and loading the estimator: tasks/edge/estimator_file.py.
 """
 
 from __future__ import annotations
@@ -61,7 +33,7 @@ HOLDOUT_SHARE = 0.3  # of the labelled reference rows, held out to measure the e
 MIN_LABELLED_ROWS = 100  # fewer labelled reference rows: no estimator, no estimate
 MAX_FIT_ROWS = 200_000  # a larger reference is fitted on a seeded sample of this many rows
 MAX_SAMPLE_ROWS = 20_000  # a larger batch is estimated from a seeded sample of this many rows
-BAND_Z = 2.58  # standard errors either side, chosen by scripts/calibrate_estimate.py (below)
+BAND_Z = 2.58  # standard errors either side: scripts/calibrate_estimate.py, docs/statistics.md
 SEED = 0
 MAX_CATEGORY_CODES = 255  # HistGradientBoostingRegressor's limit for a categorical feature
 
@@ -182,7 +154,7 @@ def split_reference(reference: pa.Table, target: str) -> tuple[np.ndarray, np.nd
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
     """The regressors on one OpenMP thread: with other work on the cores, OpenMP's threads wait
-    on each other (a 3 s fit took 50 s, a 0.2 s prediction 6 s, on a loaded 2-core machine).
+    on each other, many times slower than one thread (docs/statistics.md, "Cost").
     Only OpenMP runtimes already loaded are limited: enter it once sklearn is imported."""
     from threadpoolctl import threadpool_limits  # installed with scikit-learn
 

@@ -10,24 +10,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core.settings import DriftRule
+from core.settings import DEFAULT_ALERT_THRESHOLDS, AlertThresholds, DriftRule
 from tasks.reports import pictures as report_pictures
 from tasks.reports import plots
-from tasks.reports.numbers import p_text, percent, sig3
+from tasks.reports.numbers import p_text, percent, round_sig, sig3
 from tasks.results.day import MonitoringResult
 from tasks.stats.drift import FeatureDrift
 from tasks.stats.sketches import Sketch
 
 
 def drift_rows(result: MonitoringResult) -> list[dict[str, Any]]:
-    """One row per feature and one for the prediction, for the run's table artifact."""
+    """One row per feature and one for the prediction, for the run's table artifact: p-values
+    to 3 significant digits, scores and shares to 4 decimals (result.json keeps them exact)."""
     return [
         {
             "feature": d.feature,
             "test": d.test,
             "score": round(d.score, 4) if d.status == "ok" else None,
-            "p_value": d.p_value if d.status == "ok" else None,
-            "p_value_adjusted": d.p_value_adjusted if d.status == "ok" else None,
+            "p_value": round_sig(d.p_value) if d.status == "ok" else None,
+            "p_value_adjusted": round_sig(d.p_value_adjusted) if d.status == "ok" else None,
             "missing_ratio": round(d.missing_ratio, 4),
             "drifted": d.is_drifted,
             "status": d.status,
@@ -36,7 +37,9 @@ def drift_rows(result: MonitoringResult) -> list[dict[str, Any]]:
     ]
 
 
-def summary_markdown(result: MonitoringResult) -> str:
+def summary_markdown(
+    result: MonitoringResult, thresholds: AlertThresholds = DEFAULT_ALERT_THRESHOLDS
+) -> str:
     drifted = result.drifted_features
     lines = [
         f"# {result.model} {result.model_version}: batch {result.batch_date}",
@@ -50,12 +53,14 @@ def summary_markdown(result: MonitoringResult) -> str:
             f"- prediction drift: D = {result.prediction.score:.3f}, "
             f"p = {result.prediction.p_value:.3g}, drifted: {result.prediction.is_drifted}"
         )
-    lines += [f"- {fact}" for fact in performance_facts(result)]
+    lines += [f"- {fact}" for fact in performance_facts(result, thresholds)]
     lines += [f"- warning: {w}" for w in result.warnings]
     return "\n".join(lines) + "\n"
 
 
-def performance_facts(result: MonitoringResult) -> list[str]:
+def performance_facts(
+    result: MonitoringResult, thresholds: AlertThresholds = DEFAULT_ALERT_THRESHOLDS
+) -> list[str]:
     """The batch's estimated MAE with its band, the realized MAE where labels allow it, and
     which of the two to trust when: for the summary and the day's report."""
     covered = percent(result.min_label_coverage)
@@ -74,8 +79,9 @@ def performance_facts(result: MonitoringResult) -> list[str]:
         facts = [
             f"this batch, before its labels: estimated MAE {sig3(estimate.mae)} (band "
             f"{sig3(estimate.mae_lower)} to {sig3(estimate.mae_upper)}) = "
-            f"{times_baseline(estimate.mae)}, estimated RMSE {sig3(estimate.rmse)}, from its "
-            f"features and predictions{sampled}"
+            f"{times_baseline(estimate.mae)} (alert when the band's lower end is above "
+            f"{thresholds.estimate_alert_ratio:g} x), estimated RMSE {sig3(estimate.rmse)}, from "
+            f"its features and predictions{sampled}"
         ]
     else:
         facts = ["this batch: estimated MAE: none (no rows, or no loss estimator for the version)"]
@@ -88,7 +94,7 @@ def performance_facts(result: MonitoringResult) -> list[str]:
         facts.append(
             f"realized MAE of batch {perf.batch_date} ({percent(perf.label_coverage_ratio)} "
             f"labelled): {sig3(perf.metrics.mae)} = {times_baseline(perf.metrics.mae)} (alert "
-            f"above 1.2 x), R² {sig3(perf.metrics.r2)}"
+            f"above {thresholds.performance_alert_ratio:g} x), R² {sig3(perf.metrics.r2)}"
         )
     else:
         facts.append(f"realized MAE: no batch of the window has {covered} of its labels yet")
@@ -147,10 +153,15 @@ class DayReport:
     pictured: tuple[str, ...]
     drift_svg: bytes | None
     performance_svg: bytes | None
+    thresholds: AlertThresholds = DEFAULT_ALERT_THRESHOLDS
 
     @classmethod
     def draw(
-        cls, result: MonitoringResult, sketches: Mapping[str, Sketch], rule: DriftRule
+        cls,
+        result: MonitoringResult,
+        sketches: Mapping[str, Sketch],
+        rule: DriftRule,
+        thresholds: AlertThresholds = DEFAULT_ALERT_THRESHOLDS,
     ) -> DayReport:
         """Draw the pictures (a picture that fails is left out, never the report)."""
         items: list[tuple[FeatureDrift, Sketch]] = [
@@ -167,8 +178,9 @@ class DayReport:
             pictured=tuple(f.feature for f, _ in items),
             drift_svg=drift_svg,
             performance_svg=plots.drawn_or_none(
-                lambda: report_pictures.performance_picture(result)
+                lambda: report_pictures.performance_picture(result, thresholds)
             ),
+            thresholds=thresholds,
         )
 
     # the content, once, for both renderings
@@ -216,7 +228,7 @@ class DayReport:
 
     def _facts(self) -> list[str]:
         r = self.result
-        facts = [f"rows: {r.n_rows:,}", *performance_facts(r)]
+        facts = [f"rows: {r.n_rows:,}", *performance_facts(r, self.thresholds)]
         if r.unmatched_labels:
             facts.append(f"labels matching no scored row: {r.unmatched_labels:,}")
         facts += [f"warning: {w}" for w in r.warnings]

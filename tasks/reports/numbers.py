@@ -39,6 +39,13 @@ def p_text(p: float | None) -> str:
     return f"{p:.3g}"
 
 
+def round_sig(value: float, digits: int = 3) -> float:
+    """`value` rounded to `digits` significant digits, still a number: for table artifacts."""
+    if not math.isfinite(value) or value == 0:
+        return value
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
+
+
 def percent(ratio: float | None) -> str:
     """0.834 -> '83%'; small shares keep a decimal: 0.004 -> '0.4%'."""
     if ratio is None or not math.isfinite(ratio):

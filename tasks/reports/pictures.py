@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.settings import DEFAULT_ALERT_THRESHOLDS, AlertThresholds
 from tasks.reports.numbers import p_text, percent, sig3
 from tasks.reports.plots import (
     BLUE,
@@ -187,9 +188,11 @@ def drift_picture(items: Sequence[tuple[FeatureDrift, Sketch]]) -> bytes:
         return svg_bytes(fig)
 
 
-def performance_picture(result: MonitoringResult) -> bytes | None:
+def performance_picture(
+    result: MonitoringResult, thresholds: AlertThresholds = DEFAULT_ALERT_THRESHOLDS
+) -> bytes | None:
     """Realized MAE per batch of the window with its label coverage, the estimate when the
-    result has one, the baseline and the 1.2 x baseline alert line; None with no batch."""
+    result has one, the baseline and the alert line above it; None with no batch."""
     batches = result.performance
     if not batches:
         return None
@@ -197,12 +200,13 @@ def performance_picture(result: MonitoringResult) -> bytes | None:
     days = [(b.batch_date - first).days for b in batches]
     last_day = max(days[-1], (result.batch_date - first).days)
     baseline = result.baseline.mae
+    alert = thresholds.performance_alert_ratio * baseline
     estimate = getattr(result, "estimate", None)
     est_mae = getattr(estimate, "mae", None)
     est_low = getattr(estimate, "mae_lower", None)
     est_high = getattr(estimate, "mae_upper", None)
     maes = [b.metrics.mae for b in batches if b.metrics is not None]
-    levels = [*maes, baseline * 1.25, baseline * 0.8]
+    levels = [*maes, alert * 1.04, baseline * 0.8]  # the alert line stays inside the frame
     levels += [v for v in (est_mae, est_low, est_high) if isinstance(v, float)]
     ylim = (0.0, max(v for v in levels if math.isfinite(v)) * 1.08) if maes or baseline else (0, 1)
     width, height = 990, 320
@@ -224,10 +228,10 @@ def performance_picture(result: MonitoringResult) -> bytes | None:
         legend: list[tuple[str, dict[str, Any]]] = []
         if math.isfinite(baseline):
             top.line(xlim, [baseline] * 2, color="#3E8E41", lw=1.4)
-            top.line(xlim, [1.2 * baseline] * 2, color=GAP_COLOR, lw=1.4, ls=(0, (6, 4)))
+            top.line(xlim, [alert] * 2, color=GAP_COLOR, lw=1.4, ls=(0, (6, 4)))
             legend += [
                 (f"baseline (holdout) {sig3(baseline)}", {"color": "#3E8E41", "lw": 1.4}),
-                (f"alert above 1.2 x baseline = {sig3(1.2 * baseline)}",
+                (f"alert above {thresholds.performance_alert_ratio:g} x baseline = {sig3(alert)}",
                  {"color": GAP_COLOR, "lw": 1.4, "ls": (0, (6, 4))}),
             ]  # fmt: skip
         covered = [

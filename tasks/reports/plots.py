@@ -86,9 +86,9 @@ def _import_figure() -> None:
     """Import `matplotlib.figure` without the 3-D toolkit.
 
     `matplotlib.projections` imports `mpl_toolkits.mplot3d` only to register the '3d'
-    projection, which no driftline picture uses; it is a fifth of the import (about 0.06 s of
-    the nightly run's pictures). The toolkit stays importable: it is only kept out while the
-    figure module loads, and matplotlib's warning about it is expected here.
+    projection, which no driftline picture uses; it is a fifth of the import. The toolkit stays
+    importable: it is only kept out while the figure module loads, and matplotlib's warning
+    about it is expected here.
     """
     if "matplotlib.figure" in sys.modules:
         return

@@ -7,8 +7,8 @@ Missing values are left out and reported as a ratio. Which features drift is dec
 them at once: Benjamini-Hochberg adjusted p below `alpha` and score at least `min_score`.
 docs/statistics.md says what is computed where, and how it was checked against scipy.
 
-scipy is imported where a test needs it, not with this module: importing `scipy.stats` costs
-about a second, which a run that stops at an unknown model or a bad batch never has to pay.
+scipy is imported where a test needs it, not with this module: importing `scipy.stats` is slow, and
+a run that stops at an unknown model or a bad batch never pays for it (docs/measurements.md).
 """
 
 from __future__ import annotations
@@ -181,11 +181,12 @@ def _ks_from_counts(reference: Ecdf, in_step: np.ndarray, equal: np.ndarray) -> 
 def smirnov_sf(n: float, x: float) -> float:
     """P(D+_n >= x), the one-sided Smirnov tail, summed as `scipy.special.smirnov` sums it.
 
-    The Birnbaum-Tingey series has up to n(1 - x) positive terms; scipy adds all of them, about
-    a second at n = 10^6. Its terms rise and fall smoothly, so this adds only those within
-    exp(-45) of the largest: one by one when they are at most 20,000, else by the trapezoid rule
-    on the series' smooth continuation (8,192 nodes), which sums such a bell-shaped run of terms
-    to about 1e-9 relative (checked against scipy up to n = 10^6 in tests and docs).
+    The Birnbaum-Tingey series has up to n(1 - x) positive terms; scipy adds all of them
+    (docs/statistics.md compares the two). Its terms rise and fall smoothly, so this adds only
+    those within exp(-45) of the largest: one by one when they are at most 20,000, else by the
+    trapezoid rule on the series' smooth continuation (8,192 nodes), which sums such a
+    bell-shaped run of terms to about 1e-9 relative (checked against scipy up to n = 10^6 in
+    tests and docs).
     """
     jmax = math.floor(n * (1.0 - x))
     if 1.0 - x - jmax / n <= 0:

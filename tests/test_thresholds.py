@@ -1,0 +1,228 @@
+"""Every threshold and schedule number in the alert rules and the dashboard is the one in
+core/settings.py: changing one side only fails here."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from core.settings import (
+    BATCH_MISSING_AFTER,
+    DATASET_DRIFT_SHARE,
+    DEFAULT_ALERT_THRESHOLDS,
+    LABELS_DELAYED_AFTER,
+    MONITORING_STALE_AFTER,
+    NIGHTLY_CRON,
+    NIGHTLY_INTERVAL,
+    NIGHTLY_RUN_TIME_UTC,
+    DriftRule,
+    Settings,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+RULES = REPO / "infra" / "prometheus" / "rules" / "driftline.rules.yml"
+DASHBOARD = REPO / "infra" / "grafana" / "dashboards" / "driftline-model-monitoring.json"
+COVERAGE = Settings(data_lake_uri="", model_registry_uri="").min_label_coverage
+RULE = DriftRule()
+THRESHOLDS = DEFAULT_ALERT_THRESHOLDS
+
+
+def _rules() -> dict[str, list[dict[str, Any]]]:
+    """Alert name -> its rules (MLBatchMissing has two)."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for group in yaml.safe_load(RULES.read_text())["groups"]:
+        for rule in group["rules"]:
+            by_name.setdefault(rule["alert"], []).append(rule)
+    return by_name
+
+
+def _expr(alert: str) -> str:
+    return " ".join(" ".join(r["expr"].split()) for r in _rules()[alert])
+
+
+def _text(alert: str) -> str:
+    """The alert's annotations as one line of prose (templates and all)."""
+    return " ".join(" ".join(" ".join(r["annotations"].values()).split()) for r in _rules()[alert])
+
+
+def _compared(expr: str, op: str) -> list[float]:
+    """The numbers `expr` compares against with `op` (`> 1.2`, `>= 0.8`, `> 26 * 3600`)."""
+    found = re.findall(rf"{re.escape(op)}\s*([0-9.]+)(?:\s*\*\s*([0-9.]+))?(?![0-9.])", expr)
+    return [float(a) * (float(b) if b else 1.0) for a, b in found]
+
+
+def _panels() -> dict[str, dict[str, Any]]:
+    def walk(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [p for panel in panels for p in (panel, *walk(panel.get("panels", [])))]
+
+    return {p["title"]: p for p in walk(json.loads(DASHBOARD.read_text())["panels"])}
+
+
+def _steps(thresholds: dict[str, Any]) -> dict[str, float | None]:
+    """Colour -> where it starts."""
+    return {step["color"]: step["value"] for step in thresholds["steps"]}
+
+
+def _override_thresholds(panel: dict[str, Any], matcher: str) -> dict[str, Any]:
+    for override in panel["fieldConfig"]["overrides"]:
+        if override["matcher"]["options"] == matcher:
+            for prop in override["properties"]:
+                if prop["id"] == "thresholds":
+                    return dict(prop["value"])
+    raise AssertionError(f"no thresholds override for {matcher!r} in {panel['title']!r}")
+
+
+def _exprs(node: Any) -> list[str]:
+    """Every PromQL query in the dashboard: panel targets, variables and annotations."""
+    if isinstance(node, dict):
+        own = [node["expr"]] if isinstance(node.get("expr"), str) else []
+        return own + [e for value in node.values() for e in _exprs(value)]
+    if isinstance(node, list):
+        return [e for value in node for e in _exprs(value)]
+    return []
+
+
+def _hours(window: str) -> float:
+    amount, unit = float(window[:-1]), window[-1]
+    return amount * {"h": 1.0, "d": 24.0, "m": 1 / 60}[unit]
+
+
+# --- the schedule ---------------------------------------------------------------------------
+
+
+def test_the_cron_runs_every_night_at_the_nightly_run_time() -> None:
+    minute, hour, *rest = NIGHTLY_CRON.split()
+    assert (int(hour), int(minute), rest) == (
+        NIGHTLY_RUN_TIME_UTC.hour,
+        NIGHTLY_RUN_TIME_UTC.minute,
+        ["*", "*", "*"],
+    )
+    assert timedelta(days=1) == NIGHTLY_INTERVAL
+
+
+def test_staleness_is_one_nightly_interval_plus_a_two_hour_margin() -> None:
+    assert NIGHTLY_INTERVAL + timedelta(hours=2) == MONITORING_STALE_AFTER
+
+
+def test_monitoring_stale_fires_after_the_staleness_of_the_schedule() -> None:
+    expr = _expr("MLMonitoringStale")
+    assert _compared(expr, ">") == [MONITORING_STALE_AFTER.total_seconds()]
+    text = _text("MLMonitoringStale")
+    assert f"alert after {MONITORING_STALE_AFTER.total_seconds() / 3600:g} h" in text
+    assert f"scheduled at {NIGHTLY_RUN_TIME_UTC:%H:%M} UTC" in text
+
+
+def test_batch_missing_and_labels_delayed_use_the_settings_days() -> None:
+    assert _compared(_expr("MLBatchMissing"), ">") == [BATCH_MISSING_AFTER.total_seconds()]
+    assert f"older than {BATCH_MISSING_AFTER.days} days" in _text("MLBatchMissing")
+    delayed = _expr("MLLabelsDelayed")
+    assert _compared(delayed, ">") == [LABELS_DELAYED_AFTER.total_seconds()]
+    assert [v for v in _compared(delayed, ">=") if v >= 1] == [LABELS_DELAYED_AFTER.total_seconds()]
+    # the look-back covers the 7 batch days with a day to spare
+    assert re.findall(r"\[(\d+)d\]", delayed) == [str(LABELS_DELAYED_AFTER.days + 1)]
+    assert f"for {LABELS_DELAYED_AFTER.days} days" in _text("MLLabelsDelayed")
+
+
+def test_every_dashboard_query_reads_back_over_the_staleness() -> None:
+    windows = [
+        w
+        for expr in _exprs(json.loads(DASHBOARD.read_text()))
+        for w in re.findall(r"last_over_time\([^\[]*\[(\w+)\]", expr)
+    ]
+    assert len(windows) > 20  # the panels, the variables and the annotations alike
+    assert {_hours(w) for w in windows} == {MONITORING_STALE_AFTER.total_seconds() / 3600}
+
+
+def test_the_dashboard_marks_a_late_run_red_after_the_staleness() -> None:
+    panel = _panels()["Time since last successful run"]
+    steps = _steps(panel["fieldConfig"]["defaults"]["thresholds"])
+    assert steps["red"] == MONITORING_STALE_AFTER.total_seconds()
+
+
+# --- performance ratios and coverage --------------------------------------------------------
+
+
+def test_performance_degraded_uses_the_performance_ratio_and_the_coverage() -> None:
+    expr = _expr("MLPerformanceDegraded")
+    assert _compared(expr, ">") == [THRESHOLDS.performance_alert_ratio]
+    assert _compared(expr, ">=") == [COVERAGE]
+    assert f"alert above {THRESHOLDS.performance_alert_ratio:g} x" in _text("MLPerformanceDegraded")
+
+
+def test_estimated_performance_degraded_uses_the_estimate_ratio() -> None:
+    expr = _expr("MLEstimatedPerformanceDegraded")
+    assert _compared(expr, ">") == [THRESHOLDS.estimate_alert_ratio]
+    text = _text("MLEstimatedPerformanceDegraded")
+    assert f"alert above {THRESHOLDS.estimate_alert_ratio:g} x" in text
+    assert f"above {THRESHOLDS.estimate_alert_ratio:g} x its baseline" in text
+    assert f"{COVERAGE:.0%} of them" in text
+
+
+def test_labels_delayed_counts_coverage_as_the_settings_do() -> None:
+    delayed = _expr("MLLabelsDelayed")
+    assert [v for v in _compared(delayed, ">=") if v < 1] == [COVERAGE, COVERAGE]
+    assert f"reached {COVERAGE:.0%} label coverage" in _text("MLLabelsDelayed")
+
+
+def test_dataset_drift_fires_at_the_settings_share() -> None:
+    assert _compared(_expr("MLDatasetDrift"), ">=") == [DATASET_DRIFT_SHARE]
+
+
+def test_drift_alerts_quote_the_drift_rule() -> None:
+    rule = f"below {RULE.alpha:g} and score at least {RULE.min_score:g}"
+    assert rule in _text("MLFeatureDrift")
+    assert f"score at least {RULE.min_score:g}, p below {RULE.alpha:g}" in _text(
+        "MLPredictionDrift"
+    )
+
+
+def test_the_dashboard_turns_red_at_the_performance_ratio() -> None:
+    steps = _steps(_panels()["MAE / baseline MAE"]["fieldConfig"]["defaults"]["thresholds"])
+    assert steps["red"] == THRESHOLDS.performance_alert_ratio
+    assert 1 < steps["orange"] < THRESHOLDS.performance_alert_ratio  # a warning before it
+
+
+@pytest.mark.parametrize(
+    ("title", "ratio"),
+    [
+        ("Performance vs baseline", THRESHOLDS.performance_alert_ratio),
+        ("Estimated vs realized MAE", THRESHOLDS.estimate_alert_ratio),
+    ],
+)
+def test_the_dashboards_alert_lines_sit_at_the_alert_ratio(title: str, ratio: float) -> None:
+    lines = [t for t in _panels()[title]["targets"] if "alert" in t.get("legendFormat", "")]
+    assert lines, f"{title!r} draws no alert line"
+    for target in lines:
+        factor = re.match(r"\s*([0-9.]+)\s*\*", target["expr"])
+        assert factor and float(factor.group(1)) == ratio
+        assert target["legendFormat"] == f"alert at {ratio:g} x baseline"
+
+
+def test_the_dashboard_counts_coverage_and_label_lag_as_the_settings_do() -> None:
+    panel = _panels()["Label coverage"]
+    assert _steps(panel["fieldConfig"]["defaults"]["thresholds"])["green"] == COVERAGE
+    lag = _steps(_override_thresholds(panel, "B"))
+    assert lag["red"] == LABELS_DELAYED_AFTER.days
+    realized = [
+        t
+        for t in _panels()["Estimated vs realized MAE"]["targets"]
+        if "realized" in t.get("legendFormat", "")
+    ]
+    assert [t["legendFormat"] for t in realized] == [
+        f"realized MAE (newest batch with >= {COVERAGE:.0%} labels)"
+    ]
+
+
+def test_the_dashboard_marks_drift_by_the_drift_rule() -> None:
+    panels = _panels()
+    for title in ("Drift score by feature", "Prediction drift"):
+        steps = _steps(panels[title]["fieldConfig"]["defaults"]["thresholds"])
+        assert steps["red"] == RULE.min_score, title
+    p_values = _steps(_override_thresholds(panels["Drift tests on the newest batch"], "p-value"))
+    assert p_values["green"] == RULE.alpha
