@@ -328,3 +328,21 @@ def test_the_four_verbs_are_importable_from_the_package() -> None:
     assert all(callable(f) for f in (monitor_day, register_model, write_batch, write_labels))
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         driftline.nothing  # noqa: B018
+
+
+@pytest.mark.slow
+def test_the_contracts_python_example_runs_from_training_to_a_monitored_day(
+    lake_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    contract = (REPO / "docs" / "contract.md").read_text()
+    section = contract.split("\n## Python API\n", 1)[1]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    for variable in ("DATA_LAKE_URI", "MODEL_REGISTRY_URI"):
+        monkeypatch.setenv(variable, lake_env[variable])
+    monkeypatch.chdir(REPO)
+
+    exec(compile(example, "docs/contract.md", "exec"), {"__name__": "__main__"})
+
+    assert capsys.readouterr().out.startswith("500 rows; drifted:")
+    lake = Lake.open(lake_env["DATA_LAKE_URI"])
+    assert lake.result_dates("diamonds-hgb") == [DAY]
