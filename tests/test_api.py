@@ -205,15 +205,7 @@ def test_a_reference_with_predictions_registers_without_a_model_and_is_monitored
     card = driftline.register_model(
         "toy", None, reference, target="price", categorical=["cut"], registry=registry
     )
-    assert (
-        MODEL_FILE not in card.sha256
-        and {"reference.parquet", "card.json"}
-        - {
-            *card.sha256,
-            "card.json",
-        }
-        == set()
-    )
+    assert MODEL_FILE not in card.sha256 and "reference.parquet" in card.sha256
     Registry.open(registry).verify(card)  # every file it stored is hashed and matches
     assert [f.name for f in card.features] == ["carat", "depth", "cut"]
 
