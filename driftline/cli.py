@@ -70,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("register", help="register an externally trained model as production")
     p.add_argument("--model", required=True, metavar="NAME", help="name to register under")
     p.add_argument(
-        "--artifact", type=Path, required=True, metavar="FILE", help="joblib file of the model"
+        "--artifact",
+        type=Path,
+        metavar="FILE",
+        help="joblib file of the model (not needed when the reference has a prediction column)",
     )
     p.add_argument(
         "--reference",
@@ -85,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         metavar="A,B",
         help="comma-separated categorical features (default: none)",
+    )
+    p.add_argument(
+        "--task",
+        choices=["regression", "classification"],
+        default="regression",
+        help="default: %(default)s (classifiers are not supported yet)",
     )
 
     p = sub.add_parser("simulate", help="write scored batches and delayed labels")
@@ -185,6 +194,7 @@ def _register(args: argparse.Namespace) -> int:
         reference=args.reference,
         target=args.target,
         categorical=[c for c in args.categorical.split(",") if c],
+        task=args.task,
     )
     print(_registered(card))
     return 0

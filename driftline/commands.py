@@ -1,4 +1,5 @@
-"""The commands that are not Prefect flows: train, register, simulate."""
+"""The commands that are not Prefect flows: train, register, simulate, on the Python API
+(driftline/api.py): what is left here is reading the user's files and the simulation."""
 
 from __future__ import annotations
 
@@ -9,48 +10,35 @@ from pathlib import Path
 import joblib
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from core.errors import InputError
 from core.names import check_name
 from core.settings import REPO_ROOT, Settings
+from data_lake.columns import PREDICTION
 from data_lake.lake import Lake
-from model_registry.registry import ModelCard, Registry
-from tasks.edge.estimator_file import loss_estimator_files
-from tasks.edge.profile_file import profile_files
+from driftline.api import register_model, write_scored
+from model_registry.registry import MODEL_FILE, ModelCard, Registry
 from tasks.models import simulate as sim
-from tasks.models.training import PreparedModel, describe_features, prepare, train_random_forest
+from tasks.models.training import fit_random_forest
 
 DIAMONDS = REPO_ROOT / "driftline" / "data" / "diamonds.parquet"
 DIAMONDS_CATEGORICAL = ["cut", "color", "clarity"]
 
 
-def _register(registry: Registry, model: str, prepared: PreparedModel) -> ModelCard:
-    """Store the version with its reference profile and loss estimator, fitted once here for
-    every nightly run."""
-    reference = pq.read_table(pa.BufferReader(prepared.reference_bytes))
-    estimator_files, extra = loss_estimator_files(reference, prepared)
-    return registry.register(
-        model=model,
-        estimator_bytes=prepared.estimator_bytes,
-        reference_bytes=prepared.reference_bytes,
-        target=prepared.target,
-        features=prepared.features,
-        metrics=prepared.metrics,
-        libraries=prepared.libraries,
-        extra_files={**profile_files(reference, prepared), **estimator_files},
-        extra=extra,
-    )
-
-
 def train(settings: Settings, *, model: str, seed: int = 42) -> ModelCard:
     """Fit the diamonds RandomForestRegressor pipeline and make it `production`."""
     check_name("model", model)
-    table = pd.read_parquet(DIAMONDS)
-    prepared = train_random_forest(
-        table, target="price", categorical=DIAMONDS_CATEGORICAL, seed=seed
+    pipeline, reference = fit_random_forest(
+        pd.read_parquet(DIAMONDS), target="price", categorical=DIAMONDS_CATEGORICAL, seed=seed
     )
-    return _register(Registry.open(settings.model_registry_uri), model, prepared)
+    return register_model(
+        model,
+        pipeline,
+        reference,
+        target="price",
+        categorical=DIAMONDS_CATEGORICAL,
+        registry=settings.model_registry_uri,
+    )
 
 
 def _read_frame(path: Path, what: str) -> pd.DataFrame:
@@ -66,12 +54,14 @@ def register(
     settings: Settings,
     *,
     model: str,
-    artifact: Path,
+    artifact: Path | None,
     reference: Path,
     target: str,
     categorical: list[str],
+    task: str | None = None,
 ) -> ModelCard:
-    """Register a model trained elsewhere, with its reference rows, as the new `production`."""
+    """Register a model trained elsewhere, with its reference rows, as the new `production`;
+    without `artifact` the reference's `prediction` column stands in for the model."""
     check_name("model", model)
     frame = _read_frame(reference, "reference")
     if target not in frame.columns:
@@ -79,6 +69,24 @@ def register(
             f"reference {reference} lacks the target column {target!r} "
             f"(found {', '.join(map(str, frame.columns))}); pass --target with its name"
         )
+    if artifact is None and PREDICTION not in frame.columns:
+        raise InputError(
+            f"reference {reference} has no {PREDICTION!r} column and no --artifact was given; "
+            f"pass --artifact model.joblib, or add the model's predictions to the reference as "
+            f"a {PREDICTION!r} column"
+        )
+    return register_model(
+        model,
+        None if artifact is None else _load_artifact(artifact),
+        frame,
+        target=target,
+        categorical=categorical,
+        task=task,
+        registry=settings.model_registry_uri,
+    )
+
+
+def _load_artifact(artifact: Path) -> object:
     if not artifact.is_file():
         raise InputError(f"artifact {artifact} does not exist; pass a joblib file of the model")
     try:
@@ -87,9 +95,7 @@ def register(
         raise InputError(f"artifact {artifact}: cannot be loaded with joblib ({exc})") from exc
     if not hasattr(estimator, "predict"):
         raise InputError(f"artifact {artifact}: {type(estimator).__name__} has no predict()")
-    features = describe_features(frame, target=target, categorical=categorical)
-    prepared = prepare(estimator, frame, target=target, features=features)
-    return _register(Registry.open(settings.model_registry_uri), model, prepared)
+    return estimator
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,15 @@ def simulate(
         raise InputError(
             f"--days must be >= 1 and --rows-per-day >= 0 (got {days}, {rows_per_day})"
         )
-    loaded = Registry.open(settings.model_registry_uri).load(model)
+    registry = Registry.open(settings.model_registry_uri)
+    if MODEL_FILE not in registry.card(model).sha256:
+        version = registry.resolve(model)
+        raise InputError(
+            f"model {model!r} {version} was registered without a model file (its reference held "
+            "the predictions), and simulate needs one to score rows; register it again with "
+            "--artifact model.joblib"
+        )
+    loaded = registry.load(model)
     card = loaded.card
     frame = _read_frame(pool, "pool") if pool else loaded.reference.to_pandas()
     missing = [c for c in [*card.feature_names, card.target] if c not in frame.columns]
@@ -141,11 +155,7 @@ def simulate(
             drift_start=drift_start,
             seed=seed,
         )
-        lake.replace_partition(
-            lake.scored_dir(model, day),
-            "part-0.parquet",
-            _to_arrow(simulated.scored),
-        )
+        write_scored(lake, card, day, _to_arrow(simulated.scored))
         # a rerun replaces this batch's labels wherever they arrived before
         for delay in sim.LABEL_DELAY_DAYS:
             stale = f"{lake.labels_dir(model, day + timedelta(days=int(delay)))}/{_label_file(day)}"

@@ -331,7 +331,7 @@ class Registry:
         self,
         *,
         model: str,
-        estimator_bytes: bytes,
+        estimator_bytes: bytes | None,
         reference_bytes: bytes,
         target: str,
         features: tuple[FeatureSpec, ...],
@@ -341,13 +341,14 @@ class Registry:
         extra: Mapping[str, Any] | None = None,
         alias: str | None = PRODUCTION,
     ) -> ModelCard:
-        """Write a new immutable version; point `alias` at it."""
+        """Write a new immutable version; point `alias` at it. Without `estimator_bytes` (a
+        reference that holds its predictions) the version has no model file."""
         # count unfinished attempts too: a version id is never reused
         taken = [int(v[1:]) for v in self.storage.subdirs(self._dir(model)) if v[1:].isdigit()]
         version = f"v{max(taken, default=0) + 1}"
         directory = self._dir(model, version)
         files = {
-            MODEL_FILE: estimator_bytes,
+            **({} if estimator_bytes is None else {MODEL_FILE: estimator_bytes}),
             REFERENCE_FILE: reference_bytes,
             **(extra_files or {}),
         }

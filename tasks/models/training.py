@@ -32,7 +32,7 @@ LIBRARIES = ("scikit-learn", "numpy", "pandas", "pyarrow", "scipy", "joblib", "d
 class PreparedModel:
     """Everything the registry stores for a version, before it is written."""
 
-    estimator_bytes: bytes
+    estimator_bytes: bytes | None  # None: the reference held the predictions, no model was given
     reference_bytes: bytes
     target: str
     features: tuple[FeatureSpec, ...]
@@ -100,12 +100,25 @@ def library_versions() -> dict[str, str]:
 
 
 def prepare(
-    estimator: Any, reference: pd.DataFrame, *, target: str, features: tuple[FeatureSpec, ...]
+    estimator: Any | None,
+    reference: pd.DataFrame,
+    *,
+    target: str,
+    features: tuple[FeatureSpec, ...],
 ) -> PreparedModel:
-    """Predict the reference if it has no predictions, and compute the holdout metrics."""
+    """Predict the reference if it has no predictions, and compute the holdout metrics.
+
+    `estimator` may be None when the reference holds a `prediction` column: the version then
+    has no model file, and monitoring needs none.
+    """
     names = [f.name for f in features]
     reference = reference.reset_index(drop=True)
     if PREDICTION not in reference.columns:
+        if estimator is None:
+            raise InputError(
+                f"the reference has no {PREDICTION!r} column and no model was given to predict "
+                f"it; pass the fitted model, or add its predictions as a {PREDICTION!r} column"
+            )
         reference[PREDICTION] = np.asarray(estimator.predict(reference[names]), dtype=np.float64)
     labelled = reference[reference[target].notna()]
     if labelled.empty:
@@ -115,8 +128,11 @@ def prepare(
     m = regression_metrics(
         labelled[target].to_numpy(np.float64), labelled[PREDICTION].to_numpy(np.float64)
     )
-    buffer = io.BytesIO()
-    joblib.dump(estimator, buffer, compress=3)
+    estimator_bytes = None
+    if estimator is not None:
+        buffer = io.BytesIO()
+        joblib.dump(estimator, buffer, compress=3)
+        estimator_bytes = buffer.getvalue()
     sink = pa.BufferOutputStream()
     pq.write_table(
         pa.Table.from_pandas(reference[[*names, target, PREDICTION]], preserve_index=False),
@@ -124,7 +140,7 @@ def prepare(
         compression="zstd",
     )
     return PreparedModel(
-        estimator_bytes=buffer.getvalue(),
+        estimator_bytes=estimator_bytes,
         reference_bytes=sink.getvalue().to_pybytes(),
         target=target,
         features=features,
@@ -133,10 +149,10 @@ def prepare(
     )
 
 
-def train_random_forest(
+def fit_random_forest(
     table: pd.DataFrame, *, target: str, categorical: list[str], seed: int = 42
-) -> PreparedModel:
-    """Fit on 75 % of the rows; the other 25 % become the out-of-sample reference."""
+) -> tuple[Pipeline, pd.DataFrame]:
+    """Fit on 75 % of the rows; the other 25 % are returned as the out-of-sample reference."""
     train, reference = train_test_split(table, test_size=0.25, random_state=seed)
     features = describe_features(reference, target=target, categorical=categorical)
     names = [f.name for f in features]
@@ -145,4 +161,4 @@ def train_random_forest(
     # parallel prediction sums the trees in thread order, which changes the last bits of a
     # prediction from run to run; one thread keeps a simulation with a seed reproducible
     pipeline.set_params(forest__n_jobs=1)
-    return prepare(pipeline, reference, target=target, features=features)
+    return pipeline, reference

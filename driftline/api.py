@@ -1,0 +1,237 @@
+"""The Python API for the jobs around the monitor (docs/contract.md, "Python API"): register a
+model, write a day's scored batch and labels, monitor a day.
+
+Each verb resolves its settings as the command line does (`core.settings.load_settings`), with
+`lake=` and `registry=` in place of DATA_LAKE_URI and MODEL_REGISTRY_URI, then calls the worker
+the command line shares with it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import pandas as pd
+import pyarrow as pa
+
+from core.errors import InputError
+from core.names import check_name
+from core.settings import Settings, load_settings
+from data_lake.columns import PREDICTION
+from data_lake.lake import Lake
+from model_registry.registry import ModelCard, Registry
+from tasks.edge.validation import check_batch_date, validate_batch, validate_labels
+
+if TYPE_CHECKING:
+    from tasks.results.day import MonitoringResult
+
+Frame: TypeAlias = pd.DataFrame | pa.Table
+# every day driftline writes is this one file: writing the day again replaces it
+PARTITION_FILE = "part-0.parquet"
+TASKS = ("regression", "classification")
+
+
+def register_model(
+    name: str,
+    estimator: Any | None,
+    reference: Frame,
+    *,
+    target: str,
+    categorical: Sequence[str] = (),
+    task: str | None = None,
+    registry: str | None = None,
+) -> ModelCard:
+    """Register a fitted regressor and its out-of-sample reference rows as `production`.
+
+    `reference` holds the feature columns and `target`, and may hold `prediction`; without it
+    `estimator` predicts them. `estimator` may be None when the reference holds its predictions:
+    the version then has no model file (monitoring needs none). Returns the new version's card.
+    """
+    check_name("model", name)
+    _check_task(task)
+    frame = reference.to_pandas() if isinstance(reference, pa.Table) else reference
+    if not isinstance(frame, pd.DataFrame):
+        raise InputError(
+            f"reference is a {type(reference).__name__}; pass a pandas DataFrame or a pyarrow Table"
+        )
+    if target not in frame.columns:
+        raise InputError(
+            f"reference lacks the target column {target!r} "
+            f"(found {', '.join(map(str, frame.columns))}); pass target= its name"
+        )
+    if estimator is None and PREDICTION not in frame.columns:
+        raise InputError(
+            f"reference has no {PREDICTION!r} column and estimator is None; pass the fitted "
+            f"model, or add its predictions to the reference as a {PREDICTION!r} column"
+        )
+    if estimator is not None and not hasattr(estimator, "predict"):
+        raise InputError(f"estimator: {type(estimator).__name__} has no predict()")
+    settings = _settings(registry=registry)
+    return _store(
+        Registry.open(settings.model_registry_uri),
+        name,
+        estimator,
+        frame,
+        target=target,
+        categorical=list(categorical),
+    )
+
+
+def write_batch(
+    model: str,
+    batch_date: date | str,
+    frame: Frame,
+    *,
+    lake: str | None = None,
+    registry: str | None = None,
+) -> str:
+    """Validate a day's scored batch against the production card as the nightly run does, then
+    replace that day's partition with it; returns the written file's URI. Nothing is written
+    when the batch is refused."""
+    settings = _settings(lake=lake, registry=registry)
+    card = _production_card(settings, model)
+    store = Lake.open(settings.data_lake_uri)
+    uri, notes = write_scored(store, card, _day(batch_date), _table(frame))
+    for note in notes:  # untidy but usable, as the nightly run will also say
+        warnings.warn(note, UserWarning, stacklevel=2)
+    return uri
+
+
+def write_labels(
+    model: str,
+    arrival_date: date | str,
+    frame: Frame,
+    *,
+    lake: str | None = None,
+    registry: str | None = None,
+) -> str:
+    """Validate the labels that arrived on `arrival_date` (row_id and the card's target) as the
+    nightly run does, then replace that arrival day's labels with them; returns the file's URI."""
+    settings = _settings(lake=lake, registry=registry)
+    card = _production_card(settings, model)
+    store = Lake.open(settings.data_lake_uri)
+    directory = store.labels_dir(card.name, _day(arrival_date, what="arrival_date"))
+    path = f"{directory}/{PARTITION_FILE}"
+    table = _table(frame)
+    validate_labels(table, target=card.target, source=store.uri_of(path))
+    store.replace_partition(directory, PARTITION_FILE, table)
+    return store.uri_of(path)
+
+
+def monitor_day(
+    model: str,
+    batch_date: date | str,
+    *,
+    push: bool = False,
+    lake: str | None = None,
+    registry: str | None = None,
+) -> MonitoringResult:
+    """Monitor one batch day as the nightly run does, without Prefect: result.json and
+    report.html written to the lake, the gauges pushed once when `push` (a failed push raises
+    RunError). Returns the day's result."""
+    from tasks.day.engine import load_model_context, monitor_and_write
+
+    settings = _settings(lake=lake, registry=registry, push=push)
+    check_name("model", model)
+    day = _day(batch_date)
+    context = load_model_context(
+        Registry.open(settings.model_registry_uri, cache_dir=settings.cache_dir), model
+    )
+    written = monitor_and_write(
+        Lake.open(settings.data_lake_uri), context, day, settings, push=push
+    )
+    return written.result
+
+
+# shared with the command line ------------------------------------------------------------------
+def write_scored(
+    lake: Lake, card: ModelCard, batch_date: date, table: pa.Table
+) -> tuple[str, tuple[str, ...]]:
+    """Validate `table` as the nightly run validates the batch of `batch_date`, then make it
+    the day's one file; returns its URI and the validation's warnings."""
+    directory = lake.scored_dir(card.name, batch_date)
+    # the nightly run's own source (tasks/day/engine.py `read_batch`), so the message is its own
+    source = f"batch {batch_date} ({lake.uri_of(directory)})"
+    notes = validate_batch(table, card, source=source).warnings
+    lake.replace_partition(directory, PARTITION_FILE, table)
+    return lake.uri_of(f"{directory}/{PARTITION_FILE}"), notes
+
+
+def _store(
+    registry: Registry,
+    name: str,
+    estimator: Any | None,
+    reference: pd.DataFrame,
+    *,
+    target: str,
+    categorical: list[str],
+) -> ModelCard:
+    """Store the version with its reference profile and loss estimator, fitted once here for
+    every nightly run."""
+    import pyarrow.parquet as pq
+
+    from tasks.edge.estimator_file import loss_estimator_files
+    from tasks.edge.profile_file import profile_files
+    from tasks.models.training import describe_features, prepare
+
+    features = describe_features(reference, target=target, categorical=categorical)
+    prepared = prepare(estimator, reference, target=target, features=features)
+    stored = pq.read_table(pa.BufferReader(prepared.reference_bytes))
+    estimator_files, extra = loss_estimator_files(stored, prepared)
+    return registry.register(
+        model=name,
+        estimator_bytes=prepared.estimator_bytes,
+        reference_bytes=prepared.reference_bytes,
+        target=prepared.target,
+        features=prepared.features,
+        metrics=prepared.metrics,
+        libraries=prepared.libraries,
+        extra_files={**profile_files(stored, prepared), **estimator_files},
+        extra=extra,
+    )
+
+
+def _settings(
+    *, lake: str | None = None, registry: str | None = None, push: bool = False
+) -> Settings:
+    return load_settings(push=push, data_lake_uri=lake, model_registry_uri=registry)
+
+
+def _production_card(settings: Settings, model: str) -> ModelCard:
+    check_name("model", model)
+    return Registry.open(settings.model_registry_uri).card(model)
+
+
+def _check_task(task: str | None) -> None:
+    if task == "classification":
+        raise InputError(
+            "task 'classification': classifiers are not supported yet; "
+            "register a regressor (task 'regression')"
+        )
+    if task is not None and task not in TASKS:
+        raise InputError(f"task {task!r} is not one of {', '.join(TASKS)}")
+
+
+def _day(value: date | str, *, what: str = "batch_date") -> date:
+    if isinstance(value, datetime):  # a datetime is a date too, and would print its time
+        value = value.date()
+    if isinstance(value, date):
+        return check_batch_date(value)
+    try:
+        return check_batch_date(date.fromisoformat(str(value)))
+    except ValueError:
+        raise InputError(
+            f"{what} {value!r} is not a date; pass a datetime.date or 'YYYY-MM-DD'"
+        ) from None
+
+
+def _table(frame: Frame) -> pa.Table:
+    if isinstance(frame, pa.Table):
+        return frame
+    if isinstance(frame, pd.DataFrame):
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    raise InputError(
+        f"the frame is a {type(frame).__name__}; pass a pandas DataFrame or a pyarrow Table"
+    )
