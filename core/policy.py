@@ -14,11 +14,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.errors import InputError
-from core.settings import DriftRule
+from core.settings import DEFAULT_ALERT_THRESHOLDS, MIN_LABEL_COVERAGE, DriftRule
 
 DEFAULT_VERSION = "default"
-DEFAULT_MIN_LABEL_COVERAGE = 0.8
-DEFAULT_ALERT_RATIO = 1.2
 KEYS = (
     "mute_features",
     "exclude_features",
@@ -58,9 +56,9 @@ class Policy:
     alpha: float = DriftRule.alpha
     min_score: float = DriftRule.min_score
     features: Mapping[str, FeatureThresholds] = field(default_factory=dict)
-    min_label_coverage: float = DEFAULT_MIN_LABEL_COVERAGE
-    performance_alert_ratio: float = DEFAULT_ALERT_RATIO
-    estimate_alert_ratio: float = DEFAULT_ALERT_RATIO
+    min_label_coverage: float = MIN_LABEL_COVERAGE
+    performance_alert_ratio: float = DEFAULT_ALERT_THRESHOLDS.performance_alert_ratio
+    estimate_alert_ratio: float = DEFAULT_ALERT_THRESHOLDS.estimate_alert_ratio
     drift_persistence: Persistence = Persistence()
     mute_quality_checks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -150,7 +148,7 @@ def parse_policy(raw: object, *, source: str, version: str = DEFAULT_VERSION) ->
         min_score=min_score,
         features=_feature_thresholds(raw.get("features"), source),
         min_label_coverage=_ratio(
-            raw, "min_label_coverage", source, DEFAULT_MIN_LABEL_COVERAGE, low_open=True
+            raw, "min_label_coverage", source, MIN_LABEL_COVERAGE, low_open=True
         ),
         performance_alert_ratio=_factor(raw, "performance_alert_ratio", source),
         estimate_alert_ratio=_factor(raw, "estimate_alert_ratio", source),
@@ -180,7 +178,7 @@ def _ratio(
 
 def _factor(raw: Mapping[str, Any], key: str, source: str) -> float:
     if key not in raw:
-        return DEFAULT_ALERT_RATIO
+        return float(getattr(DEFAULT_ALERT_THRESHOLDS, key))
     expected = "a factor of the baseline above 0 (e.g. 1.2)"
     value = _number(raw[key], f"{source}: {key}", expected)
     if value <= 0:

@@ -56,6 +56,8 @@ class AlertThresholds:
 
 
 DEFAULT_ALERT_THRESHOLDS = AlertThresholds()
+# a batch's realized performance is reported once this share of its rows is labelled
+MIN_LABEL_COVERAGE = 0.8
 
 
 @dataclass(frozen=True)
@@ -87,9 +89,7 @@ class Settings:
     prometheus_url: str = "http://localhost:9090"
     push: PushSettings = PushSettings()
     drift_rule: DriftRule = DriftRule()
-    alert_thresholds: AlertThresholds = DEFAULT_ALERT_THRESHOLDS
     lock_policy: LockPolicy = LockPolicy()
-    min_label_coverage: float = 0.8
     performance_window_days: int = 30
     # local, outside the registry: digests of registry files (model_registry/hash_cache.py)
     cache_dir: Path = REPO_ROOT / "var" / "cache"

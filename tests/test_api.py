@@ -24,7 +24,7 @@ from data_lake.lake import Lake
 from driftline import commands
 from driftline.cli import main
 from model_registry.registry import MODEL_FILE, Registry
-from tasks.day.backfill import replay_and_write
+from tasks.day.backfill import replay, write_replayed
 from tasks.day.engine import load_model_context, read_batch, read_window
 from tasks.edge.validation import validate_labels
 from tests import builders
@@ -293,7 +293,7 @@ def test_monitor_day_writes_the_result_json_the_backfill_writes_for_that_day(
     lake = Lake.open(str(replayed))
     context = load_model_context(Registry.open(str(diamonds_registry)), "diamonds-price")
     window = read_window(lake, context.card, day - timedelta(days=2), DAY, window_days=30)
-    outcome = replay_and_write(lake, context, window, day, settings)
+    (outcome,) = write_replayed(lake, [replay(lake, context, window, day, settings)], settings)
     assert outcome.result == result
     written = Lake.open(str(once)).read_bytes(
         Lake.open(str(once)).result_path("diamonds-price", day)

@@ -17,18 +17,18 @@ from core.settings import (
     DATASET_DRIFT_SHARE,
     DEFAULT_ALERT_THRESHOLDS,
     LABELS_DELAYED_AFTER,
+    MIN_LABEL_COVERAGE,
     MONITORING_STALE_AFTER,
     NIGHTLY_CRON,
     NIGHTLY_INTERVAL,
     NIGHTLY_RUN_TIME_UTC,
     DriftRule,
-    Settings,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "infra" / "prometheus" / "rules" / "driftline.rules.yml"
 DASHBOARD = REPO / "infra" / "grafana" / "dashboards" / "driftline-model-monitoring.json"
-COVERAGE = Settings(data_lake_uri="", model_registry_uri="").min_label_coverage
+COVERAGE = MIN_LABEL_COVERAGE
 RULE = DriftRule()
 THRESHOLDS = DEFAULT_ALERT_THRESHOLDS
 

@@ -284,7 +284,7 @@ def write_day(
         result = sustain(result, day.persistence, earlier)
     path = lake.result_path(result.model, result.batch_date)
     lake.write_bytes(path, to_json(result), before_commit=lambda: faults.pause_point("write-temp"))
-    report = DayReport.draw(result, day.sketches, day.rule)
+    report = DayReport.draw(result, day.sketches, day.rule, result.alert_thresholds)
     report_path = lake.report_path(result.model, result.batch_date)
     try:
         lake.write_bytes(report_path, report.html().encode())

@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
-from core.policy import DEFAULT_ALERT_RATIO, DEFAULT_VERSION
+from core.policy import DEFAULT_VERSION
+from core.settings import DEFAULT_ALERT_THRESHOLDS, AlertThresholds
 from model_registry.registry import HoldoutMetrics
 from tasks.performance.estimate import PerformanceEstimate
 from tasks.performance.window import BatchPerformance, RegressionMetrics
@@ -36,8 +37,8 @@ class MonitoringResult:
     # the model's policy the day ran under (core/policy.py): its version and what it set
     policy_version: str = DEFAULT_VERSION
     excluded_features: tuple[str, ...] = ()
-    performance_alert_ratio: float = DEFAULT_ALERT_RATIO
-    estimate_alert_ratio: float = DEFAULT_ALERT_RATIO
+    performance_alert_ratio: float = DEFAULT_ALERT_THRESHOLDS.performance_alert_ratio
+    estimate_alert_ratio: float = DEFAULT_ALERT_THRESHOLDS.estimate_alert_ratio
     # the features that may alert: drifted, not muted, and sustained as the policy asks
     # (tasks/day/persistence.py); None (a result built by hand) is the day's drifted features
     alerting_features: tuple[str, ...] | None = None
@@ -53,6 +54,11 @@ class MonitoringResult:
         if self.alerting_features is None:
             return self.drifted_features
         return list(self.alerting_features)
+
+    @property
+    def alert_thresholds(self) -> AlertThresholds:
+        """The ratios the day's policy alerts at: the reports draw and quote them."""
+        return AlertThresholds(self.performance_alert_ratio, self.estimate_alert_ratio)
 
     @property
     def muted_features(self) -> list[str]:
@@ -147,8 +153,12 @@ def from_json(payload: bytes) -> MonitoringResult:
         estimate=_estimate(raw.get("estimate")),
         policy_version=raw.get("policy_version", DEFAULT_VERSION),
         excluded_features=tuple(raw.get("excluded_features", ())),
-        performance_alert_ratio=raw.get("performance_alert_ratio", DEFAULT_ALERT_RATIO),
-        estimate_alert_ratio=raw.get("estimate_alert_ratio", DEFAULT_ALERT_RATIO),
+        performance_alert_ratio=raw.get(
+            "performance_alert_ratio", DEFAULT_ALERT_THRESHOLDS.performance_alert_ratio
+        ),
+        estimate_alert_ratio=raw.get(
+            "estimate_alert_ratio", DEFAULT_ALERT_THRESHOLDS.estimate_alert_ratio
+        ),
         alerting_features=None
         if raw.get("alerting_features") is None
         else tuple(raw["alerting_features"]),
