@@ -6,9 +6,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from driftline.api import monitor_day, register_model, write_batch, write_labels
+    from driftline.api import (
+        get_policy,
+        monitor_day,
+        register_model,
+        set_policy,
+        write_batch,
+        write_labels,
+    )
 
-__all__ = ["monitor_day", "register_model", "write_batch", "write_labels"]
+__all__ = [
+    "get_policy",
+    "monitor_day",
+    "register_model",
+    "set_policy",
+    "write_batch",
+    "write_labels",
+]
 
 
 def __getattr__(name: str) -> Any:

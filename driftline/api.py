@@ -1,5 +1,5 @@
 """The Python API for the jobs around the monitor (docs/contract.md, "Python API"): register a
-model, write a day's scored batch and labels, monitor a day.
+model, write a day's scored batch and labels, monitor a day, read and set the model's policy.
 
 Each verb resolves its settings as the command line does (`core.settings.load_settings`), with
 `lake=` and `registry=` in place of DATA_LAKE_URI and MODEL_REGISTRY_URI, then calls the worker
@@ -8,19 +8,25 @@ the command line shares with it.
 
 from __future__ import annotations
 
+import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pandas as pd
 import pyarrow as pa
+import yaml
 
 from core.errors import InputError
 from core.names import check_name
+from core.policy import Policy
 from core.settings import Settings, load_settings
 from data_lake.columns import PREDICTION
 from data_lake.lake import Lake
+from model_registry.policies import current_policy
+from model_registry.policies import set_policy as set_policy_version
 from model_registry.registry import ModelCard, Registry
 from tasks.edge.validation import check_batch_date, validate_batch, validate_labels
 
@@ -146,6 +152,43 @@ def monitor_day(
 
 
 # shared with the command line ------------------------------------------------------------------
+def get_policy(model: str, *, registry: str | None = None) -> Policy:
+    """The monitoring policy in force for `model` (its defaults when none was set)."""
+    settings = _settings(registry=registry)
+    store = Registry.open(settings.model_registry_uri)
+    store.card(check_name("model", model))  # an unknown model is bad input, not the defaults
+    return current_policy(store, model)
+
+
+def set_policy(
+    model: str, policy: Mapping[str, Any] | str | Path, *, registry: str | None = None
+) -> Policy:
+    """Store a new policy version for `model` and put it in force; `policy` is a mapping of
+    policy keys or the path of a JSON or YAML file of them. The model version is untouched."""
+    check_name("model", model)
+    settings = _settings(registry=registry)
+    if isinstance(policy, Mapping):
+        raw: object = dict(policy)
+        source = "policy"
+    else:
+        raw, source = _policy_file(Path(policy)), str(policy)
+    return set_policy_version(Registry.open(settings.model_registry_uri), model, raw, source=source)
+
+
+def _policy_file(path: Path) -> object:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(
+            f"policy file {path} cannot be read ({exc}); pass a JSON or YAML file"
+        ) from None
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise InputError(f"policy file {path} is not valid JSON or YAML ({reason})") from None
+
+
 def write_scored(
     lake: Lake, card: ModelCard, batch_date: date, table: pa.Table
 ) -> tuple[str, tuple[str, ...]]:

@@ -221,3 +221,41 @@ def test_a_backfill_counts_the_earlier_days_as_the_nightly_runs_do(world, tmp_pa
     assert by_night[0].alerting == by_night[1].alerting == [], "none sustained before day 3"
     assert by_night[-1].alerting, "the data-drift scenario sustains some drift"
     assert from_json(stored or b"").alerting == by_night[-1].alerting
+
+
+# --- the command line and the Python API ---------------------------------------------------------
+def test_policy_set_and_show_from_the_command_line(world, tmp_path, capsys) -> None:
+    from driftline.cli import main
+
+    settings, _ = world
+    flags = ["--registry", settings.model_registry_uri]
+    file = tmp_path / "policy.yml"
+    file.write_text("mute_features: [x]\nfeatures:\n  carat: {min_score: 0.2}\n")
+    assert main([*flags, "policy", "set", "--model", MODEL, str(file)]) == 0
+    assert main([*flags, "policy", "show", "--model", MODEL]) == 0
+    shown = json.loads(capsys.readouterr().out.split("\n}\n")[-2] + "\n}")
+    assert (shown["version"], shown["mute_features"]) == ("p1", ["x"])
+    assert shown["features"] == {"carat": {"min_score": 0.2}}
+    file.write_text("{alpha: 2}\n")
+    assert main([*flags, "policy", "set", "--model", MODEL, str(file)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "policy.yml: alpha is 2, expected a number above 0" in err
+    assert main([*flags, "policy", "show", "--model", "nope"]) == 2
+    assert "model 'nope' has no version" in capsys.readouterr().err
+
+
+def test_the_python_api_sets_a_policy_from_a_mapping_or_a_file(world, tmp_path) -> None:
+    import driftline
+
+    settings, _ = world
+    registry = settings.model_registry_uri
+    assert driftline.get_policy(MODEL, registry=registry).version == "default"
+    set_from_mapping = driftline.set_policy(MODEL, {"exclude_features": ["z"]}, registry=registry)
+    assert set_from_mapping.exclude_features == ("z",)
+    file = tmp_path / "p.json"
+    file.write_text('{"drift_persistence": {"days": 2, "of": 3}}')
+    assert driftline.set_policy(MODEL, file, registry=registry).version == "p2"
+    assert driftline.get_policy(MODEL, registry=registry).drift_persistence == Persistence(2, 3)
+    file.write_text("{not json")
+    with pytest.raises(InputError, match=r"p\.json is not valid JSON or YAML"):
+        driftline.set_policy(MODEL, file, registry=registry)

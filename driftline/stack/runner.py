@@ -35,6 +35,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from core.settings import REPO_ROOT, prefect_environment
+from driftline import exits
 from driftline.runner import MAX_MESSAGE, address
 
 # read once, when the interpreter or Prefect's logging starts: a caller that sets them otherwise
@@ -70,6 +71,10 @@ PRELOAD = (
     "PIL.features",
     "matplotlib.backends.backend_svg",
 )
+
+
+# the process's last exit handler (driftline.exits); a child sets what it reports
+_LEAVE = exits.LastExit()
 
 
 class RunnerRefused(Exception):
@@ -181,7 +186,7 @@ def _check(
 def _child(
     listener: socket.socket, connection: socket.socket, fds: list[int], request: dict[str, Any]
 ) -> None:
-    """The command in the caller's place; reports its exit status, then leaves."""
+    """The command in the caller's place; reports its exit status as it leaves."""
     started = time.perf_counter()
     log = os.fdopen(os.dup(2), "w")  # the runner's log: fd 2 becomes the caller's stderr
     argv = [str(a) for a in request["argv"]]
@@ -191,9 +196,7 @@ def _child(
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         for target, fd in enumerate(fds):
-            os.dup2(fd, target)
-        for fd in fds:
-            os.close(fd)
+            os.dup2(fd, target)  # the originals are closed as the request ends
         sys.stdout.reconfigure(line_buffering=sys.stdout.isatty())  # type: ignore[union-attr]
         os.chdir(request["cwd"])
         os.umask(int(request["umask"]))
@@ -205,18 +208,22 @@ def _child(
         from driftline import cli
 
         code = cli.main(argv)
-        cli.finish()
     except KeyboardInterrupt:  # Ctrl-C before or after `main`, which tells it as 130 too
         code = 130
     except BaseException as error:  # nothing may climb back into the runner's loop
         with contextlib.suppress(BaseException):
             _log(f"pid {os.getpid()}: {type(error).__name__}: {error}", log)
-    finally:
-        with contextlib.suppress(BaseException):
-            _log(f"pid {os.getpid()}: driftline {' '.join(argv)}: exit {code} in "
-                 f"{time.perf_counter() - started:.2f} s", log)  # fmt: skip
-            connection.send(json.dumps({"exit": code}).encode())
-        os._exit(code)
+    # Python's own exit from here: the threads joined and Prefect's exit handlers run (its
+    # workers drain), then the last handler reports the exit status and ends the child
+    reply = socket.socket(fileno=os.dup(connection.fileno()))
+
+    def report() -> None:
+        _log(f"pid {os.getpid()}: driftline {' '.join(argv)}: exit {code} in "
+             f"{time.perf_counter() - started:.2f} s", log)  # fmt: skip
+        reply.send(json.dumps({"exit": code}).encode())
+
+    _LEAVE.code, _LEAVE.before = code, report
+    raise SystemExit(code)  # past the runner's loop, which catches Exception only
 
 
 def _fingerprint() -> dict[str, int]:
@@ -258,6 +265,9 @@ def _log(line: str, stream: TextIO | None = None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global _LEAVE
+    _LEAVE = exits.leave_last()  # before the imports: its handler runs after theirs
+    runner = os.getpid()
     parser = argparse.ArgumentParser(prog="python -m driftline.stack.runner", description=__doc__)
     parser.add_argument("--socket", type=Path, required=True, help="the Unix socket to serve at")
     args = parser.parse_args(argv)
@@ -265,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve(args.socket)
     finally:
         with contextlib.suppress(OSError):
-            if args.socket.exists():
+            if os.getpid() == runner and args.socket.exists():  # not a child leaving
                 args.socket.unlink()
     return 0
 
