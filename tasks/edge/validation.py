@@ -151,12 +151,7 @@ def validate_batch(table: pa.Table, card: ModelCard, *, source: str) -> Validate
     found = table.column_names
     _check_unique_names(found, source)
     required = [ROW_ID, *card.feature_names, PREDICTION]
-    for column in required:
-        if column not in found:
-            raise InputError(
-                f"{source} lacks column {column!r} "
-                f"(expected {_listing(required)}; found {_listing(found)})"
-            )
+    _require(found, required, source)
     warnings = []
     extra = [c for c in found if c not in required and c not in OPTIONAL]
     if extra:
@@ -214,13 +209,17 @@ def _checked_ids_and_predictions(table: pa.Table, source: str) -> pa.Table:
 def validate_scored_ids(table: pa.Table, *, source: str) -> pa.Table:
     """An earlier batch as the performance window reads it: row_id and prediction only."""
     _check_unique_names(table.column_names, source)
-    for column in (ROW_ID, PREDICTION):
-        if column not in table.column_names:
+    _require(table.column_names, [ROW_ID, PREDICTION], source)
+    return _checked_ids_and_predictions(table.select([ROW_ID, PREDICTION]), source)
+
+
+def _require(found: list[str], required: list[str], source: str) -> None:
+    for column in required:
+        if column not in found:
             raise InputError(
                 f"{source} lacks column {column!r} "
-                f"(expected row_id, prediction; found {_listing(table.column_names)})"
+                f"(expected {_listing(required)}; found {_listing(found)})"
             )
-    return _checked_ids_and_predictions(table.select([ROW_ID, PREDICTION]), source)
 
 
 def _check_type(
@@ -234,12 +233,7 @@ def _check_type(
 def validate_labels(table: pa.Table, *, target: str, source: str) -> pa.Table:
     """A label file must carry row_id and a numeric target; returns just those two."""
     _check_unique_names(table.column_names, source)
-    for column in (ROW_ID, target):
-        if column not in table.column_names:
-            raise InputError(
-                f"{source} lacks column {column!r} "
-                f"(expected row_id, {target}; found {_listing(table.column_names)})"
-            )
+    _require(table.column_names, [ROW_ID, target], source)
     _check_type(table, target, _is_numeric, "a numeric target", source)
     _check_finite(table, target, source)
     _check_type(table, ROW_ID, _is_row_id, "string ids", source)
