@@ -215,7 +215,7 @@ def test_the_runner_restarts_when_the_code_changes(
     """A `git pull` between two runs: the runner's imports are stale. It declines (the command
     runs itself, with the new code) and restarts, keeping its pid; the next run is served."""
     pid = runner_ready(local)
-    module = REPO / "tasks" / "numbers.py"  # imported by every run
+    module = REPO / "tasks" / "reports" / "numbers.py"  # imported by every run
     before = module.stat()
     args = ("monitor", "--date", str(DAY), "--no-push")
     try:

@@ -191,6 +191,7 @@ def _child(
     log = os.fdopen(os.dup(2), "w")  # the runner's log: fd 2 becomes the caller's stderr
     argv = [str(a) for a in request["argv"]]
     code = 1
+    interrupted = False
     try:
         listener.close()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -211,17 +212,22 @@ def _child(
     except KeyboardInterrupt:  # Ctrl-C before or after `main`, which tells it as 130 too
         code = 130
     except BaseException as error:  # nothing may climb back into the runner's loop
+        interrupted = True
         with contextlib.suppress(BaseException):
             _log(f"pid {os.getpid()}: {type(error).__name__}: {error}", log)
-    # Python's own exit from here: the threads joined and Prefect's exit handlers run (its
-    # workers drain), then the last handler reports the exit status and ends the child
-    reply = socket.socket(fileno=os.dup(connection.fileno()))
 
     def report() -> None:
-        _log(f"pid {os.getpid()}: driftline {' '.join(argv)}: exit {code} in "
-             f"{time.perf_counter() - started:.2f} s", log)  # fmt: skip
-        reply.send(json.dumps({"exit": code}).encode())
+        with contextlib.suppress(BaseException):
+            _log(f"pid {os.getpid()}: driftline {' '.join(argv)}: exit {code} in "
+                 f"{time.perf_counter() - started:.2f} s", log)  # fmt: skip
+            reply.send(json.dumps({"exit": code}).encode())
 
+    reply = socket.socket(fileno=os.dup(connection.fileno()))
+    if code == 130 or interrupted:  # a run stopped midway: its threads are not waited for
+        report()
+        os._exit(code)
+    # Python's own exit from here: the threads joined and Prefect's exit handlers run (its
+    # workers drain), then the last handler reports the exit status and ends the child
     _LEAVE.code, _LEAVE.before = code, report
     raise SystemExit(code)  # past the runner's loop, which catches Exception only
 
