@@ -33,13 +33,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from core.settings import load_settings
+from data_lake.lake import Lake
+from driftline import commands, stack
+from model_registry.registry import Registry
 
-from core.settings import load_settings  # noqa: E402
-from data_lake.lake import Lake  # noqa: E402
-from driftline import commands, stack  # noqa: E402
-from model_registry.registry import Registry  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 MODEL = "diamonds-price"
 SMALL, LARGE, BAD, MISSING = (date(2026, 3, d) for d in (1, 2, 3, 9))

@@ -69,14 +69,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from core import processes
+from core.settings import load_settings
+from driftline import commands, stack
+from tasks.export.catalogue import day_start_seconds
+from tasks.export.history import scheduled_run_seconds
 
-from core import processes  # noqa: E402
-from core.settings import load_settings  # noqa: E402
-from driftline import commands, stack  # noqa: E402
-from tasks.export.catalogue import day_start_seconds  # noqa: E402
-from tasks.export.history import scheduled_run_seconds  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 MODEL = "diamonds-price"
 # the series driftline pushes or backfills; Prometheus' own ALERTS series carry the same labels

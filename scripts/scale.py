@@ -4,17 +4,17 @@
         [--rows-per-day 2000] [--verify 10] [--distinct 10] [--workdir DIR] [--json FILE]
     .venv/bin/python scripts/scale.py --lake-requests [--days 30]
 
-The default is a quick check (4 models x 5 days, 2-3 minutes on 2 cores); docs/scaling.md
-records `--models 100 --days 30` (32 minutes here). What it does:
+The default is a quick check (4 models x 5 days); docs/scaling.md records
+`--models 100 --days 30`. What it does:
 
 1. Set-up (not timed): trains the diamonds model once, registers it under `--models` names
    (gem-0000, gem-0001, ...: the same files, a version of their own), and simulates `--days`
    daily batches for the first `--distinct` models with their own seeds; the others get copies
-   of those files in partitions of their own (simulating each took about 20 s here).
-2. Starts a private PostgreSQL (tests/postgres.py, durable settings, pg_stat_statements), a
-   Prefect server on it with its HTTP access log on, a Pushgateway, and a Prometheus scraping
-   the Pushgateway (infra/prometheus/prometheus.yml rendered for loopback, as `driftline stack
-   up` does; admin API on, 400d retention, so backfilled history can go in).
+   of those files in partitions of their own (simulating is the slow part of the set-up).
+2. Starts a private PostgreSQL (driftline/stack/postgres.py: durable settings,
+   pg_stat_statements), a Prefect server on it with its HTTP access log on, a Pushgateway, and a
+   Prometheus scraping the Pushgateway (infra/prometheus/prometheus.yml rendered for loopback,
+   as `driftline stack up` does; admin API on, 400d retention, so backfilled history can go in).
 3. `python -m flows.deployments deploy` creates the process work pool and deploys every model's
    nightly deployment and the backfill; `--workers` x `prefect worker start --pool P --type
    process --limit L` run them.
@@ -59,19 +59,17 @@ from uuid import UUID
 
 import yaml
 
+from core.settings import Settings, load_settings
+from data_lake.lake import Lake
+from driftline.stack import launcher as procs
+from driftline.stack.postgres import Cluster, PrefectServer, postgres, prefect_server, rss_bytes
+from model_registry.registry import MODEL_FILE, REFERENCE_FILE, ModelCard, Registry
+from tasks.day.engine import load_model_context, run_day
+from tasks.export.catalogue import JOB, RunStamp, day_start_seconds, metric_families, registry_for
+from tasks.export.history import scheduled_run_seconds
+from tasks.results.day import MonitoringResult, to_json
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from core.settings import Settings, load_settings  # noqa: E402
-from data_lake.lake import Lake  # noqa: E402
-from model_registry.registry import MODEL_FILE, REFERENCE_FILE, ModelCard, Registry  # noqa: E402
-from tasks.day.engine import load_model_context, run_day  # noqa: E402
-from tasks.export.catalogue import JOB, RunStamp, day_start_seconds, metric_families, registry_for  # noqa: E402
-from tasks.export.history import scheduled_run_seconds  # noqa: E402
-from tasks.results.day import MonitoringResult, to_json  # noqa: E402
-from tests import procs  # noqa: E402
-from tests.postgres import Cluster, PrefectServer, postgres, prefect_server, rss_bytes  # noqa: E402
-
 BIN = Path(sys.executable).parent
 START = date(2026, 1, 1)
 SOURCE_MODEL = "diamonds-price"
@@ -519,6 +517,15 @@ def spread(models: Sequence[str], count: int) -> list[str]:
 
 # --- the lake's requests per run, on a local S3 (moto) ---------------------------------------
 
+# moto accepts any credentials; never ask the EC2 metadata address (off loopback) for them
+MOTO_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "driftline-scale",
+    "AWS_SECRET_ACCESS_KEY": "driftline-scale-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
 
 @dataclass
 class S3Requests:
@@ -580,13 +587,17 @@ def counting_s3() -> Iterator[tuple[str, S3Requests]]:
 def lake_requests(days: int, rows_per_day: int) -> dict[str, dict[str, int]]:
     """S3 requests of `driftline monitor --no-push` for one day and of `driftline backfill` of
     the `days - 1` days before it, for one model whose lake and registry are on S3."""
-    from tests.s3 import FAKE_AWS_ENV, _client
+    import botocore.session
+    from botocore.config import Config
 
-    os.environ.update(FAKE_AWS_ENV)
+    os.environ.update(MOTO_AWS_ENV)
     from driftline import commands
 
     with counting_s3() as (endpoint, requests), tempfile.TemporaryDirectory() as home:
-        _client(f"http://{endpoint}").create_bucket(Bucket="driftline")
+        client = botocore.session.get_session().create_client(
+            "s3", endpoint_url=f"http://{endpoint}", config=Config(s3={"addressing_style": "path"})
+        )
+        client.create_bucket(Bucket="driftline")
         query = f"?endpoint_override={endpoint}&scheme=http"
         env = {
             **os.environ,

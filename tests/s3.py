@@ -221,10 +221,11 @@ def race(model: str, day: date, me: str, peer: str, control: Path) -> None:
     """One racer: for each round the test announces (`control/go-N.json`), try to take the day's
     lock at once, as the nightly run does, and record what happened (`control/<me>-N.json`).
 
-    The winner writes the day's result and, in a round that refuses (wait 0), keeps the lock
-    until its peer has recorded its own attempt, so that both always meet; in a round that waits,
-    it holds the lock for a moment and the peer waits for it. Every record has the interval the
-    lock was held, to show that two never overlap.
+    The first to take the lock writes the day's result and keeps the lock until its peer has met
+    it: in a round that refuses (wait 0) until the peer has recorded its attempt, in a round that
+    waits until the peer says it is waiting (`control/<peer>-N.waiting`). So both always meet,
+    however slow either process is. Every record has the interval the lock was held, to show that
+    two never overlap.
     """
     from core.errors import RunError
     from core.settings import LockPolicy, load_settings
@@ -251,24 +252,27 @@ def race(model: str, day: date, me: str, peer: str, control: Path) -> None:
         policy = LockPolicy(wait_seconds=spec.wait_seconds, poll_seconds=0.05)
         waited: list[LockOwner | None] = []
         taken: list[str] = []
+        waiting = control / f"{me}-{number}.waiting"
+
+        def on_wait(holder: LockOwner | None, waited: list[LockOwner | None] = waited,
+                    waiting: Path = waiting) -> None:  # fmt: skip
+            waited.append(holder)
+            waiting.write_text("")
+
         try:
             with lake.day_lock(
                 model,
                 day,
                 purpose=f"race {me} round {number}",
                 policy=policy,
-                on_wait=waited.append,
+                on_wait=on_wait,
                 on_takeover=lambda _holder, why, taken=taken: taken.append(why),
             ):
                 record["acquired"] = time.time()
                 lake.write_bytes(lake.result_path(model, day), payload)
-                if spec.wait_seconds == 0:
-                    peer_done = control / f"{peer}-{number}.json"
-                    deadline = time.monotonic() + 20
-                    while not peer_done.exists() and time.monotonic() < deadline:
-                        time.sleep(0.002)
-                else:
-                    time.sleep(0.3)
+                met = control / f"{peer}-{number}.{'json' if spec.wait_seconds == 0 else 'waiting'}"
+                while not waited and not met.exists() and not (control / "stop").exists():
+                    time.sleep(0.002)  # the first holder; the second, having waited, goes on
                 record["released"] = time.time()
             record["outcome"] = "wrote"
         except RunError as exc:

@@ -14,11 +14,10 @@ import re
 import shutil
 import struct
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -413,24 +412,18 @@ def test_a_lock_held_elsewhere_is_taken_over_only_when_older_than_the_limit(worl
         assert '"purpose": "t"' in lock_file(world).read_text()
 
 
-def returns_within(seconds: float, call: Callable[..., object], *args: object) -> bool:
-    """Whether `call(*args)` returns within `seconds` (in a daemon thread, left behind if not)."""
-    thread = threading.Thread(target=call, args=args, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    return not thread.is_alive()
-
-
 def test_the_fault_hook_pauses_only_at_the_point_it_is_named_for(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     from core import faults
 
+    # called in the test itself: a wrong pause hangs it until pytest-timeout fails it, however
+    # slow the machine, where a race against a fixed delay could fail a correct hook
     monkeypatch.delenv(faults.ENV, raising=False)
     for point in faults.POINTS:
-        assert returns_within(5, faults.pause_point, point), f"unset, it paused at {point}"
+        faults.pause_point(point)  # unset, it goes on
     monkeypatch.setenv(faults.ENV, "another-point")
-    assert returns_within(5, faults.pause_point, "push"), "it paused at a point not named"
+    faults.pause_point("push")  # named for another point, it goes on
     assert capsys.readouterr().err == ""
 
     # named, it stops there for good: it says where and waits to be killed

@@ -53,26 +53,3 @@ def percent(ratio: float | None) -> str:
     if ratio != 0 and abs(ratio) < 0.01:
         return f"{ratio * 100:.1f}%"
     return f"{ratio * 100:.0f}%"
-
-
-def unit_text(value: float | None, unit: str | None = None, decimals: int | None = None) -> str:
-    """A value in a Grafana unit ('none', 's', 'd', 'percentunit', 'sci'), as Grafana shows it."""
-    if value is None or not math.isfinite(value):
-        return "No data"
-    if unit == "percentunit":
-        return f"{value * 100:.{0 if decimals is None else decimals}f}%"
-    if unit == "sci":
-        return f"{value:.{2 if decimals is None else decimals}e}"
-    if unit == "s":
-        for size, name in ((604800, "week"), (86400, "day"), (3600, "hour"), (60, "min")):
-            if abs(value) >= size:
-                amount = value / size
-                text = f"{amount:.{decimals}f}" if decimals is not None else sig3(amount)
-                return f"{text} {name}"
-        return f"{value:.{decimals}f} s" if decimals is not None else f"{sig3(value)} s"
-    if unit == "d":
-        days = f"{value:.{decimals}f}" if decimals is not None else sig3(value)
-        return f"{days} day" + ("" if days == "1" else "s")
-    if decimals is not None:
-        return f"{value:,.{decimals}f}"
-    return sig3(value)

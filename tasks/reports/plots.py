@@ -32,49 +32,12 @@ if TYPE_CHECKING:
 # --- colours (Grafana's names, so the dashboard picture and the reports agree) -----------------
 
 GREEN, ORANGE, RED, BLUE = "#73BF69", "#FF9830", "#F2495C", "#5794F2"
-NAMED_COLORS = {
-    "green": GREEN,
-    "orange": ORANGE,
-    "red": RED,
-    "blue": BLUE,
-    "yellow": "#FADE2A",
-    "purple": "#B877D9",
-    "dark-red": "#C4162A",
-    "text": "#24292E",
-    "transparent": "none",
-}
-# Grafana's "classic" palette, in its order
-PALETTE = (
-    "#7EB26D",
-    "#EAB839",
-    "#6ED0E0",
-    "#EF843C",
-    "#E24D42",
-    "#1F78C1",
-    "#BA43A9",
-    "#705DA0",
-    "#508642",
-    "#CCA300",
-    "#447EBC",
-    "#C15C17",
-    "#890F02",
-    "#0A437C",
-    "#6D1F62",
-    "#584477",
-)
 REFERENCE_COLOR = "#1F60C4"
 CURRENT_COLOR = "#FF780A"
 GAP_COLOR = "#D4001A"
 TEXT = "#24292E"
 MUTED = "#6E7781"
 GRID = "#E4E7EB"
-
-
-def named_color(name: str | None, default: str = TEXT) -> str:
-    """A Grafana colour name (or a #hex) as a matplotlib colour."""
-    if not name:
-        return default
-    return NAMED_COLORS.get(name, name)
 
 
 # --- figures -----------------------------------------------------------------------------------
@@ -116,13 +79,6 @@ def figure(width_px: float, height_px: float, dpi: int = 100) -> Figure:
     fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi, facecolor="white")
     FigureCanvasAgg(fig)
     return fig
-
-
-def png_bytes(fig: Figure) -> bytes:
-    """The figure as PNG bytes, without a timestamp: the same picture gives the same bytes."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    return buffer.getvalue()
 
 
 def svg_bytes(fig: Figure) -> bytes:
