@@ -96,6 +96,31 @@ def test_the_receiver_keeps_every_notification_and_alerts_lists_it(
     assert "firing   to ml-team    MLFeatureDrift" in out
 
 
+def test_alerts_right_after_a_push_waits_for_prometheus_and_shows_the_pending_alert(
+    local: stack.StackConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from prometheus_client import CollectorRegistry, Gauge, delete_from_gateway, push_to_gateway
+
+    registry = CollectorRegistry()
+    labels = ["feature", "model_version"]
+    Gauge("ml_feature_drift_detected", "", labels, registry=registry).labels("carat", "v1").set(1)
+    score = Gauge("ml_feature_drift_score", "", [*labels, "test"], registry=registry)
+    score.labels("carat", "v1", "ks").set(0.5)
+    gateway, key = local.url("pushgateway"), {"model": "wolf"}
+    push_to_gateway(gateway, job="ml_monitoring", registry=registry, grouping_key=key)
+    try:
+        assert alerts_main(local) == 0
+    finally:
+        delete_from_gateway(gateway, job="ml_monitoring", grouping_key=key)
+    out = capsys.readouterr().out
+    assert "waiting for Prometheus to scrape the latest push" in out
+    (line,) = [line for line in out.splitlines() if "model=wolf" in line]
+    assert "MLFeatureDrift" in line and "pending, fires at" in line
+    shown = out.split("alerts in Prometheus (", 1)[1].split(")", 1)[0]
+    with urllib.request.urlopen(shown, timeout=10) as page:
+        assert page.status == 200
+
+
 def test_an_unknown_model_is_one_line_on_the_terminal_and_a_failed_run_in_prefect(
     local: stack.StackConfig, tmp_path: Path
 ) -> None:
