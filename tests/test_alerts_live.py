@@ -68,8 +68,15 @@ def test_concept_drift_notifies_performance_degraded_to_on_call(
         f'ml_model_mae{{model="{monitored_stack.model}"}}'
         f' / ml_model_baseline_mae{{model="{monitored_stack.model}"}}',
     )
-    assert float(ratio["value"][1]) > 1.2
+    (policy_ratio,) = prom_query(
+        monitored_stack.live.prometheus_url,
+        f'ml_policy_performance_alert_ratio{{model="{monitored_stack.model}"}}',
+    )
+    assert float(ratio["value"][1]) > float(policy_ratio["value"][1])
     assert "x its baseline" in alert["annotations"]["summary"]
+    assert (
+        f"alert above {float(policy_ratio['value'][1]):g} x" in alert["annotations"]["description"]
+    )
     assert notification_receivers(monitored_stack.live, "MLPerformanceDegraded") == {"ml-oncall"}
 
 
@@ -172,3 +179,31 @@ def test_dataset_drift_holds_back_the_per_feature_notifications(
     live_stack.webhook.wait_for_alert("MLFeatureDrift", model=control, feature="a")
     assert [a["labels"]["feature"] for a in feature_drift_notified(live_stack, control)] == ["a"]
     assert not feature_drift_notified(live_stack, model)
+
+
+def test_performance_degraded_fires_above_the_models_own_policy_ratio_and_coverage(
+    live_stack: LiveStack, synthetic_models: list[str]
+) -> None:
+    # a policy with performance_alert_ratio 1.5 and min_label_coverage 0.5: MAE at 1.6 x on a
+    # half-labelled batch, which the engine pushed because it reached the policy's coverage
+    model = "policy-lenient"
+    synthetic_models.append(model)
+    version = 'model_version="t"'
+    push_group(
+        live_stack,
+        model,
+        {
+            "ml_model_mae": [(version, 160.0)],
+            "ml_model_baseline_mae": [(version, 100.0)],
+            "ml_label_coverage_ratio": [(version, 0.5)],
+            "ml_performance_batch_timestamp_seconds": [(version, time.time() // 86400 * 86400)],
+            "ml_policy_performance_alert_ratio": [(version, 1.5)],
+            "ml_policy_estimate_alert_ratio": [(version, 1.5)],
+            "ml_policy_info": [(f'{version},policy_version="p2"', 1.0)],
+        },
+    )
+    alert = live_stack.webhook.wait_for_alert("MLPerformanceDegraded", model=model)
+    assert alert["labels"]["model_version"] == "t"
+    description = alert["annotations"]["description"]
+    assert "alert above 1.5 x, policy p2" in description
+    assert "label coverage 50%" in description

@@ -154,8 +154,18 @@ def test_the_review_panels_are_all_there() -> None:
         "Batch volume",
         "Missing values by feature",
     } <= by_type["timeseries"]
-    assert by_type["table"] == {"Drift tests on the newest batch"}
+    assert by_type["table"] == {"Drift tests on the newest batch", "Policy"}
     assert by_type["alertlist"] == {"Firing alerts"}
+
+
+def test_policy_panel_shows_the_policy_version_and_which_features_are_muted() -> None:
+    (panel,) = [p for p in PANELS if p["title"] == "Policy"]
+    exprs = " ".join(t["expr"] for t in panel["targets"])
+    assert "by (policy_version)" in exprs and "ml_policy_info{" in exprs
+    assert "ml_feature_drift_muted{" in exprs
+    (muted,) = [o for o in panel["fieldConfig"]["overrides"] if o["matcher"]["options"] == "muted"]
+    (mappings,) = [p["value"] for p in muted["properties"] if p["id"] == "mappings"]
+    assert mappings[0]["options"]["1"]["text"] == "MUTED"
 
 
 def test_drift_score_panel_draws_the_min_score_line_at_0_1() -> None:

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from core.policy import Policy
 from tests.stack_fixtures import SIM_LAST_DAY, MonitoredStack, prom_query
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prefect]
@@ -91,15 +92,24 @@ def test_the_last_day_shows_data_drift_and_its_row_count(monitored_stack: Monito
     assert rows == {"": 1000.0}
 
 
-def test_concept_drift_lifts_mae_above_1_2_times_baseline(monitored_stack: MonitoredStack):
+def test_concept_drift_lifts_mae_above_the_policy_ratio_of_baseline(
+    monitored_stack: MonitoredStack,
+):
     model = monitored_stack.model
     ratio = prom_query(
         monitored_stack.live.prometheus_url,
         f'ml_model_mae{{model="{model}"}} / ignoring() ml_model_baseline_mae{{model="{model}"}}',
     )
-    assert len(ratio) == 1 and float(ratio[0]["value"][1]) > 1.2
+    # the model has no stored policy: the default one is pushed beside its gauges
+    policy = Policy()
+    assert _series(monitored_stack, f'ml_policy_performance_alert_ratio{{model="{model}"}}') == {
+        "": policy.performance_alert_ratio
+    }
+    assert len(ratio) == 1 and float(ratio[0]["value"][1]) > policy.performance_alert_ratio
     coverage = _series(monitored_stack, f'ml_label_coverage_ratio{{model="{model}"}}')
-    assert coverage[""] >= 0.8
+    assert coverage[""] >= policy.min_label_coverage
+    info = prom_query(monitored_stack.live.prometheus_url, f'ml_policy_info{{model="{model}"}}')
+    assert [r["metric"]["policy_version"] for r in info] == [policy.version]
 
 
 def test_promtool_check_metrics_is_clean_on_what_the_pushgateway_exposes(

@@ -1,5 +1,6 @@
 """Every threshold and schedule number in the alert rules and the dashboard is the one in
-core/settings.py: changing one side only fails here."""
+core/settings.py (or, per model, the policy's gauge with core/settings.py's default as its
+fallback): changing one side only fails here."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from core.policy import Policy, parse_policy
 from core.settings import (
     BATCH_MISSING_AFTER,
     DATASET_DRIFT_SHARE,
@@ -147,27 +149,58 @@ def test_the_dashboard_marks_a_late_run_red_after_the_staleness() -> None:
 
 # --- performance ratios and coverage --------------------------------------------------------
 
-
-def test_performance_degraded_uses_the_performance_ratio_and_the_coverage() -> None:
-    expr = _expr("MLPerformanceDegraded")
-    assert _compared(expr, ">") == [THRESHOLDS.performance_alert_ratio]
-    assert _compared(expr, ">=") == [COVERAGE]
-    assert f"alert above {THRESHOLDS.performance_alert_ratio:g} x" in _text("MLPerformanceDegraded")
-
-
-def test_estimated_performance_degraded_uses_the_estimate_ratio() -> None:
-    expr = _expr("MLEstimatedPerformanceDegraded")
-    assert _compared(expr, ">") == [THRESHOLDS.estimate_alert_ratio]
-    text = _text("MLEstimatedPerformanceDegraded")
-    assert f"alert above {THRESHOLDS.estimate_alert_ratio:g} x" in text
-    assert f"above {THRESHOLDS.estimate_alert_ratio:g} x its baseline" in text
-    assert f"{COVERAGE:.0%} of them" in text
+RATIOS = [
+    (
+        "MLPerformanceDegraded",
+        "ml_policy_performance_alert_ratio",
+        THRESHOLDS.performance_alert_ratio,
+    ),
+    (
+        "MLEstimatedPerformanceDegraded",
+        "ml_policy_estimate_alert_ratio",
+        THRESHOLDS.estimate_alert_ratio,
+    ),
+]
 
 
-def test_labels_delayed_counts_coverage_as_the_settings_do() -> None:
-    delayed = _expr("MLLabelsDelayed")
-    assert [v for v in _compared(delayed, ">=") if v < 1] == [COVERAGE, COVERAGE]
-    assert f"reached {COVERAGE:.0%} label coverage" in _text("MLLabelsDelayed")
+def _fallbacks(expr: str) -> list[float]:
+    """The literals of `... * 0 + 1.2`: the ratio of a push without the policy's gauge."""
+    return [float(v) for v in re.findall(r"\*\s*0\s*\+\s*([0-9.]+)(?![0-9.])", expr)]
+
+
+def _quoted_fallbacks(text: str, gauge: str) -> list[float]:
+    """What a description quotes when the ratio gauge is absent: `{{ else }}1.2{{ end }}`."""
+    found = re.findall(rf"{gauge}\{{[^}}]*\}}.*?\{{\{{ else \}}\}}([0-9.]+)\{{\{{ end \}}\}}", text)
+    return [float(v) for v in found]
+
+
+def test_the_policy_defaults_are_the_settings_defaults() -> None:
+    policy = Policy()
+    assert policy.performance_alert_ratio == THRESHOLDS.performance_alert_ratio
+    assert policy.estimate_alert_ratio == THRESHOLDS.estimate_alert_ratio
+    assert policy.min_label_coverage == COVERAGE
+    assert parse_policy({}, source="policy.json") == policy
+
+
+@pytest.mark.parametrize(("alert", "gauge", "default"), RATIOS)
+def test_performance_alerts_compare_with_the_policy_ratio_and_fall_back_to_the_default(
+    alert: str, gauge: str, default: float
+) -> None:
+    expr = _expr(alert)
+    assert f"> on (job, model) group_left () ( {gauge}" in expr
+    assert _compared(expr, ">") == []  # no literal ratio of its own
+    assert _fallbacks(expr) == [default]
+    assert _quoted_fallbacks(_text(alert), gauge) == [default]
+
+
+def test_no_rule_compares_label_coverage_the_engine_applies_it_per_model() -> None:
+    for alert in ("MLPerformanceDegraded", "MLEstimatedPerformanceDegraded", "MLLabelsDelayed"):
+        expr = _expr(alert)
+        assert "ml_label_coverage_ratio" not in expr, alert
+        assert [v for v in _compared(expr, ">=") if v < 1] == [], alert
+        assert f"{COVERAGE:.0%}" not in _text(alert), alert
+    assert "reached its label coverage" in _text("MLLabelsDelayed")
+    assert "ml_label_coverage_ratio" in _text("MLPerformanceDegraded")  # quoted by query
 
 
 def test_dataset_drift_fires_at_the_settings_share() -> None:
@@ -182,26 +215,30 @@ def test_drift_alerts_quote_the_drift_rule() -> None:
     )
 
 
-def test_the_dashboard_turns_red_at_the_performance_ratio() -> None:
+def test_the_dashboard_turns_red_at_the_default_performance_ratio() -> None:
     steps = _steps(_panels()["MAE / baseline MAE"]["fieldConfig"]["defaults"]["thresholds"])
     assert steps["red"] == THRESHOLDS.performance_alert_ratio
-    assert 1 < steps["orange"] < THRESHOLDS.performance_alert_ratio  # a warning before it
+    orange = steps["orange"]
+    assert orange is not None and 1 < orange < THRESHOLDS.performance_alert_ratio  # warns before
 
 
 @pytest.mark.parametrize(
-    ("title", "ratio"),
+    ("title", "gauge", "default"),
     [
-        ("Performance vs baseline", THRESHOLDS.performance_alert_ratio),
-        ("Estimated vs realized MAE", THRESHOLDS.estimate_alert_ratio),
+        ("Performance vs baseline", RATIOS[0][1], RATIOS[0][2]),
+        ("Estimated vs realized MAE", RATIOS[1][1], RATIOS[1][2]),
     ],
 )
-def test_the_dashboards_alert_lines_sit_at_the_alert_ratio(title: str, ratio: float) -> None:
+def test_the_dashboards_alert_lines_draw_the_policy_ratio_or_the_default(
+    title: str, gauge: str, default: float
+) -> None:
     lines = [t for t in _panels()[title]["targets"] if "alert" in t.get("legendFormat", "")]
     assert lines, f"{title!r} draws no alert line"
     for target in lines:
-        factor = re.match(r"\s*([0-9.]+)\s*\*", target["expr"])
-        assert factor and float(factor.group(1)) == ratio
-        assert target["legendFormat"] == f"alert at {ratio:g} x baseline"
+        assert f"last_over_time({gauge}{{" in target["expr"]
+        assert "ml_model_baseline_mae" in target["expr"]
+        assert _fallbacks(target["expr"]) == [default]
+        assert not re.match(r"\s*[0-9.]+\s*\*", target["expr"])  # no fixed factor in front
 
 
 def test_the_dashboard_counts_coverage_and_label_lag_as_the_settings_do() -> None:
@@ -214,8 +251,9 @@ def test_the_dashboard_counts_coverage_and_label_lag_as_the_settings_do() -> Non
         for t in _panels()["Estimated vs realized MAE"]["targets"]
         if "realized" in t.get("legendFormat", "")
     ]
+    # the coverage is each model's own: the legend quotes none
     assert [t["legendFormat"] for t in realized] == [
-        f"realized MAE (newest batch with >= {COVERAGE:.0%} labels)"
+        "realized MAE (newest batch with enough labels)"
     ]
 
 
