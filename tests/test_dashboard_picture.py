@@ -6,9 +6,7 @@ range and Grafana's step); every panel must show data, and the picture must come
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -23,13 +21,9 @@ DASHBOARD = json.loads(
 
 
 def renderer() -> ModuleType:
-    path = REPO_ROOT / "scripts" / "draw_dashboard.py"
-    spec = importlib.util.spec_from_file_location("draw_dashboard", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    from scripts import draw_dashboard
+
+    return draw_dashboard
 
 
 def test_steps_and_variables_follow_grafana() -> None:
