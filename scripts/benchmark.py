@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import scipy.stats  # noqa: F401
 
-from core.settings import DriftRule, load_settings
+from core.settings import DriftRule
 from data_lake.lake import Lake
 from model_registry.registry import ModelCard
 from tasks.day.engine import ModelContext, assemble, read_batch, read_window
@@ -199,10 +199,9 @@ def run_driftline(directory: Path) -> dict[str, Any]:
     batch = batch.without_features()  # as monitor_day does
     # the rest of the nightly run: performance from the labels, the result written to the lake
     lake = Lake.open(str(directory / "lake"))
-    settings = load_settings({"DATA_LAKE_URI": str(directory / "lake")})
     window = read_window(lake, card(), DAY, DAY, window_days=30, current=batch.table)
     performance = window.performance(DAY)
-    result = assemble(ModelContext(card(), profile), DAY, batch, outcome, performance, settings)
+    result = assemble(ModelContext(card(), profile), DAY, batch, outcome, performance)
     lake.write_bytes(lake.result_path(MODEL, DAY), to_json(result))
     finished = time.perf_counter()
     # the pictures: the day's report drawn from the sketches the drift step kept (matplotlib

@@ -112,7 +112,6 @@ def test_awkward_features_all_render() -> None:
         ValidatedBatch(current, ()),
         outcome,
         PerformanceOutcome((), 0, ()),
-        load_settings({}),
     )
     report = reports.DayReport.draw(result, sketches, DriftRule())
     # five features is more than "few": the drifted ones, topped up to three by score
@@ -134,7 +133,6 @@ def test_hostile_names_are_escaped_in_both_renderings() -> None:
         ValidatedBatch(current, ("a <script>|warning",)),
         outcome,
         PerformanceOutcome((), 0, ()),
-        load_settings({}),
     )
     report = reports.DayReport.draw(result, outcome.sketches, DriftRule())
     assert "<script>" not in report.html()
@@ -212,7 +210,6 @@ def test_the_drift_table_artifact_shows_numbers_rounded_for_people() -> None:
         ValidatedBatch(current, ()),
         outcome,
         PerformanceOutcome((), 0, ()),
-        load_settings({}),
     )
     rows = [row for row in reports.drift_rows(result) if row["status"] == "ok"]
     assert rows

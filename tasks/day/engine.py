@@ -181,7 +181,6 @@ def assemble(
     batch: ValidatedBatch,
     drift: DriftOutcome,
     performance: PerformanceOutcome,
-    settings: Settings,
     estimate: PerformanceEstimate | None = None,
 ) -> MonitoringResult:
     card, policy = context.card, context.policy
@@ -247,7 +246,7 @@ def compute_day(
     )
     estimate = estimate_performance(context.loss_estimator, batch.table)
     performance = window.performance(batch_date)
-    result = assemble(context, batch_date, batch, drift, performance, settings, estimate)
+    result = assemble(context, batch_date, batch, drift, performance, estimate)
     # the earlier days' verdicts are the lake's: `write_day` counts them in
     result = sustain(result, policy.drift_persistence, {})
     return ComputedDay(result, drift.sketches, rule, policy.drift_persistence)
