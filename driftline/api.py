@@ -62,16 +62,7 @@ def register_model(
         raise InputError(
             f"reference is a {type(reference).__name__}; pass a pandas DataFrame or a pyarrow Table"
         )
-    if target not in frame.columns:
-        raise InputError(
-            f"reference lacks the target column {target!r} "
-            f"(found {', '.join(map(str, frame.columns))}); pass target= its name"
-        )
-    if estimator is None and PREDICTION not in frame.columns:
-        raise InputError(
-            f"reference has no {PREDICTION!r} column and estimator is None; pass the fitted "
-            f"model, or add its predictions to the reference as a {PREDICTION!r} column"
-        )
+    check_reference(frame, target, has_model=estimator is not None)
     if estimator is not None and not hasattr(estimator, "predict"):
         raise InputError(f"estimator: {type(estimator).__name__} has no predict()")
     settings = _settings(registry=registry)
@@ -83,6 +74,30 @@ def register_model(
         target=target,
         categorical=list(categorical),
     )
+
+
+def check_reference(
+    frame: pd.DataFrame, target: str, *, has_model: bool, source: str = "", cli: bool = False
+) -> None:
+    """Refuse a reference without the target column, or without predictions when no model
+    comes with it; `source` names its file and `cli` words the fix as the command line's flags."""
+    where = f"reference {source}".strip()
+    if target not in frame.columns:
+        fix = "pass --target with its name" if cli else "pass target= its name"
+        raise InputError(
+            f"{where} lacks the target column {target!r} "
+            f"(found {', '.join(map(str, frame.columns))}); {fix}"
+        )
+    if not has_model and PREDICTION not in frame.columns:
+        missing, fix = (
+            ("no --artifact was given", "pass --artifact model.joblib")
+            if cli
+            else ("estimator is None", "pass the fitted model")
+        )
+        raise InputError(
+            f"{where} has no {PREDICTION!r} column and {missing}; {fix}, or add the model's "
+            f"predictions to the reference as a {PREDICTION!r} column"
+        )
 
 
 def write_batch(

@@ -14,9 +14,8 @@ import pyarrow as pa
 from core.errors import InputError
 from core.names import check_name
 from core.settings import REPO_ROOT, Settings
-from data_lake.columns import PREDICTION
 from data_lake.lake import Lake
-from driftline.api import register_model, write_scored
+from driftline.api import check_reference, register_model, write_scored
 from model_registry.registry import MODEL_FILE, ModelCard, Registry
 from tasks.models import simulate as sim
 from tasks.models.training import fit_random_forest
@@ -64,17 +63,7 @@ def register(
     without `artifact` the reference's `prediction` column stands in for the model."""
     check_name("model", model)
     frame = _read_frame(reference, "reference")
-    if target not in frame.columns:
-        raise InputError(
-            f"reference {reference} lacks the target column {target!r} "
-            f"(found {', '.join(map(str, frame.columns))}); pass --target with its name"
-        )
-    if artifact is None and PREDICTION not in frame.columns:
-        raise InputError(
-            f"reference {reference} has no {PREDICTION!r} column and no --artifact was given; "
-            f"pass --artifact model.joblib, or add the model's predictions to the reference as "
-            f"a {PREDICTION!r} column"
-        )
+    check_reference(frame, target, has_model=artifact is not None, source=str(reference), cli=True)
     return register_model(
         model,
         None if artifact is None else _load_artifact(artifact),

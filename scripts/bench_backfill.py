@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,14 +20,11 @@ import urllib.request
 from datetime import date, timedelta
 from pathlib import Path
 
+from core.settings import prefect_environment
+from driftline.stack.launcher import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_healthy(url: str, timeout: float = 90) -> None:
@@ -63,14 +59,12 @@ def main() -> int:
     api = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
-        "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_HOME": str(work / "prefect"),
         "DATA_LAKE_URI": str(work / "lake"),
         "MODEL_REGISTRY_URI": str(work / "registry"),
         "PROMETHEUS_URL": "http://127.0.0.1:9",  # no Prometheus to clear earlier samples in
     }
-    (work / "prefect").mkdir(exist_ok=True)
+    prefect_environment(env)
     marker = work / f"simulated-{start}-{opts.days}-{opts.rows_per_day}"
     if not marker.exists():
         print(f"setting up {opts.days} days of {opts.rows_per_day} rows in {work} ...", flush=True)

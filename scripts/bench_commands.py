@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,18 +35,13 @@ import pyarrow.compute as pc
 from core.settings import load_settings
 from data_lake.lake import Lake
 from driftline import commands, stack
+from driftline.stack.launcher import free_port
 from model_registry.registry import Registry
 
 REPO = Path(__file__).resolve().parents[1]
 
 MODEL = "diamonds-price"
 SMALL, LARGE, BAD, MISSING = (date(2026, 3, d) for d in (1, 2, 3, 9))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_batch(lake: Lake, reference: pa.Table, day: date, rows: int, *, drop: str = "") -> None:

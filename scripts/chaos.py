@@ -54,7 +54,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -72,6 +71,7 @@ from typing import Any
 from core import processes
 from core.settings import load_settings
 from driftline import commands, stack
+from driftline.stack.launcher import free_port
 from tasks.export.catalogue import day_start_seconds
 from tasks.export.history import scheduled_run_seconds
 
@@ -99,12 +99,6 @@ WEIGHTS = {
     "disk-full": 15,
 }
 OUTAGES = {"pushgateway-down", "prometheus-down", "prefect-down", "disk-full"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def log(message: str) -> None:

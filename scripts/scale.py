@@ -59,7 +59,7 @@ from uuid import UUID
 
 import yaml
 
-from core.settings import Settings, load_settings
+from core.settings import Settings, load_settings, prefect_environment
 from data_lake.lake import Lake
 from driftline.stack import launcher as procs
 from driftline.stack.postgres import Cluster, PrefectServer, postgres, prefect_server, rss_bytes
@@ -671,13 +671,12 @@ def _run(opts: argparse.Namespace, work: Path) -> int:
     days = [START + timedelta(days=i) for i in range(opts.days)]
     env = {
         **os.environ,
-        "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DATA_LAKE_URI": str(work / "lake"),
         "MODEL_REGISTRY_URI": str(work / "registry"),
         "DRIFTLINE_CACHE_DIR": str(work / "cache"),
         "DRIFTLINE_PUSH_RETRY_DELAYS": "2,10,30",
     }
+    prefect_environment(env)  # local, quiet, its home inside the project
     settings = load_settings(env)
     marker = work / f"fleet-{opts.models}-{opts.days}-{opts.rows_per_day}-{opts.distinct}"
     if not marker.exists():

@@ -30,8 +30,9 @@ from tasks.edge.validation import ValidatedBatch
 from tasks.performance.window import PerformanceOutcome
 from tasks.reports import day as reports
 from tasks.reports import numbers
+from tasks.results.day import MonitoringResult
 from tasks.stats import sketches
-from tasks.stats.batch_drift import drift_report
+from tasks.stats.batch_drift import DriftOutcome, drift_report
 from tasks.stats.ecdf import ecdf_of
 from tasks.stats.profile import ReferenceProfile, build_profile
 from tests.builders import batch, card
@@ -98,6 +99,22 @@ def edge_world() -> tuple[ReferenceProfile, pa.Table]:
     return build_profile(frame(4000, 99, False), EDGE_CARD), frame(3000, 1, True)
 
 
+def edge_result(
+    profile: ReferenceProfile,
+    current: pa.Table,
+    outcome: DriftOutcome,
+    warnings: tuple[str, ...] = (),
+) -> MonitoringResult:
+    """The edge world's day, assembled as the engine does, with no batch in the window."""
+    return assemble(
+        ModelContext(EDGE_CARD, profile),
+        date(2026, 3, 2),
+        ValidatedBatch(current, warnings),
+        outcome,
+        PerformanceOutcome((), 0, ()),
+    )
+
+
 def test_awkward_features_all_render() -> None:
     profile, current = edge_world()
     outcome = drift_report(profile, current, DriftRule())
@@ -106,13 +123,7 @@ def test_awkward_features_all_render() -> None:
     assert sketches["single"].gap_reference == sketches["single"].gap_current == 1.0
     assert sketches["cut"].new == ("never-seen-before",) and sketches["cut"].n_new == 1
     assert len(sketches["many"].categories) == 8 and sketches["many"].n_other > 900
-    result = assemble(
-        ModelContext(EDGE_CARD, profile),
-        date(2026, 3, 2),
-        ValidatedBatch(current, ()),
-        outcome,
-        PerformanceOutcome((), 0, ()),
-    )
+    result = edge_result(profile, current, outcome)
     report = reports.DayReport.draw(result, sketches, DriftRule())
     # five features is more than "few": the drifted ones, topped up to three by score
     assert set(report.pictured) >= {"carat", "cut", "many"} and "prediction" in report.pictured
@@ -127,13 +138,7 @@ def test_awkward_features_all_render() -> None:
 def test_hostile_names_are_escaped_in_both_renderings() -> None:
     profile, current = edge_world()
     outcome = drift_report(profile, current, DriftRule())
-    result = assemble(
-        ModelContext(EDGE_CARD, profile),
-        date(2026, 3, 2),
-        ValidatedBatch(current, ("a <script>|warning",)),
-        outcome,
-        PerformanceOutcome((), 0, ()),
-    )
+    result = edge_result(profile, current, outcome, ("a <script>|warning",))
     report = reports.DayReport.draw(result, outcome.sketches, DriftRule())
     assert "<script>" not in report.html()
     assert "<script>" not in report.markdown("/lake/x|y/report.html")
@@ -204,13 +209,7 @@ def test_the_demo_data_drift_days_picture_exactly_the_drifted_features(
 def test_the_drift_table_artifact_shows_numbers_rounded_for_people() -> None:
     profile, current = edge_world()
     outcome = drift_report(profile, current, DriftRule())
-    result = assemble(
-        ModelContext(EDGE_CARD, profile),
-        date(2026, 3, 2),
-        ValidatedBatch(current, ()),
-        outcome,
-        PerformanceOutcome((), 0, ()),
-    )
+    result = edge_result(profile, current, outcome)
     rows = [row for row in reports.drift_rows(result) if row["status"] == "ok"]
     assert rows
     for row in rows:
