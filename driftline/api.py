@@ -47,13 +47,16 @@ def register_model(
     target: str,
     categorical: Sequence[str] = (),
     task: str | None = None,
+    date_column: str | None = None,
     registry: str | None = None,
 ) -> ModelCard:
     """Register a fitted regressor and its out-of-sample reference rows as `production`.
 
     `reference` holds the feature columns and `target`, and may hold `prediction`; without it
     `estimator` predicts them. `estimator` may be None when the reference holds its predictions:
-    the version then has no model file (monitoring needs none). Returns the new version's card.
+    the version then has no model file (monitoring needs none). Each row's day, from
+    `date_column` (default: a `batch_date` or `scored_at` column), teaches the monitor how much
+    a normal day varies. Returns the new version's card.
     """
     check_name("model", name)
     _check_task(task)
@@ -73,6 +76,7 @@ def register_model(
         frame,
         target=target,
         categorical=list(categorical),
+        date_column=date_column,
     )
 
 
@@ -225,6 +229,7 @@ def _store(
     *,
     target: str,
     categorical: list[str],
+    date_column: str | None = None,
 ) -> ModelCard:
     """Store the version with its reference profile and loss estimator, fitted once here for
     every nightly run."""
@@ -234,8 +239,12 @@ def _store(
     from tasks.edge.profile_file import profile_files
     from tasks.models.training import describe_features, prepare
 
-    features = describe_features(reference, target=target, categorical=categorical)
-    prepared = prepare(estimator, reference, target=target, features=features)
+    features = describe_features(
+        reference, target=target, categorical=categorical, date_column=date_column
+    )
+    prepared = prepare(
+        estimator, reference, target=target, features=features, date_column=date_column
+    )
     stored = pq.read_table(pa.BufferReader(prepared.reference_bytes))
     estimator_files, extra = loss_estimator_files(stored, prepared)
     return registry.register(

@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="regression",
         help="default: %(default)s (classifiers are not supported yet)",
     )
+    p.add_argument(
+        "--date-column",
+        metavar="COLUMN",
+        help="the column of each reference row's day (default: batch_date or scored_at, if "
+        "present): the monitor learns from it how much a normal day varies",
+    )
 
     p = sub.add_parser("simulate", help="write scored batches and delayed labels")
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help=model_help)

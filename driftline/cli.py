@@ -50,6 +50,7 @@ def _register(args: argparse.Namespace) -> int:
         target=args.target,
         categorical=[c for c in args.categorical.split(",") if c],
         task=args.task,
+        date_column=args.date_column,
     )
     print(_registered(card))
     return 0

@@ -58,6 +58,7 @@ def register(
     target: str,
     categorical: list[str],
     task: str | None = None,
+    date_column: str | None = None,
 ) -> ModelCard:
     """Register a model trained elsewhere, with its reference rows, as the new `production`;
     without `artifact` the reference's `prediction` column stands in for the model."""
@@ -71,6 +72,7 @@ def register(
         target=target,
         categorical=categorical,
         task=task,
+        date_column=date_column,
         registry=settings.model_registry_uri,
     )
 

@@ -9,7 +9,8 @@ cached under `<registry root>/.cache/profiles/`, outside the immutable version d
 distinct reference value (`value`, `below` = how many reference values are smaller), closed by a
 row with value NaN and `below` = the number of values. Its schema metadata (JSON under
 `driftline.profile`) holds each feature's kind, row range, missing count and, for categorical
-ones, the category counts.
+ones, the category counts, and, where the reference's days taught one, the normal range
+(`normal`: days and between-day shift, tasks/stats/normal.py); format 1 files have none.
 Plain Arrow and JSON: nothing in it is ever unpickled.
 """
 
@@ -26,17 +27,20 @@ from core.errors import InputError
 from data_lake.columns import PREDICTION
 from model_registry.registry import REFERENCE_FILE, ModelCard, Registry
 from tasks.stats.ecdf import Ecdf
+from tasks.stats.normal import with_normal_ranges
 from tasks.stats.profile import (
     CategoricalProfile,
     FeatureProfile,
     HasFeatures,
+    NormalRange,
     NumericProfile,
     ReferenceProfile,
     build_profile,
 )
 
 PROFILE_FILE = "profile.arrow"
-PROFILE_FORMAT = 1
+PROFILE_FORMAT = 2
+READABLE_FORMATS = (1, PROFILE_FORMAT)  # 1: before normal ranges
 _METADATA_KEY = b"driftline.profile"
 _CACHE_DIR = ".cache/profiles"
 
@@ -59,6 +63,9 @@ def profile_to_bytes(profile: ReferenceProfile) -> bytes:
         else:
             layout[name] = {"kind": "categorical", "counts": feature.counts}
         layout[name]["n_missing"] = feature.n_missing
+        normal = profile.normal.get(name)
+        if normal is not None:
+            layout[name]["normal"] = {"days": normal.days, "between": normal.between}
     table = pa.table(
         {
             "value": pa.array(np.concatenate(values), pa.float64()),
@@ -105,13 +112,18 @@ def profile_from_bytes(payload: bytes, *, source: str) -> ReferenceProfile:
     try:
         table = pa.ipc.open_file(pa.py_buffer(payload)).read_all()
         meta = json.loads(table.schema.metadata[_METADATA_KEY])
-        if meta["format"] != PROFILE_FORMAT:
-            raise ValueError(f"format {meta['format']}, expected {PROFILE_FORMAT}")
+        if meta["format"] not in READABLE_FORMATS:
+            raise ValueError(f"format {meta['format']}, expected one of {READABLE_FORMATS}")
         value = _as_numpy(table.column("value"), np.float64)
         below = _as_numpy(table.column("below"), np.int64)
         parsed: dict[str, FeatureProfile] = {}
+        normal: dict[str, NormalRange] = {}
         for name, entry in meta["features"].items():
             n_missing = int(entry["n_missing"])
+            if "normal" in entry:
+                normal[name] = NormalRange(
+                    int(entry["normal"]["days"]), float(entry["normal"]["between"])
+                )
             if entry["kind"] == "numeric":
                 start, stop = entry["offset"], entry["offset"] + entry["rows"]
                 parsed[name] = NumericProfile(
@@ -123,7 +135,7 @@ def profile_from_bytes(payload: bytes, *, source: str) -> ReferenceProfile:
         prediction = parsed.pop(PREDICTION)
         if not isinstance(prediction, NumericProfile):
             raise ValueError("the prediction is not numeric")
-        return ReferenceProfile(parsed, prediction, int(meta["n_rows"]))
+        return ReferenceProfile(parsed, prediction, int(meta["n_rows"]), normal)
     except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
         raise InputError(
             f"{source}: not a valid driftline reference profile ({exc!r}); register the model again"
@@ -132,7 +144,12 @@ def profile_from_bytes(payload: bytes, *, source: str) -> ReferenceProfile:
 
 def profile_files(reference: pa.Table, card_like: HasFeatures) -> dict[str, bytes]:
     """Files to store in a new version directory: the profile fitted on its reference rows."""
-    return {PROFILE_FILE: profile_to_bytes(build_profile(reference, card_like))}
+    return {PROFILE_FILE: profile_to_bytes(fit_profile(reference, card_like))}
+
+
+def fit_profile(reference: pa.Table, card_like: HasFeatures) -> ReferenceProfile:
+    """The profile of the reference rows, with the normal ranges its days teach."""
+    return with_normal_ranges(build_profile(reference, card_like), reference)
 
 
 # loading -------------------------------------------------------------------------------------
@@ -171,7 +188,7 @@ def load_profile(registry: Registry, card: ModelCard) -> ReferenceProfile:
         if found is not None and _matches(found, card):
             return found
     # read_verified inside load_reference checks the reference against the card's sha256
-    profile = build_profile(registry.load_reference(card), card)
+    profile = fit_profile(registry.load_reference(card), card)
     # a read-only registry still monitors; it rebuilds the profile on each run
     with contextlib.suppress(OSError):
         storage.write_bytes(path, profile_to_bytes(profile))

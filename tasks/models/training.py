@@ -20,11 +20,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from core.errors import InputError
-from data_lake.columns import PREDICTION, ROW_ID
+from data_lake.columns import BATCH_DATE, MODEL_VERSION, PREDICTION, ROW_ID, SCORED_AT
 from model_registry.registry import FeatureSpec, HoldoutMetrics
 from tasks.performance.window import regression_metrics
 from tasks.stats.columns import category_counts
 
+# columns of a reference that are never features: its rows' days (kept, as BATCH_DATE, for the
+# normal ranges and the estimate's between-day error) and what the lake adds to a scored batch
+NOT_FEATURES = (PREDICTION, ROW_ID, BATCH_DATE, SCORED_AT, MODEL_VERSION)
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "pyarrow", "scipy", "joblib", "driftline")
 
 
@@ -64,9 +67,14 @@ def random_forest_pipeline(categorical: list[str], *, seed: int) -> Pipeline:
 
 
 def describe_features(
-    frame: pd.DataFrame, *, target: str, categorical: list[str] | None = None
+    frame: pd.DataFrame,
+    *,
+    target: str,
+    categorical: list[str] | None = None,
+    date_column: str | None = None,
 ) -> tuple[FeatureSpec, ...]:
-    """Feature specs from a reference frame: numeric unless named or typed as categorical."""
+    """Feature specs from a reference frame: numeric unless named or typed as categorical;
+    the target, the days' column and the lake's own columns are not features."""
     named = set(categorical or [])
     unknown = named - set(frame.columns)
     if unknown:
@@ -76,7 +84,7 @@ def describe_features(
         )
     specs = []
     for name in frame.columns:
-        if name in (target, PREDICTION, ROW_ID):
+        if name in (target, date_column, *NOT_FEATURES):
             continue
         column = frame[name]
         numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
@@ -87,6 +95,31 @@ def describe_features(
         else:
             specs.append(FeatureSpec(name, "numeric"))
     return tuple(specs)
+
+
+def reference_days(frame: pd.DataFrame, date_column: str | None) -> pd.Series | None:
+    """Each reference row's day (UTC), from `date_column`, else a `batch_date` or `scored_at`
+    column; None when the reference has none. Unparsable or missing days are bad input."""
+    name = date_column or next((c for c in (BATCH_DATE, SCORED_AT) if c in frame.columns), None)
+    if name is None:
+        return None
+    if name not in frame.columns:
+        raise InputError(
+            f"reference lacks the date column {name!r} (found {', '.join(map(str, frame.columns))})"
+            "; pass the column that holds each row's day"
+        )
+    try:
+        stamps = pd.to_datetime(frame[name], utc=True)
+    except (ValueError, TypeError) as exc:
+        raise InputError(
+            f"reference column {name!r}: not dates ({exc}); expected a date or timestamp per row"
+        ) from None
+    if stamps.isna().any():
+        row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
+        raise InputError(
+            f"reference column {name!r}: row {row} has no date; give every reference row its day"
+        )
+    return stamps.dt.date
 
 
 def library_versions() -> dict[str, str]:
@@ -105,11 +138,13 @@ def prepare(
     *,
     target: str,
     features: tuple[FeatureSpec, ...],
+    date_column: str | None = None,
 ) -> PreparedModel:
     """Predict the reference if it has no predictions, and compute the holdout metrics.
 
     `estimator` may be None when the reference holds a `prediction` column: the version then
-    has no model file, and monitoring needs none.
+    has no model file, and monitoring needs none. The rows' days (`reference_days`) are kept
+    in the stored reference as its `batch_date` column.
     """
     names = [f.name for f in features]
     reference = reference.reset_index(drop=True)
@@ -133,12 +168,12 @@ def prepare(
         buffer = io.BytesIO()
         joblib.dump(estimator, buffer, compress=3)
         estimator_bytes = buffer.getvalue()
+    stored = reference[[*names, target, PREDICTION]]
+    days = reference_days(reference, date_column)
+    if days is not None:
+        stored = stored.assign(**{BATCH_DATE: days})
     sink = pa.BufferOutputStream()
-    pq.write_table(
-        pa.Table.from_pandas(reference[[*names, target, PREDICTION]], preserve_index=False),
-        sink,
-        compression="zstd",
-    )
+    pq.write_table(pa.Table.from_pandas(stored, preserve_index=False), sink, compression="zstd")
     return PreparedModel(
         estimator_bytes=estimator_bytes,
         reference_bytes=sink.getvalue().to_pybytes(),

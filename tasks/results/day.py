@@ -105,6 +105,7 @@ def _drift(raw: dict[str, Any]) -> FeatureDrift:
             "p_value": _nan(raw["p_value"]),
             "p_value_adjusted": _nan(raw["p_value_adjusted"]),
             "missing_ratio": _nan(raw["missing_ratio"]),
+            "normal_upper": _nan(raw.get("normal_upper")),  # none before normal ranges
         }
     )
 

@@ -14,6 +14,7 @@ from core.settings import DriftRule
 from tasks.stats.columns import as_float, category_counts
 from tasks.stats.drift import FeatureDrift, chi2_drift, decide, decide_single, ks_drift
 from tasks.stats.ecdf import ecdf_of
+from tasks.stats.normal import normal_upper
 from tasks.stats.profile import (
     PREDICTION,
     CategoricalProfile,
@@ -76,6 +77,17 @@ def measured(
     return drift, categorical_sketch(reference.counts, counts)
 
 
+def _with_normal(profile: ReferenceProfile, drift: FeatureDrift) -> FeatureDrift:
+    """The drift with its normal day's upper score, where the reference's days taught one."""
+    normal = profile.normal.get(drift.feature)
+    if normal is None or drift.status != "ok":
+        return drift
+    reference = (
+        profile.prediction if drift.feature == PREDICTION else profile.features[drift.feature]
+    )
+    return replace(drift, normal_upper=normal_upper(normal, reference, drift.n_current))
+
+
 def drift_report(
     profile: ReferenceProfile,
     batch: pa.Table,
@@ -113,7 +125,7 @@ def drift_report(
         results = [done[i] for i in range(len(jobs))]
     else:
         results = [run(job) for job in jobs]
-    *features, prediction = (drift for drift, _ in results)
+    *features, prediction = (_with_normal(profile, drift) for drift, _ in results)
     sketches = {drift.feature: sketch for drift, sketch in results}
     decided = tuple(
         replace(d, muted=True) if d.feature in mute else d for d in decide(features, rule, rules)

@@ -4,7 +4,8 @@ Numeric features and the prediction: two-sample Kolmogorov-Smirnov with scipy `k
 semantics. Categorical features: chi-square test of homogeneity (`chi2_contingency` defaults) on
 the 2 x k table over the categories seen in either sample, scored by total variation distance.
 Missing values are left out and reported as a ratio. Which features drift is decided over all of
-them at once: Benjamini-Hochberg adjusted p below `alpha` and score at least `min_score`.
+them at once: Benjamini-Hochberg adjusted p below `alpha`, score at least `min_score` and, where
+the reference's days taught one, above a normal day's score (tasks/stats/normal.py).
 docs/statistics.md says what is computed where, and how it was checked against scipy.
 
 scipy is imported where a test needs it, not with this module: importing `scipy.stats` is slow, and
@@ -65,6 +66,8 @@ class FeatureDrift:
     p_value_adjusted: float = math.nan
     is_drifted: bool = False
     muted: bool = False  # by the model's policy: tested and shown, never alerted
+    # the largest score of a normal day this size (tasks/stats/normal.py); NaN: none learned
+    normal_upper: float = math.nan
 
 
 def _missing_ratio(n_missing: int, n_total: int) -> float:
@@ -296,7 +299,7 @@ def ks_drift(
     return FeatureDrift(feature, "ks", d, p, n1, n2, missing_ratio)
 
 
-def _total_variation_distance(ref: np.ndarray, cur: np.ndarray, n1: int, n2: int) -> float:
+def total_variation_distance(ref: np.ndarray, cur: np.ndarray, n1: int, n2: int) -> float:
     """0.5 * sum |ref / n1 - cur / n2|, in exact integers and divided once: never above 1."""
     if 2 * n1 * n2 < 2**62:
         return int(np.abs(ref * n2 - cur * n1).sum()) / (2 * n1 * n2)
@@ -324,7 +327,7 @@ def chi2_drift(
         return FeatureDrift(
             feature, "chi2", math.nan, math.nan, n1, n2, missing_ratio, "insufficient_data"
         )
-    tvd = _total_variation_distance(ref, cur, n1, n2)
+    tvd = total_variation_distance(ref, cur, n1, n2)
     # a category absent from one sample still has a positive expected count in both rows
     p = float(_scipy_stats().chi2_contingency(np.vstack([ref, cur])).pvalue)
     return FeatureDrift(feature, "chi2", tvd, p, n1, n2, missing_ratio)
@@ -354,7 +357,14 @@ def decide(
 
 
 def _flagged(drift: FeatureDrift, adjusted: float, rule: DriftRule) -> bool:
-    return drift.status == "ok" and adjusted < rule.alpha and drift.score >= rule.min_score
+    """Significant, large enough, and (where the reference's days taught it) beyond a normal
+    day's score."""
+    return (
+        drift.status == "ok"
+        and adjusted < rule.alpha
+        and drift.score >= rule.min_score
+        and not drift.score <= drift.normal_upper  # NaN: no normal range, no third gate
+    )
 
 
 def decide_single(drift: FeatureDrift, rule: DriftRule) -> FeatureDrift:

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -36,10 +36,21 @@ FeatureProfile = NumericProfile | CategoricalProfile
 
 
 @dataclass(frozen=True)
+class NormalRange:
+    """A feature's normal day (tasks/stats/normal.py): `between` is the upper end of the days'
+    own shifts, the part of a score no sample size takes away, learned from `days` days."""
+
+    days: int
+    between: float
+
+
+@dataclass(frozen=True)
 class ReferenceProfile:
     features: dict[str, FeatureProfile]
     prediction: NumericProfile
     n_rows: int
+    # per feature and the prediction (under its column name); empty without reference days
+    normal: Mapping[str, NormalRange] = field(default_factory=dict)
 
 
 class HasFeatures(Protocol):
