@@ -30,6 +30,7 @@ def drift_rows(result: MonitoringResult) -> list[dict[str, Any]]:
             "p_value": round_sig(d.p_value) if d.status == "ok" else None,
             "p_value_adjusted": round_sig(d.p_value_adjusted) if d.status == "ok" else None,
             "missing_ratio": round(d.missing_ratio, 4),
+            "normal_upper": None if math.isnan(d.normal_upper) else round(d.normal_upper, 4),
             "drifted": d.is_drifted,
             "status": d.status,
         }
@@ -115,15 +116,21 @@ PICTURE_AT_LEAST = 3  # else the drifted ones, topped up by the highest scores t
 PICTURE_AT_MOST = 12  # the highest-scoring drifted features beyond this are named, not drawn
 
 
-def rule_text(rule: DriftRule) -> str:
-    """The drift rule, once, in words."""
+def rule_text(rule: DriftRule, *, normal_days: bool = False) -> str:
+    """The drift rule, once, in words; `normal_days` when the reference's days taught it how
+    much a normal day's score varies."""
+    learned = (
+        " Where the reference's rows carry their days, a feature must also score above what a "
+        "normal day of this size reaches (the column 'normal day'): the largest shift seen "
+        "from one reference day to the next, with this batch's sampling noise."
+    )
     return (
         "A feature counts as drifted when its Benjamini-Hochberg adjusted p-value (over the "
         f"model's features) is below {rule.alpha:g} and its score is at least {rule.min_score:g}: "
         "the Kolmogorov-Smirnov distance D for numbers (the largest gap between the two "
         "cumulative distributions, drawn in red) and the total variation distance for "
         "categories (the share of rows that moved category). The prediction is tested alone, "
-        "by the same rule on its raw p-value."
+        "by the same rule on its raw p-value." + (learned if normal_days else "")
     )
 
 
@@ -205,8 +212,18 @@ class DayReport:
         tail = " and the prediction" if "prediction" in self.pictured else ""
         return f"Reference against this batch: {shown}{tail}"
 
+    def _rule_text(self) -> str:
+        return rule_text(self.rule, normal_days=self._normal_days())
+
+    def _normal_days(self) -> bool:
+        drifts = (*self.result.features, self.result.prediction)
+        return any(d is not None and not math.isnan(d.normal_upper) for d in drifts)
+
     def _table(self) -> tuple[list[str], list[list[str]]]:
+        normal_days = self._normal_days()
         head = ["feature", "test", "score", "p", "adjusted p", "missing", "verdict"]
+        if normal_days:
+            head.insert(5, "normal day")
         rows = []
         for d in (*self.result.features, self.result.prediction):
             if d is None:
@@ -224,6 +241,9 @@ class DayReport:
                     verdict,
                 ]
             )
+            if normal_days:
+                upper = d.normal_upper
+                rows[-1].insert(5, f"up to {sig3(upper)}" if ok and not math.isnan(upper) else "-")
         return head, rows
 
     def _facts(self) -> list[str]:
@@ -238,7 +258,7 @@ class DayReport:
         """The Prefect artifact: pictures inline (data: URIs), then the table and the facts."""
         r = self.result
         lines = [f"# {r.model} {r.model_version}: batch {r.batch_date}", "", self._headline(), ""]
-        lines += [rule_text(self.rule), ""]
+        lines += [self._rule_text(), ""]
         if self.drift_svg:
             lines += [f"![{_md(self._caption())}]({_data_uri(self.drift_svg)})", ""]
         if self.performance_svg:
@@ -264,7 +284,7 @@ class DayReport:
             f"<style>{_CSS}</style></head><body>",
             f"<h1>{html.escape(title)}</h1>",
             f"<p class=headline>{html.escape(self._headline())}</p>",
-            f"<p class=rule>{html.escape(rule_text(self.rule))}</p>",
+            f"<p class=rule>{html.escape(self._rule_text())}</p>",
         ]
         for svg, caption in (
             (self.drift_svg, self._caption()),

@@ -28,6 +28,8 @@ from tasks.stats.profile import FeatureProfile, NormalRange, NumericProfile, Ref
 MIN_DAYS = 5
 # a reference day with fewer present values says too little of its shift to count
 MIN_DAY_ROWS = 30
+# a normal day's shift exceeds BETWEEN_Z times their root mean square on about 1 % of days
+BETWEEN_Z = 2.58
 # the median of the Kolmogorov distribution, scipy.stats.kstwobign.ppf(0.5): the typical
 # sqrt(n_eff) * D of two samples of one distribution
 KOLMOGOROV_MEDIAN = 0.8275735551899077
@@ -82,10 +84,11 @@ def with_normal_ranges(profile: ReferenceProfile, reference: pa.Table) -> Refere
 
 
 def _between(excess: np.ndarray) -> float:
-    """The upper end of the days' squared shifts: the quantile one more normal day exceeds
-    about once in 2 x days, so that the range widens no faster than the days can tell."""
-    level = 1.0 - 1.0 / (2.0 * excess.size)
-    return math.sqrt(max(float(np.quantile(excess, level)), 0.0))
+    """The upper end of a normal day's own shift: BETWEEN_Z times the root mean square of the
+    days' shifts (their squared scores less the sampling part). A day's shift is the size of a
+    difference, so it is folded at zero: half-normal, whose upper 1 % lies at 2.58 times its
+    root mean square. The mean of all days is steadier than their largest few."""
+    return BETWEEN_Z * math.sqrt(max(float(np.mean(excess)), 0.0))
 
 
 def _day_excess(profile: FeatureProfile, column: pa.ChunkedArray, rows: np.ndarray) -> float | None:
