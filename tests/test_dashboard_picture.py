@@ -21,6 +21,12 @@ DASHBOARD = json.loads(
 
 
 def renderer() -> ModuleType:
+    from scripts.dashboard import snapshot
+
+    return snapshot
+
+
+def command() -> ModuleType:
     from scripts import draw_dashboard
 
     return draw_dashboard
@@ -59,7 +65,7 @@ def test_every_panel_of_the_drawn_dashboard_shows_data(
     assert not empty, "panels that would show no data:\n" + "\n".join(empty)
     assert {a.name for a in snap.annotations} == {"Production version", "Alerts firing"}
     out = tmp_path / "dashboard.png"
-    assert draw.main(["--prometheus", url, "--out", str(out), "--model", model]) == 0
+    assert command().main(["--prometheus", url, "--out", str(out), "--model", model]) == 0
     png = out.read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 50_000
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
