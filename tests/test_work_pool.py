@@ -23,20 +23,17 @@ import yaml
 
 from core.settings import load_settings
 from flows.deployments import NIGHTLY_CONCURRENCY_LIMIT, deployments, main
-from scripts.scale import (
+from scripts.fleet.fleet import (
     START,
-    batch_stamps,
     build_fleet,
-    deploy,
     expected_samples,
     lake_differences,
     local_results,
     parse_samples,
     pushgateway_groups,
-    runs_taken,
-    wait_for_runs,
-    workers,
 )
+from scripts.fleet.processes import deploy, runs_taken, wait_for_runs, workers
+from scripts.scale import batch_stamps
 from tasks.export.catalogue import day_start_seconds
 from tests import procs
 from tests.postgres import postgres, prefect_server
