@@ -25,7 +25,7 @@ def demo(
     from flows.monitor import monitor
 
     card = commands.train(settings, model=DEFAULT_MODEL)
-    print(f"trained {card.name} {card.version}: holdout MAE {card.metrics.mae:.0f}")
+    print(f"trained {card.name} {card.version}: holdout MAE {getattr(card.metrics, 'mae', 0):.0f}")
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     start = yesterday - timedelta(days=days - 1)
     drift_start = start + timedelta(days=min(DRIFT_AFTER_DAYS, days - 1))
