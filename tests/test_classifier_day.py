@@ -5,6 +5,7 @@ string, integer and boolean classes give the same numbers."""
 from __future__ import annotations
 
 import math
+import runpy
 import warnings
 from datetime import date, timedelta
 from pathlib import Path
@@ -177,3 +178,17 @@ def test_a_batch_with_a_class_the_model_never_saw_is_refused_naming_it(tmp_path:
     labels = pd.DataFrame({"row_id": ["r0"], "label": ["perhaps"]})
     with pytest.raises(InputError, match=r"column 'label' holds class\(es\) 'perhaps' unseen"):
         driftline.write_labels("clf", DAY, labels, lake=lake, registry=registry)
+
+
+def test_the_contracts_classifier_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATA_LAKE_URI", str(tmp_path / "lake"))
+    monkeypatch.setenv("MODEL_REGISTRY_URI", str(tmp_path / "registry"))
+    example = Path(__file__).parents[1] / "docs" / "examples" / "classifier.py"
+    runpy.run_path(str(example), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "classification ('0', '1')" in out
+    assert "ClassificationMetrics(accuracy=" in out
+    contract = (Path(__file__).parents[1] / "docs" / "contract.md").read_text()
+    assert example.read_text().split('"""', 2)[2].strip() in contract
