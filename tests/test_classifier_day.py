@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import runpy
+import shutil
 import warnings
 from datetime import date, timedelta
 from pathlib import Path
@@ -192,3 +193,55 @@ def test_the_contracts_classifier_example_runs(
     assert "ClassificationMetrics(accuracy=" in out
     contract = (Path(__file__).parents[1] / "docs" / "contract.md").read_text()
     assert example.read_text().split('"""', 2)[2].strip() in contract
+
+
+def test_the_demo_classifier_is_simulated_monitored_and_backfilled_to_the_same_bytes(
+    tmp_path: Path,
+) -> None:
+    """The demo's classifier: days simulated with a covariate shift, monitored one by one as
+    the nightly run does; the backfill's engine writes the same result.json for a day."""
+    from core.settings import load_settings
+    from data_lake.lake import Lake
+    from driftline import commands
+    from tasks.day.backfill import replay, write_replayed
+    from tasks.day.engine import load_model_context, read_window
+
+    once, replayed, registry = tmp_path / "once", tmp_path / "replayed", tmp_path / "registry"
+    settings = load_settings(
+        {"DATA_LAKE_URI": str(once), "MODEL_REGISTRY_URI": str(registry)}, push=False
+    )
+    card = commands.train_classifier(settings, model="tumours")
+    assert card.task == "classification" and card.classes == ("0", "1")
+    start = DAY - timedelta(days=9)
+    shift = start + timedelta(days=5)
+    commands.simulate(settings, model="tumours", start=start, days=10, rows_per_day=300,
+                      scenario="data-drift", seed=1, drift_start=shift)  # fmt: skip
+    shutil.copytree(once, replayed)
+    results = [
+        driftline.monitor_day(
+            "tumours", start + timedelta(days=i), lake=str(once), registry=str(registry)
+        )
+        for i in range(10)
+    ]
+    assert all(r.class_estimate is not None for r in results)
+    labelled = [r for r in results if r.current_performance is not None]
+    assert labelled, "labels arrive within days: some batch reaches the coverage"
+    assert results[-1].prediction is not None and results[-1].prediction.test == "chi2"
+    # the covariate shift moves the predicted classes: larger tumours are more often malignant
+    assert results[-1].class_shares["0"] > results[0].class_shares["0"]
+
+    day = start + timedelta(days=7)
+    lake = Lake.open(str(replayed))
+    context = load_model_context(Registry.open(str(registry)), "tumours")
+    window = read_window(lake, context.card, day - timedelta(days=1), day, window_days=30)
+    (outcome,) = write_replayed(lake, [replay(lake, context, window, day, settings)], settings)
+    assert outcome.result == results[7]
+    ours = Lake.open(str(once))
+    assert ours.read_bytes(ours.result_path("tumours", day)) == lake.read_bytes(
+        lake.result_path("tumours", day)
+    )
+    report = ours.read_bytes(ours.report_path("tumours", start + timedelta(days=9)))
+    assert report is not None
+    text = report.decode()
+    assert "predicted classes: 0 " in text and "calibration" in text
+    assert "estimated accuracy" in text

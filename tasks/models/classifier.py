@@ -183,3 +183,21 @@ def holdout_metrics(
         log_loss=m.log_loss,
         brier=m.brier,
     )
+
+
+def fit_breast_cancer_classifier(*, seed: int = 42) -> tuple[Any, pd.DataFrame, str]:
+    """The demo's classifier: a logistic regression on scikit-learn's shipped breast cancer
+    table (binary: 0 malignant, 1 benign), fitted on half the rows; the other half is returned
+    as the out-of-sample reference, with the target column's name."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    table = load_breast_cancer(as_frame=True).frame
+    train, reference = train_test_split(table, test_size=0.5, random_state=seed)
+    features = [c for c in table.columns if c != "target"]
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=1000))
+    pipeline.fit(train[features], train["target"])
+    return pipeline, reference.reset_index(drop=True), "target"
