@@ -245,3 +245,4 @@ def test_the_demo_classifier_is_simulated_monitored_and_backfilled_to_the_same_b
     text = report.decode()
     assert "predicted classes: 0 " in text and "calibration" in text
     assert "estimated accuracy" in text
+    assert 'alt="Performance window"' in text  # accuracy, ROC AUC and the reliability diagram

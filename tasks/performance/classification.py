@@ -84,6 +84,22 @@ class ClassScores:
 
 
 @dataclass(frozen=True)
+class ReliabilityBin:
+    """Rows whose probability fell in [lower, upper): their mean probability and how often the
+    event it gives the chance of happened (binary: the positive class is true; multiclass: the
+    predicted class is right)."""
+
+    lower: float
+    upper: float
+    n: int
+    mean_probability: float
+    observed_ratio: float
+
+
+RELIABILITY_BINS = 10
+
+
+@dataclass(frozen=True)
 class ClassificationMetrics:
     """A classifier's performance on labelled rows, each as scikit-learn computes it."""
 
@@ -96,6 +112,7 @@ class ClassificationMetrics:
     log_loss: float  # natural log, probabilities clipped to [eps, 1 - eps]
     brier: float  # binary: on the positive class; multiclass: sum over classes, mean over rows
     per_class: tuple[ClassScores, ...]
+    reliability: tuple[ReliabilityBin, ...] = ()  # the non-empty bins, for the report
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ClassificationMetrics:
@@ -103,7 +120,17 @@ class ClassificationMetrics:
             return math.nan if value is None else float(value)
 
         return cls(
-            **{k: number(v) for k, v in raw.items() if k != "per_class"},
+            **{k: number(v) for k, v in raw.items() if k not in ("per_class", "reliability")},
+            reliability=tuple(
+                ReliabilityBin(
+                    lower=float(b["lower"]),
+                    upper=float(b["upper"]),
+                    n=int(b["n"]),
+                    mean_probability=float(b["mean_probability"]),
+                    observed_ratio=float(b["observed_ratio"]),
+                )
+                for b in raw.get("reliability", ())
+            ),
             per_class=tuple(
                 ClassScores(
                     label=str(c["label"]),
@@ -165,6 +192,30 @@ def brier(truth: np.ndarray, proba: np.ndarray) -> float:
     return float(np.mean(np.sum((onehot - proba) ** 2, axis=1)))
 
 
+def reliability(
+    truth: np.ndarray, predicted: np.ndarray, proba: np.ndarray
+) -> tuple[ReliabilityBin, ...]:
+    """The reliability diagram's bins (RELIABILITY_BINS equal ones, the empty left out)."""
+    if proba.shape[1] == 2:
+        p, happened = proba[:, 1], truth == 1
+    else:
+        p, happened = proba[np.arange(truth.size), predicted], truth == predicted
+    bins = np.minimum((p * RELIABILITY_BINS).astype(np.int64), RELIABILITY_BINS - 1)
+    n = np.bincount(bins, minlength=RELIABILITY_BINS)
+    total = np.bincount(bins, weights=p, minlength=RELIABILITY_BINS)
+    hits = np.bincount(bins, weights=happened.astype(np.float64), minlength=RELIABILITY_BINS)
+    return tuple(
+        ReliabilityBin(
+            lower=b / RELIABILITY_BINS,
+            upper=(b + 1) / RELIABILITY_BINS,
+            n=int(n[b]),
+            mean_probability=float(total[b] / n[b]),
+            observed_ratio=float(hits[b] / n[b]),
+        )
+        for b in np.flatnonzero(n)
+    )
+
+
 def classification_metrics(
     truth: np.ndarray, predicted: np.ndarray, proba: np.ndarray, classes: Sequence[str]
 ) -> ClassificationMetrics:
@@ -203,4 +254,5 @@ def classification_metrics(
         log_loss=log_loss(truth, proba),
         brier=brier(truth, proba),
         per_class=per_class,
+        reliability=reliability(truth, predicted, proba),
     )

@@ -196,8 +196,12 @@ def performance_picture(
     """Realized MAE per batch of the window with its label coverage, the estimate when the
     result has one, the baseline and the alert line above it; None with no batch."""
     batches = result.performance
-    if not batches or not isinstance(result.baseline, HoldoutMetrics):
-        return None  # a classifier's window is pictured on the dashboard
+    if not isinstance(result.baseline, HoldoutMetrics):
+        from tasks.reports.classifier_pictures import classifier_performance_picture
+
+        return classifier_performance_picture(result, thresholds)
+    if not batches:
+        return None
     first = batches[0].batch_date
     days = [(b.batch_date - first).days for b in batches]
     last_day = max(days[-1], (result.batch_date - first).days)
