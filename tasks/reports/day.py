@@ -37,7 +37,11 @@ def drift_rows(result: MonitoringResult) -> list[dict[str, Any]]:
             "drifted": d.is_drifted,
             "status": d.status,
         }
-        for d in (*result.features, *([result.prediction] if result.prediction else []))
+        for d in (
+            *result.features,
+            *([result.prediction] if result.prediction else []),
+            *result.probabilities,  # a classifier's class probabilities
+        )
     ]
 
 
@@ -231,7 +235,7 @@ class DayReport:
         if normal_days:
             head.insert(5, "normal day")
         rows = []
-        for d in (*self.result.features, self.result.prediction):
+        for d in (*self.result.features, self.result.prediction, *self.result.probabilities):
             if d is None:
                 continue
             ok = d.status == "ok"
