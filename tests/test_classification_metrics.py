@@ -131,3 +131,12 @@ def test_string_integer_and_boolean_classes_share_one_spelling() -> None:
     assert ordered_classes(["yes", "no"]) == ("no", "yes")
     codes = class_codes(pa.array(["b", None, "z", "a"]), ["a", "b"])
     assert codes[0] == 1 and codes[3] == 0 and np.isnan(codes[1]) and np.isnan(codes[2])
+
+
+def test_class_codes_of_chunked_dictionary_and_null_values_follow_the_string_form() -> None:
+    chunked = pa.chunked_array([[1, None], [0, 5]])
+    codes = class_codes(chunked, ["0", "1"])
+    assert codes[0] == 1 and codes[2] == 0 and np.isnan(codes[1]) and np.isnan(codes[3])
+    encoded = pa.array(["yes", "no", None, "yes"]).dictionary_encode()
+    assert class_codes(encoded, ["no", "yes"])[[0, 1, 3]].tolist() == [1.0, 0.0, 1.0]
+    assert class_codes(pa.array([True, False]), ["false", "true"]).tolist() == [1.0, 0.0]

@@ -1,6 +1,6 @@
 """A classifier's columns at the edge: the predicted class, one probability per class, and the
-true class of a label, each checked against the card's classes and put in the one form the run
-uses (classes as strings, tasks/performance/classification.py; probabilities as float64)."""
+true class of a label, each checked against the card's classes (in their string form,
+tasks/performance/classification.py); probabilities as float64."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from core.errors import InputError
 from data_lake.columns import PREDICTION
-from tasks.performance.classification import class_strings, proba_column, unseen_classes
+from tasks.performance.classification import proba_column, unseen_classes
 
 
 def _is_class_type(t: pa.DataType) -> bool:
@@ -34,8 +34,9 @@ def probability_columns(classes: Sequence[str]) -> list[str]:
 def checked_classes(
     table: pa.Table, column: str, classes: Sequence[str], *, source: str
 ) -> pa.ChunkedArray:
-    """The column's classes as strings; a type that holds no classes, or a class the model does
-    not have, is bad input naming it."""
+    """The column as it came, once it holds only the model's classes (a type that holds no
+    classes, or a class the model does not have, is bad input naming it). It is put in the
+    classes' string form where it is counted or coded (tasks/performance/classification.py)."""
     found = table.schema.field(column).type
     if not _is_class_type(found):
         raise InputError(
@@ -50,7 +51,7 @@ def checked_classes(
             f"reference (classes: {', '.join(classes)}); register a model that knows them, or "
             "correct the values"
         )
-    return pa.chunked_array([class_strings(table.column(column)).combine_chunks()])
+    return table.column(column)
 
 
 def checked_probabilities(

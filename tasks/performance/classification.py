@@ -45,11 +45,28 @@ def ordered_classes(labels: Iterable[str]) -> tuple[str, ...]:
 
 
 def class_codes(column: pa.ChunkedArray | pa.Array, classes: Sequence[str]) -> np.ndarray:
-    """Each value's index among `classes` as float64; a null, or a class not among them, is NaN."""
+    """Each value's index among `classes` as float64; a null, or a class not among them, is NaN.
+
+    Only the distinct values of each chunk are put in their string form (a dictionary
+    encoding), so a batch of a million integer classes is never turned into a million strings.
+    """
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     known = pa.array(list(classes), pa.string())
-    codes = pc.index_in(class_strings(column), value_set=known)
-    floats = pc.cast(codes, pa.float64())
-    return np.asarray(floats.to_numpy(zero_copy_only=False), dtype=np.float64)
+    out = [np.empty(0, dtype=np.float64)]
+    for chunk in chunks:
+        encoded = chunk if pa.types.is_dictionary(chunk.type) else pc.dictionary_encode(chunk)
+        lookup = pc.index_in(class_strings(encoded.dictionary), value_set=known)
+        codes = np.asarray(
+            pc.cast(lookup, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
+        )
+        indices = np.asarray(
+            pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64
+        )
+        found = np.full(indices.size, np.nan)
+        present = indices >= 0
+        found[present] = codes[indices[present]]
+        out.append(found)
+    return np.concatenate(out)
 
 
 def unseen_classes(column: pa.ChunkedArray | pa.Array, classes: Sequence[str]) -> list[str]:
