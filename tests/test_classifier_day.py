@@ -246,3 +246,15 @@ def test_the_demo_classifier_is_simulated_monitored_and_backfilled_to_the_same_b
     assert "predicted classes: 0 " in text and "calibration" in text
     assert "estimated accuracy" in text
     assert 'alt="Performance window"' in text  # accuracy, ROC AUC and the reliability diagram
+
+
+def test_a_classifiers_result_json_reads_back_to_the_same_bytes(tmp_path: Path) -> None:
+    from tasks.results.day import from_json, to_json
+
+    result, _, _ = _run(tmp_path, "multiclass", None)
+    payload = to_json(result)
+    again = from_json(payload)
+    assert to_json(again) == payload
+    assert again.class_estimate == result.class_estimate
+    assert again.calibration == result.calibration
+    assert again.class_shares == result.class_shares
