@@ -194,7 +194,7 @@ CATALOGUE: tuple[Gauge, ...] = (
     ),
     Gauge(
         "ml_prediction_drift_score",
-        "KS D of predictions vs reference.",
+        "KS D of predictions vs reference (a classifier's: TVD of its predicted class shares).",
         (),
         _prediction_sample(lambda p: p.score),
     ),
