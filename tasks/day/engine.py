@@ -84,18 +84,14 @@ def load_model_context(registry: Registry, model: str, version: str = "productio
     # the profile and the loss estimator are checked as they are read (the estimator here,
     # unpickled later by the estimate step)
     registry.verify(card, besides=(PROFILE_FILE, LOSS_ESTIMATOR_FILE, CALIBRATION_FILE))
-    if card.is_classifier:  # estimated by CBPE, from its probabilities: no loss estimator
-        return ModelContext(
-            card,
-            load_profile(registry, card),
-            policy=current_policy(registry, model),
-            calibration=load_calibration(registry, card),
-        )
+    # a classifier is estimated by CBPE from its probabilities (its calibration), not by a
+    # loss estimator; a regressor has no calibration
     return ModelContext(
         card,
         load_profile(registry, card),
-        loss_estimator_loader(registry, card),
+        _no_estimator if card.is_classifier else loss_estimator_loader(registry, card),
         current_policy(registry, model),
+        load_calibration(registry, card),
     )
 
 
@@ -269,13 +265,10 @@ def compute_day(
         exclude=policy.exclude_features,
         mute=policy.mute_features,
     )
-    if context.card.is_classifier:
-        estimate, class_estimate = (
-            None,
-            estimate_batch(context.calibration, context.card.classes, batch.table),
-        )
-    else:
-        estimate, class_estimate = estimate_performance(context.loss_estimator, batch.table), None
+    card = context.card
+    loss = None if card.is_classifier else context.loss_estimator  # a classifier's is CBPE
+    estimate = estimate_performance(loss, batch.table)
+    class_estimate = estimate_batch(context.calibration, card.classes, batch.table)
     performance = window.performance(batch_date)
     result = assemble(context, batch_date, batch, drift, performance, estimate, class_estimate)
     # the earlier days' verdicts are the lake's: `write_day` counts them in
