@@ -30,6 +30,7 @@ import numpy as np
 CALIBRATION_FOLDS = 5
 ECE_BINS = 10
 MIN_LABELLED_ROWS = 100  # fewer labelled reference rows: no estimate
+MAX_FIT_ROWS = 200_000  # a larger reference is calibrated on a seeded sample of this many rows
 BAND_Z = 1.96
 SEED = 0
 
@@ -222,10 +223,13 @@ def fit_calibration(
     truth: np.ndarray, predicted: np.ndarray, proba: np.ndarray, classes: Sequence[str]
 ) -> Calibration | None:
     """CBPE for the reference's labelled rows (class codes and probabilities); None with
-    fewer than MIN_LABELLED_ROWS of them."""
-    n = truth.size
-    if n < MIN_LABELLED_ROWS:
+    fewer than MIN_LABELLED_ROWS of them, fitted on a seeded sample of MAX_FIT_ROWS of more."""
+    if truth.size < MIN_LABELLED_ROWS:
         return None
+    if truth.size > MAX_FIT_ROWS:
+        kept = np.sort(np.random.default_rng(SEED).choice(truth.size, MAX_FIT_ROWS, replace=False))
+        truth, predicted, proba = truth[kept], predicted[kept], proba[kept]
+    n = truth.size
     folds = np.random.default_rng(SEED).permutation(n) % CALIBRATION_FOLDS
     out_of_fold = np.empty_like(proba)
     for f in range(CALIBRATION_FOLDS):
