@@ -50,11 +50,14 @@ def register_model(
     date_column: str | None = None,
     registry: str | None = None,
 ) -> ModelCard:
-    """Register a fitted regressor and its out-of-sample reference rows as `production`.
+    """Register a fitted regressor or classifier and its out-of-sample reference rows as
+    `production`.
 
-    `reference` holds the feature columns and `target`, and may hold `prediction`; without it
-    `estimator` predicts them. `estimator` may be None when the reference holds its predictions:
-    the version then has no model file (monitoring needs none). Each row's day, from
+    `reference` holds the feature columns and `target`, and may hold `prediction` (and, for a
+    classifier, `proba_<class>` per class); without them `estimator` predicts them. `task`
+    (`regression` or `classification`) is inferred when None (tasks/models/classifier.py).
+    `estimator` may be None when the reference holds its predictions: the version then has no
+    model file (monitoring needs none). Each row's day, from
     `date_column` (default: a `batch_date` or `scored_at` column), teaches the monitor how much
     a normal day varies. Returns the new version's card.
     """
@@ -77,6 +80,7 @@ def register_model(
         target=target,
         categorical=list(categorical),
         date_column=date_column,
+        task=task,
     )
 
 
@@ -140,7 +144,7 @@ def write_labels(
     directory = store.labels_dir(card.name, _day(arrival_date, what="arrival_date"))
     path = f"{directory}/{PARTITION_FILE}"
     table = _table(frame)
-    validate_labels(table, target=card.target, source=store.uri_of(path))
+    validate_labels(table, target=card.target, source=store.uri_of(path), classes=card.classes)
     store.replace_partition(directory, PARTITION_FILE, table)
     return store.uri_of(path)
 
@@ -230,23 +234,34 @@ def _store(
     target: str,
     categorical: list[str],
     date_column: str | None = None,
+    task: str | None = None,
 ) -> ModelCard:
-    """Store the version with its reference profile and loss estimator, fitted once here for
-    every nightly run."""
+    """Store the version with its reference profile and loss estimator (a classifier: its
+    calibration), fitted once here for every nightly run."""
     import pyarrow.parquet as pq
 
+    from tasks.edge.calibration_file import calibration_files
     from tasks.edge.estimator_file import loss_estimator_files
     from tasks.edge.profile_file import profile_files
+    from tasks.models.classifier import infer_task, prepare_classifier, proba_columns
     from tasks.models.training import describe_features, prepare
 
-    features = describe_features(
-        reference, target=target, categorical=categorical, date_column=date_column
+    kind = task or infer_task(estimator, reference, target)
+    described = (
+        reference.drop(columns=proba_columns(reference)) if kind != "regression" else reference
     )
-    prepared = prepare(
+    features = describe_features(
+        described, target=target, categorical=categorical, date_column=date_column
+    )
+    prepare_task = prepare if kind == "regression" else prepare_classifier
+    prepared = prepare_task(
         estimator, reference, target=target, features=features, date_column=date_column
     )
     stored = pq.read_table(pa.BufferReader(prepared.reference_bytes))
-    estimator_files, extra = loss_estimator_files(stored, prepared)
+    if prepared.task == "classification":
+        estimator_files, extra = calibration_files(stored, prepared)
+    else:
+        estimator_files, extra = loss_estimator_files(stored, prepared)
     return registry.register(
         model=name,
         estimator_bytes=prepared.estimator_bytes,
@@ -257,6 +272,8 @@ def _store(
         libraries=prepared.libraries,
         extra_files={**profile_files(stored, prepared), **estimator_files},
         extra=extra,
+        task=prepared.task,
+        classes=prepared.classes,
     )
 
 
@@ -272,11 +289,6 @@ def _production_card(settings: Settings, model: str) -> ModelCard:
 
 
 def _check_task(task: str | None) -> None:
-    if task == "classification":
-        raise InputError(
-            "task 'classification': classifiers are not supported yet; "
-            "register a regressor (task 'regression')"
-        )
     if task is not None and task not in TASKS:
         raise InputError(f"task {task!r} is not one of {', '.join(TASKS)}")
 

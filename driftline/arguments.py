@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--task",
         choices=["regression", "classification"],
-        default="regression",
-        help="default: %(default)s (classifiers are not supported yet)",
+        help="default: inferred (a classifier when the artifact has predict_proba and classes_, "
+        "or the reference's predictions are classes)",
     )
     p.add_argument(
         "--date-column",

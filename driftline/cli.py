@@ -57,6 +57,15 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def _registered(card: ModelCard) -> str:
+    from model_registry.task import ClassifierHoldoutMetrics
+
+    if isinstance(card.metrics, ClassifierHoldoutMetrics):
+        return (
+            f"registered {card.name} {card.version} (production): a classifier of "
+            f"{len(card.classes)} classes ({', '.join(card.classes)}), {len(card.features)} "
+            f"features, holdout accuracy {card.metrics.accuracy:.3f}, ROC AUC "
+            f"{card.metrics.roc_auc:.3f}"
+        )
     return (
         f"registered {card.name} {card.version} (production): {len(card.features)} features, "
         f"holdout MAE {card.metrics.mae:.4g}, R² {card.metrics.r2:.3f}"

@@ -40,6 +40,17 @@ def train(settings: Settings, *, model: str, seed: int = 42) -> ModelCard:
     )
 
 
+def train_classifier(settings: Settings, *, model: str, seed: int = 42) -> ModelCard:
+    """Fit the demo's breast cancer classifier (tasks/models/classifier.py) as `production`."""
+    from tasks.models.classifier import fit_breast_cancer_classifier
+
+    check_name("model", model)
+    pipeline, reference, target = fit_breast_cancer_classifier(seed=seed)
+    return register_model(
+        model, pipeline, reference, target=target, registry=settings.model_registry_uri
+    )
+
+
 def _read_frame(path: Path, what: str) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(f"{what} {path} does not exist; pass the path of a Parquet file")

@@ -5,12 +5,18 @@ from __future__ import annotations
 import time
 import urllib.error
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from core.settings import DEFAULT_MODEL, Settings
 from driftline import commands, hints, stack
 from driftline.stack.alerts import describe, rule_alerts
 
+if TYPE_CHECKING:
+    from model_registry.registry import ModelCard
+    from tasks.models.simulate import Scenario
+
 DRIFT_AFTER_DAYS = 10
+CLASSIFIER_MODEL = "tumour-classifier"  # beside diamonds-price: a classifier, covariate shift
 # Prometheus scrapes and evaluates every 15 s: two rounds see the live push become an alert
 ALERT_WAIT_SECONDS = 45.0
 
@@ -24,30 +30,42 @@ def demo(
     from flows.backfill import backfill
     from flows.monitor import monitor
 
-    card = commands.train(settings, model=DEFAULT_MODEL)
-    print(f"trained {card.name} {card.version}: holdout MAE {card.metrics.mae:.0f}")
+    for card in (
+        commands.train(settings, model=DEFAULT_MODEL),
+        commands.train_classifier(settings, model=CLASSIFIER_MODEL),
+    ):
+        print(f"trained {card.name} {card.version}: {_holdout(card)}")
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     start = yesterday - timedelta(days=days - 1)
     drift_start = start + timedelta(days=min(DRIFT_AFTER_DAYS, days - 1))
-    commands.simulate(
-        settings,
-        model=DEFAULT_MODEL,
-        start=start,
-        days=days,
-        rows_per_day=rows_per_day,
-        scenario="both",
-        seed=42,
-        drift_start=drift_start,
-    )
-    print(f"simulated {days} days from {start} with data and concept drift from {drift_start}")
     history = config.state_dir / "prometheus" / "data"
-    if days > 1:
-        backfill(
+    # the regressor meets data and concept drift; the classifier a covariate shift, which its
+    # estimate before labels (CBPE) follows
+    runs: tuple[tuple[str, Scenario], ...] = (
+        (DEFAULT_MODEL, "both"),
+        (CLASSIFIER_MODEL, "data-drift"),
+    )
+    for model, scenario in runs:
+        commands.simulate(
+            settings,
+            model=model,
             start=start,
-            end=yesterday - timedelta(days=1),
-            model=DEFAULT_MODEL,
-            prometheus_data=str(history),
+            days=days,
+            rows_per_day=rows_per_day,
+            scenario=scenario,
+            seed=42,
+            drift_start=drift_start,
         )
+        print(f"simulated {model}: {days} days from {start}, {scenario} from {drift_start}")
+        if days > 1:
+            backfill(
+                start=start,
+                end=yesterday - timedelta(days=1),
+                model=model,
+                prometheus_data=str(history),
+            )
+    shown = monitor(model=CLASSIFIER_MODEL, batch_date=yesterday, push=True)
+    print(f"\nnightly run of {CLASSIFIER_MODEL} for {yesterday}: class shares {shown.class_shares}")
     result = monitor(model=DEFAULT_MODEL, batch_date=yesterday, push=True)
     lake_results = f"{settings.data_lake_uri}/monitoring/model={DEFAULT_MODEL}/"
     print(f"\nnightly run for {yesterday}: drifted {', '.join(result.drifted_features) or 'none'}")
@@ -67,6 +85,14 @@ def demo(
         "two: the stack's warm runner has its imports done)\n"
         f"  stop the stack    {hints.command('stack down')}"
     )
+
+
+def _holdout(card: ModelCard) -> str:
+    from model_registry.registry import HoldoutMetrics
+
+    if isinstance(card.metrics, HoldoutMetrics):
+        return f"holdout MAE {card.metrics.mae:.0f}"
+    return f"a classifier, holdout accuracy {card.metrics.accuracy:.3f}"
 
 
 def _alert_outlook(config: stack.StackConfig) -> str:

@@ -27,6 +27,7 @@ from core.errors import InputError
 from core.names import check_name, is_valid_name
 from data_lake.storage import Storage
 from model_registry.hash_cache import HashCache
+from model_registry.task import ClassifierHoldoutMetrics, TaskKind, check_task
 
 FeatureKind = Literal["numeric", "categorical"]
 MODEL_FILE = "model.joblib"
@@ -58,10 +59,17 @@ class ModelCard:
     created_at: str
     target: str
     features: tuple[FeatureSpec, ...]
-    metrics: HoldoutMetrics
+    metrics: HoldoutMetrics | ClassifierHoldoutMetrics
     sha256: Mapping[str, str]
     libraries: Mapping[str, str]
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # a card written before classifiers has neither: a regressor
+    task: TaskKind = "regression"
+    classes: tuple[str, ...] = ()  # a classifier's, in order; the last is a binary's positive
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.task == "classification"
 
     @property
     def feature_names(self) -> list[str]:
@@ -97,12 +105,15 @@ class ModelCard:
             {"name": f.name, "kind": f.kind, "categories": list(f.categories)}
             for f in self.features
         ]
+        payload["classes"] = list(self.classes)
         return json.dumps(payload, indent=2, sort_keys=False) + "\n"
 
     @classmethod
     def from_json(cls, text: str, *, source: str) -> ModelCard:
         try:
             raw = json.loads(text)
+            task = raw.get("task", "regression")
+            holdout = ClassifierHoldoutMetrics if task == "classification" else HoldoutMetrics
             card = cls(
                 name=raw["name"],
                 version=raw["version"],
@@ -112,10 +123,12 @@ class ModelCard:
                     FeatureSpec(f["name"], f["kind"], tuple(f.get("categories") or ()))
                     for f in raw["features"]
                 ),
-                metrics=HoldoutMetrics(**raw["metrics"]),
+                metrics=holdout(**raw["metrics"]),
                 sha256=dict(raw["sha256"]),
                 libraries=dict(raw.get("libraries", {})),
                 extra=dict(raw.get("extra", {})),
+                task=task,
+                classes=tuple(str(c) for c in raw.get("classes") or ()),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(
@@ -145,6 +158,7 @@ class ModelCard:
                     "expected numeric or categorical"
                 )
             seen.add(name)
+        check_task(self.task, self.classes, self.feature_names, source=source)
 
 
 def _is_utf8(text: str) -> bool:
@@ -335,11 +349,13 @@ class Registry:
         reference_bytes: bytes,
         target: str,
         features: tuple[FeatureSpec, ...],
-        metrics: HoldoutMetrics,
+        metrics: HoldoutMetrics | ClassifierHoldoutMetrics,
         libraries: Mapping[str, str],
         extra_files: Mapping[str, bytes] | None = None,
         extra: Mapping[str, Any] | None = None,
         alias: str | None = PRODUCTION,
+        task: TaskKind = "regression",
+        classes: tuple[str, ...] = (),
     ) -> ModelCard:
         """Write a new immutable version; point `alias` at it. Without `estimator_bytes` (a
         reference that holds its predictions) the version has no model file."""
@@ -364,6 +380,8 @@ class Registry:
             sha256={name: sha256_of(payload) for name, payload in files.items()},
             libraries=dict(libraries),
             extra=dict(extra or {}),
+            task=task,
+            classes=classes,
         )
         self.storage.write_bytes(f"{directory}/{CARD_FILE}", card.to_json().encode())
         if alias:

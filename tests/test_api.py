@@ -224,8 +224,8 @@ def test_a_reference_without_predictions_needs_a_model() -> None:
         driftline.register_model("toy", None, reference, target="price")
 
 
-def test_a_classifier_is_refused_as_not_supported_yet() -> None:
-    with pytest.raises(InputError, match="classifiers are not supported yet"):
+def test_a_classifier_reference_without_probabilities_names_the_columns() -> None:
+    with pytest.raises(InputError, match=r"no proba_<class> columns and no model"):
         driftline.register_model("toy", None, builders.batch(50, target="price"), target="price",
                                  task="classification")  # fmt: skip
 

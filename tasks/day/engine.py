@@ -26,6 +26,8 @@ from data_lake.lake import Lake
 from model_registry.policies import current_policy
 from model_registry.registry import ModelCard, Registry
 from tasks.day.persistence import earlier_days, stored_verdicts, sustain
+from tasks.edge.calibration_file import CALIBRATION_FILE, load_calibration
+from tasks.edge.class_columns import probability_columns
 from tasks.edge.estimator_file import loss_estimator_loader
 from tasks.edge.profile_file import PROFILE_FILE, load_profile
 from tasks.edge.validation import (
@@ -36,6 +38,8 @@ from tasks.edge.validation import (
 )
 from tasks.export import pushgateway
 from tasks.export.catalogue import RunStamp
+from tasks.performance.cbpe import Calibration, ClassificationEstimate
+from tasks.performance.classified_batch import class_shares, estimate_batch
 from tasks.performance.estimate import (
     LOSS_ESTIMATOR_FILE,
     LossEstimator,
@@ -65,6 +69,7 @@ class ModelContext:
     # half a second), which a run that stops at its batch never needs
     load_estimator: Callable[[], LossEstimator | None] = _no_estimator
     policy: Policy = field(default_factory=Policy)
+    calibration: Calibration | None = None  # a classifier's CBPE (tasks/performance/cbpe.py)
 
     @functools.cached_property
     def loss_estimator(self) -> LossEstimator | None:
@@ -78,12 +83,15 @@ def load_model_context(registry: Registry, model: str, version: str = "productio
     card = registry.card(model, version)
     # the profile and the loss estimator are checked as they are read (the estimator here,
     # unpickled later by the estimate step)
-    registry.verify(card, besides=(PROFILE_FILE, LOSS_ESTIMATOR_FILE))
+    registry.verify(card, besides=(PROFILE_FILE, LOSS_ESTIMATOR_FILE, CALIBRATION_FILE))
+    # a classifier is estimated by CBPE from its probabilities (its calibration), not by a
+    # loss estimator; a regressor has no calibration
     return ModelContext(
         card,
         load_profile(registry, card),
-        loss_estimator_loader(registry, card),
+        _no_estimator if card.is_classifier else loss_estimator_loader(registry, card),
         current_policy(registry, model),
+        load_calibration(registry, card),
     )
 
 
@@ -114,13 +122,19 @@ def read_window(
     def read_scored(day: date) -> pa.Table:
         if current is not None and day == end:
             return current
-        table = lake.read_scored(card.name, day, columns=[ROW_ID, PREDICTION])
+        columns = [ROW_ID, PREDICTION, *probability_columns(card.classes)]
+        table = lake.read_scored(card.name, day, columns=columns)
         source = f"batch {day} ({lake.uri_of(lake.scored_dir(card.name, day))})"
-        return validate_scored_ids(table, source=source)
+        return validate_scored_ids(table, source=source, classes=card.classes)
 
     def read_labels(day: date) -> list[pa.Table]:
         return [
-            validate_labels(lake.read_parquet(path), target=card.target, source=lake.uri_of(path))
+            validate_labels(
+                lake.read_parquet(path),
+                target=card.target,
+                source=lake.uri_of(path),
+                classes=card.classes,
+            )
             for path in lake.files(lake.labels_dir(card.name, day), ".parquet")
         ]
 
@@ -134,6 +148,7 @@ def read_window(
         labels=[(day, table) for day, tables in labels for table in tables],
         scored_errors=scored_errors,
         label_errors=label_errors,
+        classes=card.classes,
     )
 
 
@@ -182,8 +197,10 @@ def assemble(
     drift: DriftOutcome,
     performance: PerformanceOutcome,
     estimate: PerformanceEstimate | None = None,
+    class_estimate: ClassificationEstimate | None = None,
 ) -> MonitoringResult:
     card, policy = context.card, context.policy
+    calibration = context.calibration
     return MonitoringResult(
         model=card.name,
         model_version=card.version,
@@ -202,6 +219,10 @@ def assemble(
         excluded_features=tuple(f for f in card.feature_names if f in policy.exclude_features),
         performance_alert_ratio=policy.performance_alert_ratio,
         estimate_alert_ratio=policy.estimate_alert_ratio,
+        class_shares=class_shares(batch.table) if card.is_classifier else {},
+        probabilities=drift.probabilities,
+        class_estimate=class_estimate,
+        calibration=None if calibration is None else calibration.quality,
     )
 
 
@@ -244,9 +265,12 @@ def compute_day(
         exclude=policy.exclude_features,
         mute=policy.mute_features,
     )
-    estimate = estimate_performance(context.loss_estimator, batch.table)
+    card = context.card
+    loss = None if card.is_classifier else context.loss_estimator  # a classifier's is CBPE
+    estimate = estimate_performance(loss, batch.table)
+    class_estimate = estimate_batch(context.calibration, card.classes, batch.table)
     performance = window.performance(batch_date)
-    result = assemble(context, batch_date, batch, drift, performance, estimate)
+    result = assemble(context, batch_date, batch, drift, performance, estimate, class_estimate)
     # the earlier days' verdicts are the lake's: `write_day` counts them in
     result = sustain(result, policy.drift_persistence, {})
     return ComputedDay(result, drift.sketches, rule, policy.drift_persistence)

@@ -122,6 +122,19 @@ def compute_day(
             estimate.n_sampled,
             estimate.n_rows,
         )
+    guess = result.class_estimate
+    if guess is not None:
+        logger.info(
+            "estimated accuracy %.4g (band %.4g-%.4g), ROC AUC %.4g (band %.4g-%.4g), "
+            "calibrated: %s",
+            guess.accuracy,
+            guess.accuracy_lower,
+            guess.accuracy_upper,
+            guess.roc_auc,
+            guess.roc_auc_lower,
+            guess.roc_auc_upper,
+            guess.calibrated,
+        )
     for warning in result.warnings[len(batch.warnings) :]:  # the batch's were logged at load
         logger.warning(warning)
     return day

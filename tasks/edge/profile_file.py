@@ -52,7 +52,12 @@ def profile_to_bytes(profile: ReferenceProfile) -> bytes:
     below: list[np.ndarray] = []
     layout: dict[str, dict[str, object]] = {}
     offset = 0
-    for name, feature in [*profile.features.items(), (PREDICTION, profile.prediction)]:
+    entries = [
+        *profile.features.items(),
+        (PREDICTION, profile.prediction),
+        *profile.probabilities.items(),
+    ]
+    for name, feature in entries:
         if isinstance(feature, NumericProfile):
             # the closing NaN row carries n, so counts_below reads back as a zero-copy slice
             values += [feature.ecdf.values, np.array([np.nan])]
@@ -63,6 +68,8 @@ def profile_to_bytes(profile: ReferenceProfile) -> bytes:
         else:
             layout[name] = {"kind": "categorical", "counts": feature.counts}
         layout[name]["n_missing"] = feature.n_missing
+        if name in profile.probabilities:
+            layout[name]["probability"] = True
         normal = profile.normal.get(name)
         if normal is not None:
             layout[name]["normal"] = {"days": normal.days, "between": normal.between}
@@ -133,9 +140,20 @@ def profile_from_bytes(payload: bytes, *, source: str) -> ReferenceProfile:
                 counts = {str(k): int(v) for k, v in entry["counts"].items()}
                 parsed[name] = CategoricalProfile(counts, n_missing)
         prediction = parsed.pop(PREDICTION)
-        if not isinstance(prediction, NumericProfile):
-            raise ValueError("the prediction is not numeric")
-        return ReferenceProfile(parsed, prediction, int(meta["n_rows"]), normal)
+        probabilities = {
+            name: parsed.pop(name)
+            for name, entry in meta["features"].items()
+            if entry.get("probability")
+        }
+        if not all(isinstance(p, NumericProfile) for p in probabilities.values()):
+            raise ValueError("a class probability is not numeric")
+        return ReferenceProfile(
+            parsed,
+            prediction,
+            int(meta["n_rows"]),
+            normal,
+            probabilities,  # type: ignore[arg-type]
+        )
     except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
         raise InputError(
             f"{source}: not a valid driftline reference profile ({exc!r}); register the model again"
@@ -156,7 +174,10 @@ def fit_profile(reference: pa.Table, card_like: HasFeatures) -> ReferenceProfile
 def _matches(profile: ReferenceProfile, card: ModelCard) -> bool:
     """A profile fits a card when it has every feature, with the card's kind."""
     kinds = {"numeric": NumericProfile, "categorical": CategoricalProfile}
-    return all(isinstance(profile.features.get(f.name), kinds[f.kind]) for f in card.features)
+    probabilities = {f"proba_{c}" for c in card.classes}
+    return set(profile.probabilities) == probabilities and all(
+        isinstance(profile.features.get(f.name), kinds[f.kind]) for f in card.features
+    )
 
 
 def _cache_key(card: ModelCard) -> str:

@@ -9,7 +9,7 @@ counted as one category (see `cap_categories`).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from core.errors import InputError
 from data_lake.columns import MODEL_VERSION, PREDICTION, ROW_ID, SCORED_AT
 from model_registry.registry import ModelCard
+from tasks.edge.class_columns import checked_classes, classifier_outputs, probability_columns
 
 OPTIONAL = (SCORED_AT, MODEL_VERSION)
 # a batch column with more distinct values than this has its unseen categories merged
@@ -31,13 +32,15 @@ FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)
 
 @dataclass(frozen=True)
 class ValidatedBatch:
-    table: pa.Table  # row_id, the features and prediction only
+    table: pa.Table  # row_id, the features and prediction only (a classifier's: + proba_*)
     warnings: tuple[str, ...]
+    probabilities: tuple[str, ...] = ()  # a classifier's proba_<class> columns
 
     def without_features(self) -> ValidatedBatch:
         """The batch as the rest of the run needs it once drift is computed: row_id and
         prediction. Dropping the feature columns frees most of a large batch's memory."""
-        return ValidatedBatch(self.table.select([ROW_ID, PREDICTION]), self.warnings)
+        kept = [ROW_ID, PREDICTION, *self.probabilities]
+        return ValidatedBatch(self.table.select(kept), self.warnings, self.probabilities)
 
 
 def _is_numeric(t: pa.DataType) -> bool:
@@ -150,7 +153,8 @@ def validate_batch(table: pa.Table, card: ModelCard, *, source: str) -> Validate
     """Check a scored batch against the card; returns only the columns the run uses."""
     found = table.column_names
     _check_unique_names(found, source)
-    required = [ROW_ID, *card.feature_names, PREDICTION]
+    probabilities = probability_columns(card.classes)
+    required = [ROW_ID, *card.feature_names, PREDICTION, *probabilities]
     _require(found, required, source)
     warnings = []
     extra = [c for c in found if c not in required and c not in OPTIONAL]
@@ -171,22 +175,29 @@ def validate_batch(table: pa.Table, card: ModelCard, *, source: str) -> Validate
             )
         if spec.kind == "numeric":
             _check_finite(table, spec.name, source)
-    table = _checked_ids_and_predictions(table, source)
-    nulls = [c for c in [*card.feature_names, PREDICTION] if table.column(c).null_count]
+    table = _checked_ids_and_predictions(table, source, card.classes)
+    outputs = [PREDICTION, *probabilities]
+    nulls = [c for c in [*card.feature_names, *outputs] if table.column(c).null_count]
     if nulls:
         warnings.append(f"{source}: missing values in {_listing(nulls)} are left out of the tests")
     used = table.select(required)
-    for name in [*(f.name for f in card.features if f.kind == "numeric"), PREDICTION]:
+    numeric = [f.name for f in card.features if f.kind == "numeric"]
+    for name in numeric if card.classes else [*numeric, PREDICTION]:
         used = used.set_column(used.column_names.index(name), name, _as_float(used.column(name)))
     capped, cap_warnings = cap_categories(used, card, source=source)
-    return ValidatedBatch(capped, (*warnings, *cap_warnings))
+    return ValidatedBatch(capped, (*warnings, *cap_warnings), tuple(probabilities))
 
 
-def _checked_ids_and_predictions(table: pa.Table, source: str) -> pa.Table:
-    """row_id present on every row, once, and a numeric prediction: what the performance
-    window needs of a batch."""
-    _check_type(table, PREDICTION, _is_numeric, "float64", source)
-    _check_finite(table, PREDICTION, source)
+def _checked_ids_and_predictions(
+    table: pa.Table, source: str, classes: Sequence[str] = ()
+) -> pa.Table:
+    """row_id present on every row, once, and a numeric prediction (a classifier's: known
+    classes and probabilities): what the performance window needs of a batch."""
+    if classes:
+        table = classifier_outputs(table, classes, source=source)
+    else:
+        _check_type(table, PREDICTION, _is_numeric, "float64", source)
+        _check_finite(table, PREDICTION, source)
     _check_type(table, ROW_ID, _is_row_id, "string ids", source)
     row_ids = table.column(ROW_ID)
     if pa.types.is_dictionary(row_ids.type):
@@ -206,11 +217,13 @@ def _checked_ids_and_predictions(table: pa.Table, source: str) -> pa.Table:
     return table
 
 
-def validate_scored_ids(table: pa.Table, *, source: str) -> pa.Table:
-    """An earlier batch as the performance window reads it: row_id and prediction only."""
+def validate_scored_ids(table: pa.Table, *, source: str, classes: Sequence[str] = ()) -> pa.Table:
+    """An earlier batch as the performance window reads it: row_id and prediction only (and a
+    classifier's probabilities)."""
     _check_unique_names(table.column_names, source)
-    _require(table.column_names, [ROW_ID, PREDICTION], source)
-    return _checked_ids_and_predictions(table.select([ROW_ID, PREDICTION]), source)
+    kept = [ROW_ID, PREDICTION, *probability_columns(classes)]
+    _require(table.column_names, kept, source)
+    return _checked_ids_and_predictions(table.select(kept), source, classes)
 
 
 def _require(found: list[str], required: list[str], source: str) -> None:
@@ -230,11 +243,18 @@ def _check_type(
         raise InputError(f"{source}: column {column!r} has type {found}, expected {expected}")
 
 
-def validate_labels(table: pa.Table, *, target: str, source: str) -> pa.Table:
-    """A label file must carry row_id and a numeric target; returns just those two."""
+def validate_labels(
+    table: pa.Table, *, target: str, source: str, classes: Sequence[str] = ()
+) -> pa.Table:
+    """A label file must carry row_id and a numeric target (a classifier's: one of its
+    classes, returned as its string form); returns just those two."""
     _check_unique_names(table.column_names, source)
     _require(table.column_names, [ROW_ID, target], source)
-    _check_type(table, target, _is_numeric, "a numeric target", source)
-    _check_finite(table, target, source)
+    if classes:
+        truth = checked_classes(table, target, classes, source=source)
+        table = table.set_column(table.column_names.index(target), target, truth)
+    else:
+        _check_type(table, target, _is_numeric, "a numeric target", source)
+        _check_finite(table, target, source)
     _check_type(table, ROW_ID, _is_row_id, "string ids", source)
     return table.select([ROW_ID, target])

@@ -73,10 +73,11 @@ def _prediction_sample(value: Callable[[FeatureDrift], float]) -> Callable[..., 
 
 
 def _baseline(field: str) -> Callable[..., Samples]:
-    return lambda r, _: _one(getattr(r.baseline, field))
+    # a regressor's card has no accuracy, a classifier's no MAE: each pushes its own
+    return lambda r, _: _one(getattr(r.baseline, field, None))
 
 
-def _covered(value: Callable[[BatchPerformance], float]) -> Callable[..., Samples]:
+def _covered(value: Callable[[BatchPerformance], float | None]) -> Callable[..., Samples]:
     """A sample of the latest batch with enough label coverage, when there is one."""
 
     def samples(r: MonitoringResult, _: RunStamp) -> Samples:
@@ -87,12 +88,58 @@ def _covered(value: Callable[[BatchPerformance], float]) -> Callable[..., Sample
 
 
 def _performance(field: str) -> Callable[..., Samples]:
-    return _covered(lambda p: getattr(p.metrics, field))
+    return _covered(lambda p: getattr(p.metrics, field, None))
 
 
 def _estimated(field: str) -> Callable[..., Samples]:
     """A sample of the monitored batch's estimate, when there is one."""
     return lambda r, _: [] if r.estimate is None else _one(getattr(r.estimate, field))
+
+
+def _class_estimated(field: str) -> Callable[..., Samples]:
+    """A sample of a classifier's estimate before labels (CBPE), when there is one."""
+    return lambda r, _: [] if r.class_estimate is None else _one(getattr(r.class_estimate, field))
+
+
+_CLASSIFIER_METRICS = (
+    ("accuracy", "Accuracy"),
+    ("balanced_accuracy", "Balanced accuracy (mean recall over the true classes)"),
+    ("f1_macro", "Macro F1"),
+    ("roc_auc", "ROC AUC (multiclass: one-vs-rest macro)"),
+    ("log_loss", "Log loss"),
+    ("brier", "Brier score (binary: positive class; multiclass: summed over classes)"),
+)
+
+
+def _classifier_gauges() -> tuple[Gauge, ...]:
+    """A classifier's gauges (docs/contract.md, "Classifiers"); a regressor has no samples."""
+    realized = tuple(
+        Gauge(f"ml_model_{name}", f"{text} on that batch's labelled rows.", (), _performance(name))
+        for name, text in _CLASSIFIER_METRICS
+    )
+    baseline = tuple(
+        Gauge(f"ml_model_baseline_{name}", f"Holdout {text} from the card.", (), _baseline(name))
+        for name, text in _CLASSIFIER_METRICS
+    )
+    estimated = tuple(
+        Gauge(
+            f"ml_model_estimated_{name}{end}",
+            f"{text} of the monitored batch estimated before its labels (CBPE){note}.",
+            (),
+            _class_estimated(f"{name}{end}"),
+        )
+        for name, text in (("accuracy", "Accuracy"), ("roc_auc", "ROC AUC"))
+        for end, note in (("", ""), ("_lower", ", band's lower end"), ("_upper", ", upper end"))
+    )
+    shares = Gauge(
+        "ml_prediction_class_share",
+        "Share of the monitored batch's rows predicted as the class.",
+        ("class",),
+        lambda r, _: (
+            [((label,), share) for label, share in r.class_shares.items()] if r.n_rows else []
+        ),
+    )
+    return (shares, *realized, *baseline, *estimated)
 
 
 CATALOGUE: tuple[Gauge, ...] = (
@@ -147,7 +194,7 @@ CATALOGUE: tuple[Gauge, ...] = (
     ),
     Gauge(
         "ml_prediction_drift_score",
-        "KS D of predictions vs reference.",
+        "KS D of predictions vs reference (a classifier's: TVD of its predicted class shares).",
         (),
         _prediction_sample(lambda p: p.score),
     ),
@@ -207,6 +254,7 @@ CATALOGUE: tuple[Gauge, ...] = (
     Gauge("ml_model_baseline_rmse", "Holdout RMSE from the model card.", (), _baseline("rmse")),
     Gauge("ml_model_baseline_mape", "Holdout MAPE from the model card.", (), _baseline("mape")),
     Gauge("ml_model_baseline_r2", "Holdout R2 from the model card.", (), _baseline("r2")),
+    *_classifier_gauges(),
     Gauge(
         "ml_policy_performance_alert_ratio",
         "MLPerformanceDegraded fires when the MAE is above this factor of the baseline.",

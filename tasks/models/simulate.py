@@ -6,7 +6,8 @@ so any registered model can be simulated) and scored by the model. Scenarios, fr
   feature (for diamonds, `carat`): larger stones become common, so the size features shift, while
   the true relation from features to target is unchanged.
 - `concept-drift`: features as before, the true target is 30 % higher than before for the same
-  features (a market moves, the model does not).
+  features (a market moves, the model does not); a classifier's true class is another one, drawn
+  at random, for 30 % of the rows.
 - `both`: the two together.
 Labels arrive 1-7 days after their batch (most within 4 days); 3 % never arrive. Every day has its
 own random stream from (seed, day), so the same seed gives the same rows on every rerun.
@@ -20,9 +21,11 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from data_lake.columns import MODEL_VERSION, PREDICTION, ROW_ID, SCORED_AT
 from model_registry.registry import ModelCard
+from tasks.performance.classification import class_strings
 
 Scenario = Literal["none", "data-drift", "concept-drift", "both"]
 SCENARIOS: tuple[Scenario, ...] = ("none", "data-drift", "concept-drift", "both")
@@ -31,6 +34,7 @@ LABEL_DELAY_WEIGHTS = np.array([0.30, 0.25, 0.15, 0.12, 0.08, 0.06, 0.04])
 LABEL_NEVER_RATIO = 0.03
 COVARIATE_TILT = 0.35
 CONCEPT_FACTOR = 1.3
+CONCEPT_FLIP_RATIO = 0.3  # a classifier's rows whose true class changes under concept drift
 
 
 @dataclass(frozen=True)
@@ -86,14 +90,46 @@ def simulate_day(
         if isinstance(sample[name].dtype, pd.CategoricalDtype):
             scored[name] = scored[name].astype(sample[name].dtype)
     predictions = estimator.predict(sample[names]) if rows else np.empty(0)
-    scored[PREDICTION] = np.asarray(predictions, dtype=np.float64)
+    if card.is_classifier:
+        _score_classes(scored, card, estimator, sample[names])
+    else:
+        scored[PREDICTION] = np.asarray(predictions, dtype=np.float64)
+        truth = sample[card.target].to_numpy(np.float64)
+        truth = truth * (CONCEPT_FACTOR if concept_drift else 1.0)
     scored[MODEL_VERSION] = card.version
-    truth = sample[card.target].to_numpy(np.float64) * (CONCEPT_FACTOR if concept_drift else 1.0)
     delay = rng.choice(LABEL_DELAY_DAYS, size=rows, p=LABEL_DELAY_WEIGHTS)
     arrives = rng.uniform(size=rows) >= LABEL_NEVER_RATIO
+    if card.is_classifier:
+        truth = _true_classes(sample[card.target].to_numpy(), card, rng, concept_drift)
     labels = pd.DataFrame({ROW_ID: row_id, card.target: truth, "delay": delay})[arrives]
     by_arrival = {
         batch_date + timedelta(days=int(d)): group.drop(columns="delay").reset_index(drop=True)
         for d, group in labels.groupby("delay")
     }
     return SimulatedDay(batch_date, scored, by_arrival)
+
+
+def _score_classes(
+    scored: pd.DataFrame, card: ModelCard, estimator: Any, features: pd.DataFrame
+) -> None:
+    """A classifier's predicted class and one `proba_<class>` column per class."""
+    rows = len(features)
+    scored[PREDICTION] = estimator.predict(features) if rows else np.empty(0, dtype=object)
+    proba = estimator.predict_proba(features) if rows else np.empty((0, len(card.classes)))
+    for i, label in enumerate(card.classes):
+        scored[f"proba_{label}"] = np.asarray(proba[:, i], dtype=np.float64)
+
+
+def _true_classes(
+    truth: np.ndarray, card: ModelCard, rng: np.random.Generator, concept_drift: bool
+) -> np.ndarray:
+    """The pool's true classes (in their string form); under concept drift another class for
+    CONCEPT_FLIP_RATIO of the rows."""
+    labels = np.asarray(class_strings(pa.array(truth.tolist())).to_pylist(), dtype=object)
+    if not concept_drift:
+        return labels
+    flip = rng.uniform(size=truth.size) < CONCEPT_FLIP_RATIO
+    shift = rng.integers(1, len(card.classes), size=truth.size)
+    codes = np.array([card.classes.index(str(t)) for t in labels], dtype=np.int64)
+    others = np.asarray(card.classes, dtype=object)[(codes + shift) % len(card.classes)]
+    return np.where(flip, others, labels)

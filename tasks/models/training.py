@@ -22,6 +22,7 @@ from sklearn.preprocessing import OrdinalEncoder
 from core.errors import InputError
 from data_lake.columns import BATCH_DATE, MODEL_VERSION, PREDICTION, ROW_ID, SCORED_AT
 from model_registry.registry import FeatureSpec, HoldoutMetrics
+from model_registry.task import ClassifierHoldoutMetrics, TaskKind
 from tasks.performance.window import regression_metrics
 from tasks.stats.columns import category_counts
 
@@ -39,8 +40,10 @@ class PreparedModel:
     reference_bytes: bytes
     target: str
     features: tuple[FeatureSpec, ...]
-    metrics: HoldoutMetrics
+    metrics: HoldoutMetrics | ClassifierHoldoutMetrics
     libraries: dict[str, str]
+    task: TaskKind = "regression"
+    classes: tuple[str, ...] = ()  # a classifier's (tasks/models/classifier.py)
 
 
 def random_forest_pipeline(categorical: list[str], *, seed: int) -> Pipeline:

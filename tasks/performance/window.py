@@ -21,6 +21,12 @@ import pyarrow.compute as pc
 
 from core.errors import DriftlineError, InputError
 from data_lake.columns import PREDICTION, ROW_ID
+from tasks.performance.classification import (
+    ClassificationMetrics,
+    class_codes,
+    classification_metrics,
+    probability_matrix,
+)
 from tasks.stats.columns import as_float
 
 
@@ -38,7 +44,7 @@ class BatchPerformance:
     n_rows: int
     n_labelled: int
     label_coverage_ratio: float
-    metrics: RegressionMetrics | None  # None when no row is labelled
+    metrics: RegressionMetrics | ClassificationMetrics | None  # None when no row is labelled
 
 
 @dataclass(frozen=True)
@@ -90,10 +96,11 @@ def window_start(batch_date: date, window_days: int) -> date:
 class _Batch:
     """One scored batch: predictions in file order and the label events for its rows."""
 
-    predictions: np.ndarray  # float64, file order
+    predictions: np.ndarray  # float64, file order (a classifier's: class codes)
     arrivals: np.ndarray  # int64 ordinals of each label event, ascending (read order)
     rows: np.ndarray  # int64 row index in the batch of each label event
-    targets: np.ndarray  # float64 label of each event (NaN: a null label)
+    targets: np.ndarray  # float64 label of each event (NaN: a null label); or class codes
+    probabilities: np.ndarray | None = None  # a classifier's, rows x classes
 
 
 class Window:
@@ -114,8 +121,10 @@ class Window:
         label_batches: np.ndarray,
         scored_errors: Mapping[date, DriftlineError],
         label_errors: Mapping[date, DriftlineError],
+        classes: Sequence[str] = (),
     ) -> None:
         self.model = model
+        self.classes = tuple(classes)  # a classifier's: its metrics are classification metrics
         self.window_days = window_days
         self.batches = batches
         self.label_arrivals = label_arrivals  # every label event, in read order
@@ -137,21 +146,27 @@ class Window:
         labels: Sequence[tuple[date, pa.Table]],
         scored_errors: Mapping[date, DriftlineError] | None = None,
         label_errors: Mapping[date, DriftlineError] | None = None,
+        classes: Sequence[str] = (),
     ) -> Window:
         """From the scored batches (row_id, prediction) by batch day and the label files
-        (row_id, target) by arrival day, each in ascending day order and read order."""
+        (row_id, target) by arrival day, each in ascending day order and read order. A
+        classifier's (`classes`) batches also hold its `proba_<class>` columns."""
         ids: list[pa.Array] = []  # row_ids of the scored rows, then of the label events
         predictions: dict[date, np.ndarray] = {}
+        probabilities: dict[date, np.ndarray] = {}
         scored_batch: list[np.ndarray] = []
+        values = as_float if not classes else (lambda c: class_codes(c, classes))
         for day, table in scored:
-            predictions[day] = as_float(table.column(PREDICTION))
+            predictions[day] = values(table.column(PREDICTION))
+            if classes:
+                probabilities[day] = probability_matrix(table, classes)
             ids.extend(pc.cast(table.column(ROW_ID), pa.string()).chunks)
             scored_batch.append(np.full(table.num_rows, day.toordinal(), dtype=np.int64))
         label_targets: list[np.ndarray] = []
         label_arrival: list[np.ndarray] = []
         for day, table in labels:
             ids.extend(pc.cast(table.column(ROW_ID), pa.string()).chunks)
-            label_targets.append(as_float(table.column(target)))
+            label_targets.append(values(table.column(target)))
             label_arrival.append(np.full(table.num_rows, day.toordinal(), dtype=np.int64))
 
         # one hash pass gives every row_id an integer code; the rest is integer arithmetic
@@ -167,6 +182,7 @@ class Window:
                 labels=labels,
                 scored_errors={**(scored_errors or {}), **repeated},
                 label_errors=label_errors,
+                classes=classes,
             )
         scored_codes, label_codes = codes[: batch_of_row.size], codes[batch_of_row.size :]
         row_in_batch = np.concatenate(
@@ -189,7 +205,9 @@ class Window:
         for day, preds in predictions.items():
             lo, hi = np.searchsorted(sorted_batches, [day.toordinal(), day.toordinal() + 1])
             events = order[lo:hi]
-            batches[day] = _Batch(preds, arrivals[events], label_rows[events], targets[events])
+            batches[day] = _Batch(
+                preds, arrivals[events], label_rows[events], targets[events], probabilities.get(day)
+            )
         return cls(
             model=model,
             window_days=window_days,
@@ -199,6 +217,7 @@ class Window:
             label_batches=label_batches,
             scored_errors=scored_errors or {},
             label_errors=label_errors or {},
+            classes=classes,
         )
 
     def performance(self, batch_date: date) -> PerformanceOutcome:
@@ -276,15 +295,24 @@ class Window:
         labelled = ~np.isnan(targets)
         # a row the model left unscored (null prediction) counts as labelled, but has no error
         scorable = labelled & ~np.isnan(predicted)
+        proba = None
+        if batch.probabilities is not None:
+            proba = batch.probabilities[unique_rows]
+            scorable &= ~np.isnan(proba).any(axis=1)
         n_labelled = int(labelled.sum())
+        metrics: RegressionMetrics | ClassificationMetrics | None = None
+        if scorable.any() and proba is not None:
+            metrics = classification_metrics(
+                targets[scorable], predicted[scorable], proba[scorable], self.classes
+            )
+        elif scorable.any():
+            metrics = regression_metrics(targets[scorable], predicted[scorable])
         performance = BatchPerformance(
             batch_date=batch_date,
             n_rows=n_rows,
             n_labelled=n_labelled,
             label_coverage_ratio=n_labelled / n_rows,
-            metrics=regression_metrics(targets[scorable], predicted[scorable])
-            if scorable.any()
-            else None,
+            metrics=metrics,
         )
         self._memo[key] = (performance, n_labelled - int(scorable.sum()))
         return self._memo[key]

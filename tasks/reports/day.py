@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.settings import DEFAULT_ALERT_THRESHOLDS, AlertThresholds, DriftRule
+from model_registry.task import ClassifierHoldoutMetrics
+from tasks.performance.window import RegressionMetrics
 from tasks.reports import pictures as report_pictures
 from tasks.reports import plots
+from tasks.reports.classifier import classifier_facts
 from tasks.reports.numbers import p_text, percent, round_sig, sig3
 from tasks.results.day import MonitoringResult
 from tasks.stats.drift import FeatureDrift
@@ -34,7 +37,11 @@ def drift_rows(result: MonitoringResult) -> list[dict[str, Any]]:
             "drifted": d.is_drifted,
             "status": d.status,
         }
-        for d in (*result.features, *([result.prediction] if result.prediction else []))
+        for d in (
+            *result.features,
+            *([result.prediction] if result.prediction else []),
+            *result.probabilities,  # a classifier's class probabilities
+        )
     ]
 
 
@@ -63,7 +70,10 @@ def performance_facts(
     result: MonitoringResult, thresholds: AlertThresholds = DEFAULT_ALERT_THRESHOLDS
 ) -> list[str]:
     """The batch's estimated MAE with its band, the realized MAE where labels allow it, and
-    which of the two to trust when: for the summary and the day's report."""
+    which of the two to trust when: for the summary and the day's report (a classifier's:
+    tasks/reports/classifier.py)."""
+    if isinstance(result.baseline, ClassifierHoldoutMetrics):
+        return classifier_facts(result, thresholds)
     covered = percent(result.min_label_coverage)
     baseline = result.baseline.mae
 
@@ -91,7 +101,7 @@ def performance_facts(
     if own is None or own is not perf:
         labelled = percent(own.label_coverage_ratio if own is not None else 0.0)
         facts.append(f"this batch: realized MAE not known yet ({labelled} labelled)")
-    if perf is not None and perf.metrics is not None:
+    if perf is not None and isinstance(perf.metrics, RegressionMetrics):
         facts.append(
             f"realized MAE of batch {perf.batch_date} ({percent(perf.label_coverage_ratio)} "
             f"labelled): {sig3(perf.metrics.mae)} = {times_baseline(perf.metrics.mae)} (alert "
@@ -225,7 +235,7 @@ class DayReport:
         if normal_days:
             head.insert(5, "normal day")
         rows = []
-        for d in (*self.result.features, self.result.prediction):
+        for d in (*self.result.features, self.result.prediction, *self.result.probabilities):
             if d is None:
                 continue
             ok = d.status == "ok"

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.settings import DEFAULT_ALERT_THRESHOLDS, AlertThresholds
+from model_registry.registry import HoldoutMetrics
+from tasks.performance.window import RegressionMetrics
 from tasks.reports.numbers import p_text, percent, sig3
 from tasks.reports.plots import (
     BLUE,
@@ -194,6 +196,10 @@ def performance_picture(
     """Realized MAE per batch of the window with its label coverage, the estimate when the
     result has one, the baseline and the alert line above it; None with no batch."""
     batches = result.performance
+    if not isinstance(result.baseline, HoldoutMetrics):
+        from tasks.reports.classifier_pictures import classifier_performance_picture
+
+        return classifier_performance_picture(result, thresholds)
     if not batches:
         return None
     first = batches[0].batch_date
@@ -205,7 +211,7 @@ def performance_picture(
     est_mae = getattr(estimate, "mae", None)
     est_low = getattr(estimate, "mae_lower", None)
     est_high = getattr(estimate, "mae_upper", None)
-    maes = [b.metrics.mae for b in batches if b.metrics is not None]
+    maes = [b.metrics.mae for b in batches if isinstance(b.metrics, RegressionMetrics)]
     levels = [*maes, alert * 1.04, baseline * 0.8]  # the alert line stays inside the frame
     levels += [v for v in (est_mae, est_low, est_high) if isinstance(v, float)]
     ylim = (0.0, max(v for v in levels if math.isfinite(v)) * 1.08) if maes or baseline else (0, 1)
@@ -237,7 +243,7 @@ def performance_picture(
         covered = [
             (d, b.metrics.mae, b.label_coverage_ratio >= result.min_label_coverage)
             for d, b in zip(days, batches, strict=True)
-            if b.metrics is not None
+            if isinstance(b.metrics, RegressionMetrics)
         ]
         if covered:
             top.line([c[0] for c in covered], [c[1] for c in covered], color=BLUE, lw=1.3)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
 from core.policy import DEFAULT_VERSION
 from core.settings import DEFAULT_ALERT_THRESHOLDS, AlertThresholds
 from model_registry.registry import HoldoutMetrics
+from model_registry.task import ClassifierHoldoutMetrics
+from tasks.performance.cbpe import CalibrationQuality, ClassificationEstimate
+from tasks.performance.classification import ClassificationMetrics
 from tasks.performance.estimate import PerformanceEstimate
 from tasks.performance.window import BatchPerformance, RegressionMetrics
 from tasks.stats.drift import FeatureDrift
@@ -28,7 +32,7 @@ class MonitoringResult:
     features: tuple[FeatureDrift, ...]
     prediction: FeatureDrift | None
     performance: tuple[BatchPerformance, ...]  # every batch of the window, oldest first
-    baseline: HoldoutMetrics
+    baseline: HoldoutMetrics | ClassifierHoldoutMetrics
     min_label_coverage: float
     unmatched_labels: int
     warnings: tuple[str, ...]
@@ -42,6 +46,13 @@ class MonitoringResult:
     # the features that may alert: drifted, not muted, and sustained as the policy asks
     # (tasks/day/persistence.py); None (a result built by hand) is the day's drifted features
     alerting_features: tuple[str, ...] | None = None
+    # a classifier's (docs/contract.md, "Classifiers"): the share of each predicted class, the
+    # drift of each class probability, the estimate before labels (CBPE) and how its
+    # calibration held on the reference
+    class_shares: Mapping[str, float] = field(default_factory=dict)
+    probabilities: tuple[FeatureDrift, ...] = ()
+    class_estimate: ClassificationEstimate | None = None
+    calibration: CalibrationQuality | None = None
 
     @property
     def drifted_features(self) -> list[str]:
@@ -125,6 +136,29 @@ def _estimate(raw: dict[str, Any] | None) -> PerformanceEstimate | None:
     )
 
 
+def _metrics(raw: dict[str, Any]) -> RegressionMetrics | ClassificationMetrics:
+    if "accuracy" in raw:
+        return ClassificationMetrics.from_dict(raw)
+    return RegressionMetrics(**{k: _nan(v) for k, v in raw.items()})
+
+
+def _baseline(raw: dict[str, Any]) -> HoldoutMetrics | ClassifierHoldoutMetrics:
+    numbers = {k: _nan(v) for k, v in raw.items()}
+    return ClassifierHoldoutMetrics(**numbers) if "accuracy" in raw else HoldoutMetrics(**numbers)
+
+
+def _class_estimate(raw: dict[str, Any] | None) -> ClassificationEstimate | None:
+    if not raw:
+        return None
+    bands = {k: _nan(v) for k, v in raw.items() if k not in ("n_rows", "n_estimated", "calibrated")}
+    return ClassificationEstimate(
+        n_rows=int(raw["n_rows"]),
+        n_estimated=int(raw["n_estimated"]),
+        calibrated=bool(raw["calibrated"]),
+        **bands,
+    )
+
+
 def from_json(payload: bytes) -> MonitoringResult:
     raw = json.loads(payload)
     return MonitoringResult(
@@ -141,13 +175,11 @@ def from_json(payload: bytes) -> MonitoringResult:
                 n_rows=p["n_rows"],
                 n_labelled=p["n_labelled"],
                 label_coverage_ratio=p["label_coverage_ratio"],
-                metrics=RegressionMetrics(**{k: _nan(v) for k, v in p["metrics"].items()})
-                if p["metrics"]
-                else None,
+                metrics=_metrics(p["metrics"]) if p["metrics"] else None,
             )
             for p in raw["performance"]
         ),
-        baseline=HoldoutMetrics(**{k: _nan(v) for k, v in raw["baseline"].items()}),
+        baseline=_baseline(raw["baseline"]),
         min_label_coverage=raw["min_label_coverage"],
         unmatched_labels=raw["unmatched_labels"],
         warnings=tuple(raw["warnings"]),
@@ -163,4 +195,10 @@ def from_json(payload: bytes) -> MonitoringResult:
         alerting_features=None
         if raw.get("alerting_features") is None
         else tuple(raw["alerting_features"]),
+        class_shares={str(k): float(v) for k, v in (raw.get("class_shares") or {}).items()},
+        probabilities=tuple(_drift(f) for f in raw.get("probabilities", ())),
+        class_estimate=_class_estimate(raw.get("class_estimate")),
+        calibration=CalibrationQuality.from_dict(raw["calibration"])
+        if raw.get("calibration")
+        else None,
     )

@@ -38,6 +38,8 @@ class DriftOutcome:
     prediction: FeatureDrift
     # per feature and the prediction (under its column name): what the report's pictures need
     sketches: Mapping[str, Sketch] = field(default_factory=dict, compare=False)
+    # a classifier's class probabilities (KS), flagged by BH among themselves
+    probabilities: tuple[FeatureDrift, ...] = ()
 
 
 def feature_drift(
@@ -108,8 +110,11 @@ def drift_report(
     # Arrow's pool keeps the pages the batch was decoded in; handing them back before the
     # sorts start keeps a large run's peak memory near one copy of the batch
     pa.default_memory_pool().release_unused()
-    jobs = [(name, p) for name, p in profile.features.items() if name not in exclude]
+    jobs: list[tuple[str, FeatureProfile]] = [
+        (name, p) for name, p in profile.features.items() if name not in exclude
+    ]
     jobs.append((PREDICTION, profile.prediction))
+    jobs.extend(profile.probabilities.items())
 
     def run(job: tuple[str, FeatureProfile]) -> tuple[FeatureDrift, Sketch]:
         name, reference = job
@@ -125,9 +130,13 @@ def drift_report(
         results = [done[i] for i in range(len(jobs))]
     else:
         results = [run(job) for job in jobs]
-    *features, prediction = (_with_normal(profile, drift) for drift, _ in results)
+    n_probabilities = len(profile.probabilities)
+    tested = [_with_normal(profile, drift) for drift, _ in results]
+    probabilities = tested[len(tested) - n_probabilities :]
+    *features, prediction = tested[: len(tested) - n_probabilities]
     sketches = {drift.feature: sketch for drift, sketch in results}
     decided = tuple(
         replace(d, muted=True) if d.feature in mute else d for d in decide(features, rule, rules)
     )
-    return DriftOutcome(decided, decide_single(prediction, rule), sketches)
+    classes = tuple(decide(probabilities, rule, rules)) if probabilities else ()
+    return DriftOutcome(decided, decide_single(prediction, rule), sketches, classes)

@@ -47,10 +47,12 @@ class NormalRange:
 @dataclass(frozen=True)
 class ReferenceProfile:
     features: dict[str, FeatureProfile]
-    prediction: NumericProfile
+    prediction: FeatureProfile  # a classifier's predicted class is categorical
     n_rows: int
     # per feature and the prediction (under its column name); empty without reference days
     normal: Mapping[str, NormalRange] = field(default_factory=dict)
+    # a classifier's `proba_<class>` columns, tested like numeric features
+    probabilities: Mapping[str, NumericProfile] = field(default_factory=dict)
 
 
 class HasFeatures(Protocol):
@@ -65,7 +67,8 @@ def numeric_profile(column: pa.ChunkedArray | pa.Array) -> NumericProfile:
 
 
 def build_profile(reference: pa.Table, card: HasFeatures) -> ReferenceProfile:
-    """Fit the profile from the reference rows (features and prediction)."""
+    """Fit the profile from the reference rows (features and prediction; a classifier's, whose
+    card has `classes`, also each class probability)."""
     features: dict[str, FeatureProfile] = {}
     for spec in card.features:
         column = reference.column(spec.name)
@@ -73,6 +76,12 @@ def build_profile(reference: pa.Table, card: HasFeatures) -> ReferenceProfile:
             features[spec.name] = numeric_profile(column)
         else:
             features[spec.name] = CategoricalProfile(*category_counts(column))
-    return ReferenceProfile(
-        features, numeric_profile(reference.column(PREDICTION)), reference.num_rows
-    )
+    classes: Sequence[str] = getattr(card, "classes", ())
+    prediction = reference.column(PREDICTION)
+    if classes:
+        probabilities = {
+            f"proba_{c}": numeric_profile(reference.column(f"proba_{c}")) for c in classes
+        }
+        predicted = CategoricalProfile(*category_counts(prediction))
+        return ReferenceProfile(features, predicted, reference.num_rows, {}, probabilities)
+    return ReferenceProfile(features, numeric_profile(prediction), reference.num_rows)
