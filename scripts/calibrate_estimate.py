@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 from core.settings import Settings, load_settings
 from data_lake.lake import Lake
 from driftline import commands
-from model_registry.registry import Registry
+from model_registry.registry import HoldoutMetrics, Registry
 from tasks.day import engine
 from tasks.edge.estimator_file import load_loss_estimator
 from tasks.models.simulate import SCENARIOS, Scenario
@@ -55,6 +55,7 @@ from tasks.performance.estimate import (
     estimate_performance,
     split_reference,
 )
+from tasks.performance.window import RegressionMetrics
 
 MODEL = "calibration"
 MULTIPLIERS = (1.64, 1.96, 2.24, 2.58)  # the band's z, measured: 90, 95, 97.5, 99 % nominal
@@ -132,7 +133,11 @@ def run_days(
     window = engine.read_window(
         lake, context.card, later, later, window_days=settings.performance_window_days
     )
-    realized = {p.batch_date: p.metrics.mae for p in window.performance(later).batches if p.metrics}
+    realized = {
+        p.batch_date: p.metrics.mae
+        for p in window.performance(later).batches
+        if isinstance(p.metrics, RegressionMetrics)
+    }
     out = []
     for offset in range(days):
         day = START + timedelta(days=offset)
@@ -152,6 +157,7 @@ def collect(train_seeds: int, runs: int, days: int) -> tuple[list[Day], dict[str
             registry = Registry.open(str(root / "registry"))
             pool = held_out_pool(registry, root / "pool.parquet")
             context = engine.load_model_context(registry, MODEL)
+            assert isinstance(card.metrics, HoldoutMetrics)  # the diamonds regressor
             baseline = card.metrics.mae
             for index, scenario in enumerate(CALIBRATED):
                 for run in range(runs):

@@ -200,7 +200,7 @@ CATALOGUE: tuple[Gauge, ...] = (
     ),
     Gauge(
         "ml_prediction_drift_p_value",
-        "KS p-value of predictions vs reference.",
+        "p-value of predictions vs reference (KS; a classifier's: chi-square of its class shares).",
         (),
         _prediction_sample(lambda p: p.p_value),
     ),
