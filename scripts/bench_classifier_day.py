@@ -41,30 +41,34 @@ def _jittered(table: pd.DataFrame, features: list[str], n: int, seed: int) -> pd
     return rows
 
 
+def write_classifier_day(lake: str, registry: str, model: str, day: date, rows: int) -> None:
+    """Register `model` and write its batch of `rows` rows for `day`, 90 % labelled the next day."""
+    table = load_breast_cancer(as_frame=True).frame
+    features = [c for c in table.columns if c != "target"][:10]
+    estimator = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    estimator.fit(table[features], table["target"])
+    reference = _jittered(table, features, 20_000, seed=0)[[*features, "target"]]
+    driftline.register_model(model, estimator, reference, target="target", registry=registry)
+    scored = _jittered(table, features, rows, seed=1)
+    proba = estimator.predict_proba(scored[features])
+    batch = scored[features].assign(
+        row_id=[f"r{i}" for i in range(rows)],
+        prediction=proba.argmax(axis=1),
+        proba_0=proba[:, 0],
+        proba_1=proba[:, 1],
+    )
+    driftline.write_batch(model, day, batch, lake=lake, registry=registry)
+    labelled = int(0.9 * rows)
+    labels = pd.DataFrame(
+        {"row_id": batch["row_id"][:labelled], "target": scored["target"][:labelled]}
+    )
+    driftline.write_labels(model, day + timedelta(days=1), labels, lake=lake, registry=registry)
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         lake, registry = str(Path(tmp) / "lake"), str(Path(tmp) / "registry")
-        table = load_breast_cancer(as_frame=True).frame
-        features = [c for c in table.columns if c != "target"][:10]
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-        model.fit(table[features], table["target"])
-        reference = _jittered(table, features, 20_000, seed=0)[[*features, "target"]]
-        driftline.register_model("big", model, reference, target="target", registry=registry)
-        rows = _jittered(table, features, ROWS, seed=1)
-        proba = model.predict_proba(rows[features])
-        batch = rows[features].assign(
-            row_id=[f"r{i}" for i in range(ROWS)],
-            prediction=proba.argmax(axis=1),
-            proba_0=proba[:, 0],
-            proba_1=proba[:, 1],
-        )
-        driftline.write_batch("big", DAY, batch, lake=lake, registry=registry)
-        labelled = int(0.9 * ROWS)
-        labels = pd.DataFrame(
-            {"row_id": batch["row_id"][:labelled], "target": rows["target"][:labelled]}
-        )
-        driftline.write_labels("big", DAY + timedelta(days=1), labels, lake=lake,
-                               registry=registry)  # fmt: skip
+        write_classifier_day(lake, registry, "big", DAY, ROWS)
         settings = load_settings({"DATA_LAKE_URI": lake, "MODEL_REGISTRY_URI": registry})
         for run in (1, 2):
             wall, cpu = time.perf_counter(), time.process_time()

@@ -7,9 +7,10 @@ labelled the next day) and a batch that lacks a feature column, then runs each c
 `--repeats` times in a fresh process and prints one line of JSON: the median and every run's
 wall seconds, and the CPU seconds of the command's own process (a command the runner serves
 runs in the runner's child: its CPU is not counted there). The bars (issue "The operator's day"):
---help within 1 s, monitor within 3 s at 1k rows and 5 s at 1M rows, and an unknown model, a
-missing batch or bad input exiting within 3 s. The `*_runner_off` cases run the same commands
-with DRIFTLINE_RUNNER=off: each process imports everything itself, as without the stack's runner.
+--help within 1 s, monitor within 3 s at 1k rows and 5 s at 1M rows (a regressor and a
+classifier), and an unknown model, a missing batch or bad input exiting within 3 s. The
+`*_runner_off` cases run the same commands with DRIFTLINE_RUNNER=off: each process imports
+everything itself, as without the stack's runner.
 
     .venv/bin/python scripts/bench_commands.py [--repeats 3]
 """
@@ -37,10 +38,12 @@ from data_lake.lake import Lake
 from driftline import commands, stack
 from driftline.stack.launcher import free_port
 from model_registry.registry import Registry
+from scripts.bench_classifier_day import write_classifier_day
 
 REPO = Path(__file__).resolve().parents[1]
 
 MODEL = "diamonds-price"
+CLASSIFIER = "tumour-classifier"  # logistic regression, 10 features, 2 classes
 SMALL, LARGE, BAD, MISSING = (date(2026, 3, d) for d in (1, 2, 3, 9))
 
 
@@ -113,11 +116,18 @@ def main() -> None:
             write_batch(lake, reference, SMALL, 1_000)
             write_batch(lake, reference, LARGE, 1_000_000)
             write_batch(lake, reference, BAD, 1_000, drop="carat")
+            write_classifier_day(
+                settings.data_lake_uri, settings.model_registry_uri, CLASSIFIER, LARGE, 1_000_000
+            )
             driftline = str(Path(sys.executable).parent / "driftline")
             cases = {
                 "help": ([driftline, "--help"], 0),
                 "monitor_1k_rows": ([driftline, "monitor", "--date", str(SMALL)], 0),
                 "monitor_1m_rows": ([driftline, "monitor", "--date", str(LARGE)], 0),
+                "monitor_classifier_1m_rows": (
+                    [driftline, "monitor", "--model", CLASSIFIER, "--date", str(LARGE)],
+                    0,
+                ),
                 "unknown_model": ([driftline, "monitor", "--model", "nope"], 2),
                 "missing_batch": ([driftline, "monitor", "--date", str(MISSING)], 1),
                 "bad_input": ([driftline, "monitor", "--date", str(BAD)], 2),
