@@ -25,6 +25,7 @@ from data_lake.columns import PREDICTION, ROW_ID
 from data_lake.lake import Lake
 from model_registry.policies import current_policy
 from model_registry.registry import ModelCard, Registry
+from tasks.day.band import with_band_check
 from tasks.day.persistence import earlier_days, stored_verdicts, sustain
 from tasks.edge.estimator_file import loss_estimator_loader
 from tasks.edge.profile_file import PROFILE_FILE, load_profile
@@ -273,7 +274,8 @@ def write_day(
     day's lock. A report that cannot be written is not a failed day: the result is saved.
 
     Drift that must persist over several days counts the `earlier` days' drifted features;
-    by default those of the earlier results in the lake.
+    by default those of the earlier results in the lake. The reported batch's realized MAE is
+    checked against the band of its own night's result in the lake (tasks/day/band.py).
     """
     result = day.result
     if day.persistence.of > 1:
@@ -281,6 +283,7 @@ def write_day(
             days = earlier_days(result.batch_date, day.persistence)
             earlier = stored_verdicts(lake, result.model, days)
         result = sustain(result, day.persistence, earlier)
+    result = with_band_check(lake, result)
     path = lake.result_path(result.model, result.batch_date)
     lake.write_bytes(path, to_json(result), before_commit=lambda: faults.pause_point("write-temp"))
     report = DayReport.draw(result, day.sketches, day.rule, result.alert_thresholds)

@@ -11,6 +11,7 @@ from typing import Any
 from core.policy import DEFAULT_VERSION
 from core.settings import DEFAULT_ALERT_THRESHOLDS, AlertThresholds
 from model_registry.registry import HoldoutMetrics
+from tasks.performance.band_check import BandCheck
 from tasks.performance.estimate import PerformanceEstimate
 from tasks.performance.window import BatchPerformance, RegressionMetrics
 from tasks.stats.drift import FeatureDrift
@@ -42,6 +43,9 @@ class MonitoringResult:
     # the features that may alert: drifted, not muted, and sustained as the policy asks
     # (tasks/day/persistence.py); None (a result built by hand) is the day's drifted features
     alerting_features: tuple[str, ...] | None = None
+    # the reported batch's realized MAE against the band estimated for it on its own night;
+    # None before it is labelled, or without that night's estimate
+    band_check: BandCheck | None = None
 
     @property
     def drifted_features(self) -> list[str]:
@@ -125,6 +129,21 @@ def _estimate(raw: dict[str, Any] | None) -> PerformanceEstimate | None:
     )
 
 
+def _band_check(raw: dict[str, Any] | None) -> BandCheck | None:
+    """Results written before the check have none."""
+    if not raw:
+        return None
+    return BandCheck(
+        batch_date=date.fromisoformat(raw["batch_date"]),
+        realized_mae=_nan(raw["realized_mae"]),
+        label_coverage_ratio=_nan(raw["label_coverage_ratio"]),
+        estimated_mae=_nan(raw["estimated_mae"]),
+        mae_lower=_nan(raw["mae_lower"]),
+        mae_upper=_nan(raw["mae_upper"]),
+        is_outside_band=bool(raw["is_outside_band"]),
+    )
+
+
 def from_json(payload: bytes) -> MonitoringResult:
     raw = json.loads(payload)
     return MonitoringResult(
@@ -163,4 +182,5 @@ def from_json(payload: bytes) -> MonitoringResult:
         alerting_features=None
         if raw.get("alerting_features") is None
         else tuple(raw["alerting_features"]),
+        band_check=_band_check(raw.get("band_check")),
     )
