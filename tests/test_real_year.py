@@ -107,3 +107,7 @@ def test_labels_are_unmatched_only_where_their_batch_could_not_be_read(year) -> 
     expected = {day + lag: known.labels[day] for day in bad_batches}
     unmatched = {n.day: n.result.unmatched_labels for n in nights if n.result is not None}
     assert {day: count for day, count in unmatched.items() if count} == expected
+    night = next(n for n in nights if n.day == real_year.UNREADABLE_DAY + lag)
+    assert night.result is not None
+    said = [w for w in night.result.warnings if "match no scored row" in w]
+    assert said and f"batch {real_year.UNREADABLE_DAY}, left out, may hold them" in said[0]
