@@ -16,9 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core.settings import load_settings
 from data_lake.lake import Lake
 from model_registry.registry import HoldoutMetrics, Registry
-from tasks.day.band import with_band_check
+from tasks.day.band import batch_estimate, with_band_check
+from tasks.day.engine import load_model_context, run_day
 from tasks.edge.estimator_file import load_loss_estimator, loss_estimator_files
 from tasks.edge.profile_file import profile_files
 from tasks.performance.band_check import check_band
@@ -184,21 +186,38 @@ def test_a_realized_mae_outside_its_band_is_flagged_and_one_inside_is_not() -> N
     assert check_band(None, band) is None and check_band(labelled(day, 9.0), None) is None
 
 
-def test_the_night_reads_the_band_of_the_labelled_batch_from_its_own_result(
-    tmp_path: Path,
-) -> None:
-    lake = Lake.open(str(tmp_path))
+def test_the_night_checks_the_labelled_batch_against_the_band_made_for_it() -> None:
     today = built_result()
     reported = today.current_performance
     assert reported is not None
-    assert with_band_check(lake, today).band_check is None, "no result of that night yet"
-    its_night = dataclasses.replace(
-        built_result(day=reported.batch_date), estimate=estimate(1.0, 0.5, 1.2)
-    )
-    lake.write_bytes(lake.result_path(today.model, reported.batch_date), to_json(its_night))
-    checked = with_band_check(lake, today).band_check
+    asked: list[date] = []
+
+    def estimate_of(day: date) -> PerformanceEstimate | None:
+        asked.append(day)
+        return estimate(1.0, 0.5, 1.2)
+
+    checked = with_band_check(today, estimate_of).band_check
+    assert asked == [reported.batch_date]
     assert checked is not None and checked.is_outside_band  # 1.5 above 1.2
     assert checked.batch_date == reported.batch_date and checked.realized_mae == 1.5
+    assert with_band_check(today, lambda day: None).band_check is None
+
+
+def test_a_batchs_band_made_again_is_the_one_its_own_night_made(tmp_path: Path) -> None:
+    reference = reference_with_days(40, 200, day_sd=0.4)
+    registry = register(tmp_path / "registry", reference, *loss_estimator_files(reference, card()))
+    context = load_model_context(registry, "toy")
+    lake = Lake.open(str(tmp_path / "lake"))
+    day = date(2026, 2, 25)
+    batch = reference.drop_columns(["batch_date", "price"]).slice(0, 300)
+    batch = batch.append_column("row_id", pa.array([f"r{i}" for i in range(300)]))
+    lake.replace_partition(lake.scored_dir("toy", day), "part-0.parquet", batch)
+    own = run_day(lake, context, day, load_settings({"DATA_LAKE_URI": str(tmp_path / "lake")},
+                  push=False)).result.estimate  # fmt: skip
+    assert own is not None
+    assert batch_estimate(lake, context.card, context.loss_estimator, day) == own
+    assert batch_estimate(lake, context.card, context.loss_estimator, day + timedelta(1)) is None
+    assert batch_estimate(lake, context.card, None, day) is None
 
 
 def test_the_check_is_in_result_json_and_a_result_without_it_still_reads() -> None:

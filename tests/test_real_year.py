@@ -66,21 +66,26 @@ def test_each_night_checks_the_labelled_batch_against_the_band_its_own_night_est
 ) -> None:
     known, nights, _ = year
     by_day = {n.day: n.result for n in nights if n.result is not None}
-    checked = 0
+    checked = compared = 0
     for day, result in by_day.items():
-        reported = result.current_performance
-        estimated = by_day.get(reported.batch_date) if reported is not None else None
-        if reported is None or estimated is None or estimated.estimate is None:
-            assert result.band_check is None, day
+        reported, check = result.current_performance, result.band_check
+        if reported is None:
+            assert check is None, day
             continue
-        check = result.band_check
         assert check is not None and check.batch_date == reported.batch_date, day
         assert check.realized_mae == pytest.approx(known.realized_mae[check.batch_date])
-        band = (estimated.estimate.mae_lower, estimated.estimate.mae_upper)
-        assert (check.mae_lower, check.mae_upper) == band
-        assert check.is_outside_band is not (band[0] <= check.realized_mae <= band[1])
+        inside = check.mae_lower <= check.realized_mae <= check.mae_upper
+        assert check.is_outside_band is not inside
         checked += 1
-    assert checked >= 40
+        # the band made again is the one the batch's own night made, where that night ran
+        its_night = by_day.get(reported.batch_date)
+        if its_night is not None and its_night.estimate is not None:
+            assert (check.mae_lower, check.mae_upper) == (
+                its_night.estimate.mae_lower,
+                its_night.estimate.mae_upper,
+            )
+            compared += 1
+    assert checked >= 50 and compared >= 40
 
 
 def test_a_bad_day_fails_only_its_own_night_and_is_named_in_the_later_ones(year) -> None:
@@ -107,7 +112,3 @@ def test_labels_are_unmatched_only_where_their_batch_could_not_be_read(year) -> 
     expected = {day + lag: known.labels[day] for day in bad_batches}
     unmatched = {n.day: n.result.unmatched_labels for n in nights if n.result is not None}
     assert {day: count for day, count in unmatched.items() if count} == expected
-    night = next(n for n in nights if n.day == real_year.UNREADABLE_DAY + lag)
-    assert night.result is not None
-    said = [w for w in night.result.warnings if "match no scored row" in w]
-    assert said and f"batch {real_year.UNREADABLE_DAY}, left out, may hold them" in said[0]

@@ -1,36 +1,48 @@
-"""The reported batch's realized MAE against the band estimated for it on its own night, whose
-result in the lake holds that estimate (tasks/performance/band_check.py)."""
+"""The reported batch's realized MAE against the band estimated for it on its own night
+(tasks/performance/band_check.py). That band is made again from the batch's rows by the same
+estimator, so a day's result depends on the lake's inputs only, never on which earlier nights
+have run."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import date
 
-from core.errors import InputError
+from core.errors import DriftlineError
 from data_lake.lake import Lake
+from model_registry.registry import ModelCard
+from tasks.edge.validation import validate_batch
 from tasks.performance.band_check import check_band
-from tasks.performance.estimate import PerformanceEstimate
-from tasks.results.day import MonitoringResult, from_json
+from tasks.performance.estimate import LossEstimator, PerformanceEstimate, estimate_performance
+from tasks.results.day import MonitoringResult
 
 
-def stored_estimate(lake: Lake, model: str, batch_date: date) -> PerformanceEstimate | None:
-    """The estimate the result of `batch_date` holds; None without a readable result."""
-    payload = lake.read_bytes(lake.result_path(model, batch_date))
-    if payload is None:
+def batch_estimate(
+    lake: Lake, card: ModelCard, estimator: LossEstimator | None, batch_date: date
+) -> PerformanceEstimate | None:
+    """The estimate the night of `batch_date` made: its batch, validated as that night did,
+    through the version's estimator; None when the batch cannot be read or validated."""
+    if estimator is None:
         return None
+    source = f"batch {batch_date} ({lake.uri_of(lake.scored_dir(card.name, batch_date))})"
     try:
-        return from_json(payload).estimate
-    except (InputError, ValueError, KeyError, TypeError):
-        return None  # a damaged earlier result is no reason to fail today: nothing to check
+        batch = validate_batch(lake.read_scored(card.name, batch_date), card, source=source)
+    except DriftlineError:
+        return None  # its own night failed and said why; later nights have no band to check
+    return estimate_performance(estimator, batch.table)
 
 
-def with_band_check(lake: Lake, result: MonitoringResult) -> MonitoringResult:
-    """`result` with its reported batch's realized MAE checked against that batch's band."""
+def with_band_check(
+    result: MonitoringResult, estimate_of: Callable[[date], PerformanceEstimate | None]
+) -> MonitoringResult:
+    """`result` with its reported batch's realized MAE checked against that batch's band;
+    `estimate_of` makes the band of an earlier batch."""
     performance = result.current_performance
     if performance is None:
         return result
     if performance.batch_date == result.batch_date:
         estimate = result.estimate
     else:
-        estimate = stored_estimate(lake, result.model, performance.batch_date)
+        estimate = estimate_of(performance.batch_date)
     return dataclasses.replace(result, band_check=check_band(performance, estimate))

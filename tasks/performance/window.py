@@ -231,15 +231,12 @@ class Window:
         found = self.label_batches[left:right]
         outside = (found < lo) | (found > batch_date.toordinal())
         unmatched = int(np.unique(self.label_codes[left:right][outside]).size)
-        # a batch that could not be read has rows no label can be matched to
-        unread = [str(d) for d in sorted(self.scored_errors) if first <= d < batch_date]
-        may_hold = f" (batch {', '.join(unread)}, left out, may hold them)" if unread else ""
         warnings = (
             tuple(left_out)
             + (
                 (
                     f"{unmatched} label(s) that arrived on {as_of(batch_date)} match no scored row "
-                    f"of the batches {first}..{batch_date} and were skipped{may_hold}",
+                    f"of the batches {first}..{batch_date} and were skipped",
                 )
                 if unmatched
                 else ()
