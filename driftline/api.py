@@ -59,7 +59,8 @@ def register_model(
     `estimator` may be None when the reference holds its predictions: the version then has no
     model file (monitoring needs none). Each row's day, from
     `date_column` (default: a `batch_date` or `scored_at` column), teaches the monitor how much
-    a normal day varies. Returns the new version's card.
+    a normal day varies, and how far a day's error strays from its estimate. Returns the new
+    version's card.
     """
     check_name("model", name)
     _check_task(task)

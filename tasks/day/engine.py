@@ -25,6 +25,7 @@ from data_lake.columns import PREDICTION, ROW_ID
 from data_lake.lake import Lake
 from model_registry.policies import current_policy
 from model_registry.registry import ModelCard, Registry
+from tasks.day.band import batch_estimate, with_band_check
 from tasks.day.persistence import earlier_days, stored_verdicts, sustain
 from tasks.edge.calibration_file import CALIBRATION_FILE, load_calibration
 from tasks.edge.class_columns import probability_columns
@@ -70,6 +71,11 @@ class ModelContext:
     load_estimator: Callable[[], LossEstimator | None] = _no_estimator
     policy: Policy = field(default_factory=Policy)
     calibration: Calibration | None = None  # a classifier's CBPE (tasks/performance/cbpe.py)
+    # the estimates made with this version, by batch day: a backfill's later nights check
+    # their reported batch's band against them instead of estimating that batch again
+    estimates: dict[date, PerformanceEstimate | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @functools.cached_property
     def loss_estimator(self) -> LossEstimator | None:
@@ -245,6 +251,8 @@ class ComputedDay:
     sketches: Mapping[str, Sketch]
     rule: DriftRule  # the model's, as its policy sets it: the report states it
     persistence: Persistence
+    # the version the day ran with: its estimator makes the reported batch's band again
+    context: ModelContext | None = None
 
 
 def compute_day(
@@ -268,12 +276,20 @@ def compute_day(
     card = context.card
     loss = None if card.is_classifier else context.loss_estimator  # a classifier's is CBPE
     estimate = estimate_performance(loss, batch.table)
+    context.estimates[batch_date] = estimate
     class_estimate = estimate_batch(context.calibration, card.classes, batch.table)
     performance = window.performance(batch_date)
     result = assemble(context, batch_date, batch, drift, performance, estimate, class_estimate)
     # the earlier days' verdicts are the lake's: `write_day` counts them in
     result = sustain(result, policy.drift_persistence, {})
-    return ComputedDay(result, drift.sketches, rule, policy.drift_persistence)
+    return ComputedDay(result, drift.sketches, rule, policy.drift_persistence, context)
+
+
+def _estimate_of(lake: Lake, context: ModelContext, batch_date: date) -> PerformanceEstimate | None:
+    if batch_date in context.estimates:
+        return context.estimates[batch_date]
+    loss = None if context.card.is_classifier else context.loss_estimator
+    return batch_estimate(lake, context.card, loss, batch_date)
 
 
 @dataclass(frozen=True)
@@ -297,7 +313,8 @@ def write_day(
     day's lock. A report that cannot be written is not a failed day: the result is saved.
 
     Drift that must persist over several days counts the `earlier` days' drifted features;
-    by default those of the earlier results in the lake.
+    by default those of the earlier results in the lake. The reported batch's realized MAE is
+    checked against the band its own night estimated (tasks/day/band.py).
     """
     result = day.result
     if day.persistence.of > 1:
@@ -305,6 +322,9 @@ def write_day(
             days = earlier_days(result.batch_date, day.persistence)
             earlier = stored_verdicts(lake, result.model, days)
         result = sustain(result, day.persistence, earlier)
+    context = day.context
+    if context is not None:
+        result = with_band_check(result, lambda d: _estimate_of(lake, context, d))
     path = lake.result_path(result.model, result.batch_date)
     lake.write_bytes(path, to_json(result), before_commit=lambda: faults.pause_point("write-temp"))
     report = DayReport.draw(result, day.sketches, day.rule, result.alert_thresholds)

@@ -29,6 +29,7 @@ from tasks.performance.estimate import (
     HOLDOUT_SHARE,
     LOSS_ESTIMATOR_FILE,
     MIN_LABELLED_ROWS,
+    READABLE_FORMATS,
     EstimatorAccuracy,
     HasTarget,
     LossEstimator,
@@ -63,7 +64,8 @@ def _unpacked(
     """What `estimator_to_bytes` wrote, unpickled by the registry after its hash check."""
     try:
         loaded = load()
-        if not isinstance(loaded, dict) or loaded.get("format") != ESTIMATOR_FORMAT:
+        # the regressors are stored alike in every format; what changed is the card's record
+        if not isinstance(loaded, dict) or loaded.get("format") not in READABLE_FORMATS:
             raise ValueError(f"expected a format {ESTIMATOR_FORMAT} loss estimator")
         if loaded["features"] != card.feature_names:
             raise ValueError(f"fitted on features {loaded['features']}")

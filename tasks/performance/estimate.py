@@ -3,8 +3,10 @@
 At registration two regressors learn a row's absolute and squared error from its features and
 its prediction; every night they predict each row's losses, and the batch's MAE and RMSE are
 estimated from them with a band of `BAND_Z` standard errors. It follows covariate shift and
-cannot see concept drift. The method, the band's terms and its calibration
-(scripts/calibrate_estimate.py): docs/statistics.md, "Estimated performance before the labels".
+cannot see concept drift. Rows of one day share its conditions, so when the reference's rows
+carry their days the band also holds the estimate's between-day error measured on them. The
+method, the band's terms and its calibration (scripts/calibrate_estimate.py, scripts/real_year.py):
+docs/statistics.md, "Estimated performance before the labels".
 Storing, caching and loading the estimator: tasks/edge/estimator_file.py.
 """
 
@@ -20,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from data_lake.columns import PREDICTION
+from data_lake.columns import BATCH_DATE, PREDICTION
 from model_registry.registry import (
     FeatureSpec,
 )
@@ -28,7 +30,9 @@ from tasks.stats.columns import as_categories
 
 LOSS_ESTIMATOR_FILE = "loss_estimator.joblib"
 EXTRA_KEY = "loss_estimator"  # the card's extra entry: the estimator's accuracy on held-out rows
-ESTIMATOR_FORMAT = 1
+# 2: the accuracy record holds the between-day error (`day_error`); format 1 has none (0)
+ESTIMATOR_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 HOLDOUT_SHARE = 0.3  # of the labelled reference rows, held out to measure the estimator
 MIN_LABELLED_ROWS = 100  # fewer labelled reference rows: no estimator, no estimate
 MAX_FIT_ROWS = 200_000  # a larger reference is fitted on a seeded sample of this many rows
@@ -36,6 +40,8 @@ MAX_SAMPLE_ROWS = 20_000  # a larger batch is estimated from a seeded sample of 
 BAND_Z = 2.58  # standard errors either side: scripts/calibrate_estimate.py, docs/statistics.md
 SEED = 0
 MAX_CATEGORY_CODES = 255  # HistGradientBoostingRegressor's limit for a categorical feature
+MIN_ERROR_DAYS = 5  # fewer reference days with enough held-out rows: no between-day error
+MIN_DAY_HOLDOUT_ROWS = 30  # a day with fewer held-out rows says too little of its own error
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,10 @@ class EstimatorAccuracy:
     realized_rmse: float
     estimated_rmse: float
     level_error: float  # relative standard error of the fitted level: sd|e| / (mean|e| sqrt(n))
+    # the between-day relative error of a day's estimate, beyond its rows' noise, and the
+    # reference days it was measured on (0 and 0: a reference without days, or format 1)
+    day_error: float = 0.0
+    error_days: int = 0
 
     @property
     def mae_relative_error(self) -> float | None:
@@ -70,6 +80,8 @@ class EstimatorAccuracy:
             realized_rmse=float(raw["realized_rmse"]),
             estimated_rmse=float(raw["estimated_rmse"]),
             level_error=float(raw["level_error"]),
+            day_error=float(raw.get("day_error", 0.0)),
+            error_days=int(raw.get("error_days", 0)),
         )
 
 
@@ -189,6 +201,9 @@ def fit_loss_estimator(
     mean_loss = float(np.mean(losses))
     level_error = float(np.std(losses)) / (mean_loss * math.sqrt(fit.size)) if mean_loss else 0.0
     predicted_abs, predicted_sq = _predict(absolute, squared, x[holdout])
+    error_days, day_error = between_day_error(
+        _days(reference, holdout), np.abs(error[holdout]), predicted_abs, predicted_sq
+    )
     accuracy = EstimatorAccuracy(
         fit_rows=int(fit.size),
         holdout_rows=int(holdout.size),
@@ -197,8 +212,49 @@ def fit_loss_estimator(
         realized_rmse=float(np.sqrt(np.mean(error[holdout] ** 2))),
         estimated_rmse=float(np.sqrt(np.mean(predicted_sq))),
         level_error=level_error,
+        day_error=day_error,
+        error_days=error_days,
     )
     return LossEstimator(absolute, squared, tuple(features), accuracy)
+
+
+def _days(reference: pa.Table, rows: np.ndarray) -> np.ndarray | None:
+    """The day (days since 1970) of each of `rows`; None for a reference without days."""
+    if BATCH_DATE not in reference.column_names:
+        return None
+    days = pc.cast(reference.column(BATCH_DATE).take(pa.array(rows)), pa.int32())
+    return np.asarray(days.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def between_day_error(
+    days: np.ndarray | None,
+    realized: np.ndarray,
+    predicted_abs: np.ndarray,
+    predicted_sq: np.ndarray,
+) -> tuple[int, float]:
+    """The reference days used and the root mean square of a day's relative estimate error
+    (realized - estimated) / estimated over the held-out rows, less what its rows' noise
+    explains: (days, 0.0) with fewer than MIN_ERROR_DAYS days of MIN_DAY_HOLDOUT_ROWS rows.
+
+    The rows' noise is the band's own term, mean(e^2 - |e|^2 predicted) / n, relative to the
+    day's estimate squared; what is left is the part that a day's rows share (its weather,
+    its schedule), which no number of its rows averages away.
+    """
+    if days is None or days.size == 0:
+        return 0, 0.0
+    order = np.argsort(days, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(days[order]) != 0) + 1)
+    excess = []
+    for rows in groups:
+        estimated = float(np.mean(predicted_abs[rows])) if rows.size else 0.0
+        if rows.size < MIN_DAY_HOLDOUT_ROWS or estimated <= 0:
+            continue
+        relative = (float(np.mean(realized[rows])) - estimated) / estimated
+        noise = float(np.mean(np.maximum(predicted_sq[rows] - predicted_abs[rows] ** 2, 0.0)))
+        excess.append(relative**2 - noise / rows.size / estimated**2)
+    if len(excess) < MIN_ERROR_DAYS:
+        return len(excess), 0.0
+    return len(excess), math.sqrt(max(float(np.mean(excess)), 0.0))
 
 
 # storing -------------------------------------------------------------------------------------
@@ -230,15 +286,17 @@ def estimate_from_losses(
     *,
     n_rows: int,
     level_error: float,
+    day_error: float = 0.0,
     z: float = BAND_Z,
 ) -> PerformanceEstimate:
     """The batch's MAE and RMSE from the predicted losses of `absolute.size` of its `n_rows`
-    rows, with the band of the module docstring."""
+    rows, with the band of the module docstring: the rows' noise, the sample's, the fitted
+    level's error and the between-day error, added as variances."""
     m = absolute.size
     mae = float(np.mean(absolute))
     noise = float(np.mean(np.maximum(squared - absolute**2, 0.0))) / n_rows
     sampled = float(np.var(absolute, ddof=1)) / m * (1 - m / n_rows) if 1 < m < n_rows else 0.0
-    standard_error = math.sqrt(noise + sampled + (level_error * mae) ** 2)
+    standard_error = math.sqrt(noise + sampled + (level_error * mae) ** 2 + (day_error * mae) ** 2)
     return PerformanceEstimate(
         n_rows=n_rows,
         n_sampled=m,
@@ -260,6 +318,11 @@ def estimate_performance(
     rows = sample_rows(table.num_rows, max_rows)
     sample = table if rows is None else table.take(pa.array(rows))
     absolute, squared = predicted_losses(estimator, design_matrix(sample, estimator.features))
+    accuracy = estimator.accuracy
     return estimate_from_losses(
-        absolute, squared, n_rows=table.num_rows, level_error=estimator.accuracy.level_error
+        absolute,
+        squared,
+        n_rows=table.num_rows,
+        level_error=accuracy.level_error,
+        day_error=accuracy.day_error,
     )

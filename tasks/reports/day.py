@@ -109,6 +109,20 @@ def performance_facts(
         )
     else:
         facts.append(f"realized MAE: no batch of the window has {covered} of its labels yet")
+    check = result.band_check
+    if check is not None:
+        where = "OUTSIDE" if check.is_outside_band else "within"
+        facts.append(
+            f"realized MAE of batch {check.batch_date} {sig3(check.realized_mae)} is {where} the "
+            f"band estimated for it before its labels ({sig3(check.mae_lower)} to "
+            f"{sig3(check.mae_upper)})"
+            + (
+                ": the error moved in a way its inputs do not show, the sign of concept drift "
+                "the estimate cannot see"
+                if check.is_outside_band
+                else ""
+            )
+        )
     facts.append(
         "which to trust: the estimate, the morning after a batch: it follows the model's error "
         "when the inputs shift (covariate shift) but cannot see concept drift: when the relation "

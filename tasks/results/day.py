@@ -13,6 +13,7 @@ from core.policy import DEFAULT_VERSION
 from core.settings import DEFAULT_ALERT_THRESHOLDS, AlertThresholds
 from model_registry.registry import HoldoutMetrics
 from model_registry.task import ClassifierHoldoutMetrics
+from tasks.performance.band_check import BandCheck
 from tasks.performance.cbpe import CalibrationQuality, ClassificationEstimate
 from tasks.performance.classification import ClassificationMetrics
 from tasks.performance.estimate import PerformanceEstimate
@@ -53,6 +54,9 @@ class MonitoringResult:
     probabilities: tuple[FeatureDrift, ...] = ()
     class_estimate: ClassificationEstimate | None = None
     calibration: CalibrationQuality | None = None
+    # the reported batch's realized MAE against the band estimated for it on its own night;
+    # None before it is labelled, or without that night's estimate
+    band_check: BandCheck | None = None
 
     @property
     def drifted_features(self) -> list[str]:
@@ -159,6 +163,21 @@ def _class_estimate(raw: dict[str, Any] | None) -> ClassificationEstimate | None
     )
 
 
+def _band_check(raw: dict[str, Any] | None) -> BandCheck | None:
+    """Results written before the check have none."""
+    if not raw:
+        return None
+    return BandCheck(
+        batch_date=date.fromisoformat(raw["batch_date"]),
+        realized_mae=_nan(raw["realized_mae"]),
+        label_coverage_ratio=_nan(raw["label_coverage_ratio"]),
+        estimated_mae=_nan(raw["estimated_mae"]),
+        mae_lower=_nan(raw["mae_lower"]),
+        mae_upper=_nan(raw["mae_upper"]),
+        is_outside_band=bool(raw["is_outside_band"]),
+    )
+
+
 def from_json(payload: bytes) -> MonitoringResult:
     raw = json.loads(payload)
     return MonitoringResult(
@@ -201,4 +220,5 @@ def from_json(payload: bytes) -> MonitoringResult:
         calibration=CalibrationQuality.from_dict(raw["calibration"])
         if raw.get("calibration")
         else None,
+        band_check=_band_check(raw.get("band_check")),
     )
