@@ -230,11 +230,13 @@ class Window:
         first = window_start(batch_date, self.window_days)
         lo, hi = first.toordinal(), as_of(batch_date).toordinal()
         left_out: list[str] = []
+        left_out_batches: list[date] = []
         for day, error in sorted(self.scored_errors.items()):
             if day == batch_date:
                 raise error
             if first <= day < batch_date:
                 left_out.append(f"batch {day} is left out of the performance window: {error}")
+                left_out_batches.append(day)
         for day, error in sorted(self.label_errors.items()):
             if day.toordinal() == hi:
                 raise error
@@ -250,6 +252,11 @@ class Window:
         found = self.label_batches[left:right]
         outside = (found < lo) | (found > batch_date.toordinal())
         unmatched = int(np.unique(self.label_codes[left:right][outside]).size)
+        unattributed = 0
+        if left_out_batches:
+            # a batch left out of the window may hold these rows: not counted as unmatched
+            unattributed, unmatched = unmatched, 0
+        named = ", ".join(str(d) for d in left_out_batches)
         warnings = (
             tuple(left_out)
             + (
@@ -258,6 +265,15 @@ class Window:
                     f"of the batches {first}..{batch_date} and were skipped",
                 )
                 if unmatched
+                else ()
+            )
+            + (
+                (
+                    f"{unattributed} label(s) that arrived on {as_of(batch_date)} match no row of "
+                    f"the batches read and were skipped; the batch(es) left out ({named}) may "
+                    "hold them",
+                )
+                if unattributed
                 else ()
             )
             + (
