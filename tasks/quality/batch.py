@@ -1,0 +1,116 @@
+"""The checks of a whole batch: rows repeated within it, and its row count against the weekly
+pattern of the earlier batches."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tasks.quality.checks import BATCH, Finding, QualityRules, percent
+
+WEEKDAYS = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays", "Sundays")
+
+
+def repeated_rows(table: pa.Table, columns: Sequence[str], candidates: np.ndarray | None) -> int:
+    """Rows whose `columns` all equal those of an earlier row of the batch. Only the rows in
+    `candidates` (a mask; None: all) can repeat one: the caller rules out the others cheaply."""
+    if candidates is not None:
+        if not candidates.any():
+            return 0
+        table = table.filter(pa.array(candidates))
+    if table.num_rows < 2:
+        return 0
+    groups = table.select(list(columns)).group_by(list(columns)).aggregate([])
+    return table.num_rows - groups.num_rows
+
+
+def tied_rows(values: pa.ChunkedArray | pa.Array, tied: np.ndarray | None) -> np.ndarray | None:
+    """The rows whose value of a numeric column occurs more than once or is missing: the only
+    ones that can repeat a row; None when the ties are unknown."""
+    if tied is None:
+        return None
+    floats = pc.cast(values, pa.float64())
+    mask = pc.or_kleene(
+        pc.is_in(floats, value_set=pa.array(tied, pa.float64())),
+        pc.is_null(floats, nan_is_null=True),
+    )
+    return np.asarray(pc.fill_null(mask, True).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def duplicated_rows(
+    repeated: int, n_rows: int, reference_share: float | None, rules: QualityRules, *, by: str
+) -> Finding | None:
+    """A batch whose rows repeat more often than the reference's did."""
+    if n_rows == 0:
+        return None
+    share = repeated / n_rows
+    limit = (reference_share or 0.0) + rules.duplicated_share
+    if share <= limit:
+        return None
+    return Finding(
+        BATCH,
+        "duplicated_rows",
+        share,
+        f"at most {percent(limit)} of rows repeating an earlier one",
+        f"{repeated:,} of {n_rows:,} rows repeat an earlier row's {by}",
+    )
+
+
+@dataclass(frozen=True)
+class RowCountBand:
+    """The row counts a day is expected within, and what it was learned from."""
+
+    low: float
+    high: float
+    expected: float
+    basis: str
+
+
+def row_count_band(
+    history: Mapping[date, int], day: date, rules: QualityRules
+) -> RowCountBand | None:
+    """The band for `day` from the earlier batches' row counts (empty ones left out): the
+    median of the same weekday with a band from how far days stray from their weekday's median;
+    before two weeks of batches, a wide band around the median of all. None: too few batches."""
+    earlier = {d: n for d, n in history.items() if d < day and n > 0}
+    if len(earlier) < rules.row_count_min_days:
+        return None
+    logs = {d: math.log(n) for d, n in earlier.items()}
+    if len(earlier) < rules.row_count_weekly_days:
+        center = statistics.median(logs.values())
+        half = rules.row_count_warmup_band
+        basis = f"median of the {len(earlier)} earlier batches (weekly pattern not learned yet)"
+    else:
+        same = [v for d, v in logs.items() if d.weekday() == day.weekday()]
+        center = statistics.median(same) if same else statistics.median(logs.values())
+        residuals = []
+        for d, v in logs.items():
+            others = [w for e, w in logs.items() if e != d and e.weekday() == d.weekday()]
+            if others:
+                residuals.append(v - statistics.median(others))
+        spread = 1.4826 * statistics.median([abs(r) for r in residuals]) if residuals else 0.0
+        half = max(rules.row_count_z * spread, rules.row_count_min_band)
+        basis = (
+            f"{WEEKDAYS[day.weekday()]} of the last {len(earlier)} batches ({len(same)} of them)"
+        )
+    return RowCountBand(math.exp(center - half), math.exp(center + half), math.exp(center), basis)
+
+
+def row_count(n_rows: int, band: RowCountBand | None) -> Finding | None:
+    """A batch with rows outside its band (an empty one is MLBatchMissing's)."""
+    if band is None or n_rows == 0 or band.low <= n_rows <= band.high:
+        return None
+    return Finding(
+        BATCH,
+        "row_count",
+        float(n_rows),
+        f"{band.low:,.0f} .. {band.high:,.0f} rows",
+        f"{n_rows / band.expected:.0%} of the {band.expected:,.0f} expected from the {band.basis}",
+    )
