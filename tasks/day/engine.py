@@ -26,6 +26,7 @@ from data_lake.lake import Lake
 from model_registry.policies import current_policy
 from model_registry.registry import ModelCard, Registry
 from tasks.day.persistence import earlier_days, stored_verdicts, sustain
+from tasks.day.quality import derived_expectations, quality_of
 from tasks.edge.estimator_file import loss_estimator_loader
 from tasks.edge.profile_file import PROFILE_FILE, load_profile
 from tasks.edge.validation import (
@@ -43,6 +44,7 @@ from tasks.performance.estimate import (
     estimate_performance,
 )
 from tasks.performance.window import PerformanceOutcome, Window, as_of, window_start
+from tasks.quality.assess import QualityOutcome
 from tasks.reports.day import DayReport
 from tasks.results.day import MonitoringResult, to_json
 from tasks.stats.batch_drift import DriftOutcome, drift_report
@@ -182,8 +184,10 @@ def assemble(
     drift: DriftOutcome,
     performance: PerformanceOutcome,
     estimate: PerformanceEstimate | None = None,
+    quality: QualityOutcome | None = None,
 ) -> MonitoringResult:
     card, policy = context.card, context.policy
+    quality = quality or QualityOutcome()
     return MonitoringResult(
         model=card.name,
         model_version=card.version,
@@ -196,12 +200,17 @@ def assemble(
         baseline=card.metrics,
         min_label_coverage=policy.min_label_coverage,
         unmatched_labels=performance.unmatched_labels,
-        warnings=batch.warnings + performance.warnings + _stale_policy(policy, card),
+        warnings=batch.warnings
+        + performance.warnings
+        + _stale_policy(policy, card)
+        + derived_expectations(card, context.profile.expectations),
         estimate=estimate,
         policy_version=policy.version,
         excluded_features=tuple(f for f in card.feature_names if f in policy.exclude_features),
         performance_alert_ratio=policy.performance_alert_ratio,
         estimate_alert_ratio=policy.estimate_alert_ratio,
+        data_quality=quality.findings,
+        data_quality_checked=quality.checked,
     )
 
 
@@ -246,7 +255,10 @@ def compute_day(
     )
     estimate = estimate_performance(context.loss_estimator, batch.table)
     performance = window.performance(batch_date)
-    result = assemble(context, batch_date, batch, drift, performance, estimate)
+    quality = quality_of(
+        context.card, context.profile, policy, batch_date, batch, drift, performance
+    )
+    result = assemble(context, batch_date, batch, drift, performance, estimate, quality)
     # the earlier days' verdicts are the lake's: `write_day` counts them in
     result = sustain(result, policy.drift_persistence, {})
     return ComputedDay(result, drift.sketches, rule, policy.drift_persistence)

@@ -33,6 +33,9 @@ FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)
 class ValidatedBatch:
     table: pa.Table  # row_id, the features and prediction only
     warnings: tuple[str, ...]
+    # the batch's scored_at when it has one of a timestamp type: the data-quality checks tell
+    # a row written twice from two alike by it
+    scored_at: pa.ChunkedArray | None = None
 
     def without_features(self) -> ValidatedBatch:
         """The batch as the rest of the run needs it once drift is computed: row_id and
@@ -179,7 +182,10 @@ def validate_batch(table: pa.Table, card: ModelCard, *, source: str) -> Validate
     for name in [*(f.name for f in card.features if f.kind == "numeric"), PREDICTION]:
         used = used.set_column(used.column_names.index(name), name, _as_float(used.column(name)))
     capped, cap_warnings = cap_categories(used, card, source=source)
-    return ValidatedBatch(capped, (*warnings, *cap_warnings))
+    scored_at = table.column(SCORED_AT) if SCORED_AT in found else None
+    if scored_at is not None and not pa.types.is_timestamp(scored_at.type):
+        scored_at = None
+    return ValidatedBatch(capped, (*warnings, *cap_warnings), scored_at)
 
 
 def _checked_ids_and_predictions(table: pa.Table, source: str) -> pa.Table:

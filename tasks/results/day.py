@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
@@ -13,6 +14,7 @@ from core.settings import DEFAULT_ALERT_THRESHOLDS, AlertThresholds
 from model_registry.registry import HoldoutMetrics
 from tasks.performance.estimate import PerformanceEstimate
 from tasks.performance.window import BatchPerformance, RegressionMetrics
+from tasks.quality.checks import Finding
 from tasks.stats.drift import FeatureDrift
 
 SCHEMA_VERSION = 1
@@ -42,6 +44,10 @@ class MonitoringResult:
     # the features that may alert: drifted, not muted, and sustained as the policy asks
     # (tasks/day/persistence.py); None (a result built by hand) is the day's drifted features
     alerting_features: tuple[str, ...] | None = None
+    # data quality (tasks/quality/): the findings, muted ones marked, and the checks that ran
+    # per feature ("_batch": the whole batch); results from before it have neither
+    data_quality: tuple[Finding, ...] = ()
+    data_quality_checked: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def drifted_features(self) -> list[str]:
@@ -59,6 +65,11 @@ class MonitoringResult:
     def alert_thresholds(self) -> AlertThresholds:
         """The ratios the day's policy alerts at: the reports draw and quote them."""
         return AlertThresholds(self.performance_alert_ratio, self.estimate_alert_ratio)
+
+    @property
+    def data_quality_issues(self) -> tuple[Finding, ...]:
+        """The data-quality findings that count and alert: not muted by the policy."""
+        return tuple(f for f in self.data_quality if not f.muted)
 
     @property
     def muted_features(self) -> list[str]:
@@ -163,4 +174,8 @@ def from_json(payload: bytes) -> MonitoringResult:
         alerting_features=None
         if raw.get("alerting_features") is None
         else tuple(raw["alerting_features"]),
+        data_quality=tuple(
+            Finding(**{**f, "value": _nan(f["value"])}) for f in raw.get("data_quality", ())
+        ),
+        data_quality_checked={k: tuple(v) for k, v in raw.get("data_quality_checked", {}).items()},
     )
