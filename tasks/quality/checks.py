@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from core.policy import BATCH_FEATURE
 from tasks.quality.expectations import (
     CategoricalExpectation,
     ColumnExpectation,
@@ -44,7 +45,7 @@ CATEGORICAL_CHECKS: tuple[Check, ...] = (
 )
 BATCH_CHECKS: tuple[Check, ...] = ("duplicated_rows", "row_count")
 CHECKS: tuple[Check, ...] = (*NUMERIC_CHECKS, *CATEGORICAL_CHECKS[1:4], *BATCH_CHECKS)
-BATCH = "_batch"  # the `feature` of the checks of the whole batch
+BATCH = BATCH_FEATURE  # the `feature` of the checks of the whole batch
 
 
 @dataclass(frozen=True)
