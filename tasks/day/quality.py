@@ -11,7 +11,6 @@ from model_registry.registry import ModelCard
 from tasks.edge.validation import ValidatedBatch
 from tasks.performance.window import PerformanceOutcome
 from tasks.quality.assess import BatchRows, QualityOutcome, assess
-from tasks.quality.batch import tied_rows
 from tasks.quality.expectations import Expectations
 from tasks.quality.facts import NumericFacts
 from tasks.stats.batch_drift import DriftOutcome
@@ -29,14 +28,15 @@ def quality_of(
 ) -> QualityOutcome:
     """The batch's columns against the reference's expectations (from the facts the drift step
     took), its rows against each other, its row count against the window's earlier batches."""
-    prediction = drift.facts.get(PREDICTION)
-    # a row can repeat another only where its prediction does: the drift step's sort of the
-    # predictions found those ties, so the other rows are never hashed
-    tied = prediction.tied if isinstance(prediction, NumericFacts) else None
     columns = [*(f for f in card.feature_names if f not in policy.exclude_features), PREDICTION]
-    rows = BatchRows(
-        batch.table.select(columns), batch.scored_at, tied_rows(batch.table[PREDICTION], tied)
-    )
+    # a row can repeat another only where each value is tied in its column: the drift step's
+    # sorts found those ties, so rows with a continuous value are never hashed
+    ties = {
+        name: f.tied
+        for name, f in drift.facts.items()
+        if name in columns and isinstance(f, NumericFacts) and f.tied is not None
+    }
+    rows = BatchRows(batch.table.select(columns), batch.scored_at, ties)
     return assess(
         profile.expectations,
         drift.facts,

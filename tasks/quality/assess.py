@@ -48,7 +48,8 @@ class BatchRows:
 
     table: pa.Table  # the feature columns and the prediction
     scored_at: pa.ChunkedArray | None  # when present, repeated rows must share it too
-    candidates: np.ndarray | None  # rows that may repeat another (None: any)
+    # per numeric column sorted whole by the drift step: its values that occur more than once
+    ties: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 def assess(
@@ -99,7 +100,7 @@ def _batch_findings(
     if rows.scored_at is not None:
         table = table.append_column("__scored_at", rows.scored_at)
         by = "features, prediction and scored_at"
-    repeated = repeated_rows(table, table.column_names, rows.candidates)
+    repeated = repeated_rows(table, rows.ties)
     # scored_at, when present, tells a repeated event from two alike: none repeat by chance
     reference_share = None if rows.scored_at is not None else expectations.duplicate_share
     found = [

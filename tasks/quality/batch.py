@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -18,30 +18,28 @@ from tasks.quality.checks import BATCH, Finding, QualityRules, percent
 WEEKDAYS = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays", "Sundays")
 
 
-def repeated_rows(table: pa.Table, columns: Sequence[str], candidates: np.ndarray | None) -> int:
-    """Rows whose `columns` all equal those of an earlier row of the batch. Only the rows in
-    `candidates` (a mask; None: all) can repeat one: the caller rules out the others cheaply."""
-    if candidates is not None:
-        if not candidates.any():
+def repeated_rows(table: pa.Table, ties: Mapping[str, np.ndarray]) -> int:
+    """Rows whose columns all equal those of an earlier row of the batch.
+
+    A row can repeat another only where each of its values is one that occurs more than once
+    in its column (or is missing): `ties` holds those values for the columns the drift step
+    sorted. The rows are narrowed column by column, fewest ties first (a continuous column
+    leaves none), and only those left are grouped.
+    """
+    for name in sorted(ties, key=lambda n: ties[n].size):
+        if table.num_rows < 2:
             return 0
-        table = table.filter(pa.array(candidates))
+        table = table.filter(_tied(table.column(name), ties[name]))
     if table.num_rows < 2:
         return 0
-    groups = table.select(list(columns)).group_by(list(columns)).aggregate([])
+    groups = table.group_by(table.column_names).aggregate([])
     return table.num_rows - groups.num_rows
 
 
-def tied_rows(values: pa.ChunkedArray | pa.Array, tied: np.ndarray | None) -> np.ndarray | None:
-    """The rows whose value of a numeric column occurs more than once or is missing: the only
-    ones that can repeat a row; None when the ties are unknown."""
-    if tied is None:
-        return None
+def _tied(values: pa.ChunkedArray, tied: np.ndarray) -> pa.ChunkedArray:
     floats = pc.cast(values, pa.float64())
-    mask = pc.or_kleene(
-        pc.is_in(floats, value_set=pa.array(tied, pa.float64())),
-        pc.is_null(floats, nan_is_null=True),
-    )
-    return np.asarray(pc.fill_null(mask, True).to_numpy(zero_copy_only=False), dtype=bool)
+    found = pc.is_in(floats, value_set=pa.array(tied, pa.float64()))
+    return pc.fill_null(pc.or_kleene(found, pc.is_null(floats, nan_is_null=True)), True)
 
 
 def duplicated_rows(
