@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/quality_suite.py               # 365 days, prints a table and JSON
     .venv/bin/python scripts/quality_suite.py --days 120    # shorter (faults spread over it)
+    .venv/bin/python scripts/quality_suite.py --write DIR   # the days as Parquet, for other tools
 
 A realistic generator: five numeric features (a skewed area, integer rooms, a year, a distance
 with 2% missing, a seasonal temperature) and three categorical ones (a city with a long tail,
@@ -19,13 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from core.policy import Policy
 from core.settings import DriftRule
@@ -197,18 +200,24 @@ def fault_days(days: int) -> dict[date, Fault]:
     return {START + timedelta(days=first + i * step): f for i, f in enumerate(FAULTS)}
 
 
-def run_suite(days: int = 365, *, seed: int = 7) -> list[DayOutcome]:
-    rng = np.random.default_rng(seed)
-    profile = build_profile(reference(rng), CARD)
+def suite_days(
+    days: int, rng: np.random.Generator
+) -> Iterator[tuple[date, pa.Table, Fault | None]]:
+    """Each day's batch as written to the lake, a fault injected on its day."""
     faults = fault_days(days)
-    history: dict[date, int] = {}
-    outcomes = []
     for offset in range(days):
         day = START + timedelta(days=offset)
         table = rows(volume(day, rng), rng, day=day)
         fault = faults.get(day)
-        if fault is not None:
-            table = fault.inject(table, rng)
+        yield day, (table if fault is None else fault.inject(table, rng)), fault
+
+
+def run_suite(days: int = 365, *, seed: int = 7) -> list[DayOutcome]:
+    rng = np.random.default_rng(seed)
+    profile = build_profile(reference(rng), CARD)
+    history: dict[date, int] = {}
+    outcomes = []
+    for day, table, fault in suite_days(days, rng):
         batch = validate_batch(table, CARD, source=f"batch {day}")
         drift = drift_report(profile, batch.table, DriftRule())
         history[day] = table.num_rows
@@ -222,6 +231,20 @@ def run_suite(days: int = 365, *, seed: int = 7) -> list[DayOutcome]:
         )
         outcomes.append(DayOutcome(day, fault, quality.issues))
     return outcomes
+
+
+def write_suite(directory: Path, days: int, *, seed: int = 7) -> None:
+    """The same reference and days as Parquet files, and which fault each day holds, for
+    other tools (scripts/quality_suite_others.py)."""
+    rng = np.random.default_rng(seed)
+    (directory / "days").mkdir(parents=True, exist_ok=True)
+    pq.write_table(reference(rng), directory / "reference.parquet")
+    faults = {}
+    for day, table, fault in suite_days(days, rng):
+        pq.write_table(table, directory / "days" / f"{day}.parquet")
+        if fault is not None:
+            faults[str(day)] = {"name": fault.name, "feature": fault.feature}
+    (directory / "faults.json").write_text(json.dumps(faults, indent=1) + "\n")
 
 
 def summary(outcomes: list[DayOutcome]) -> dict[str, object]:
@@ -249,7 +272,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--write", type=Path, metavar="DIR", help="write the days, run nothing")
     args = parser.parse_args()
+    if args.write:
+        write_suite(args.write, args.days, seed=args.seed)
+        return
     outcomes = run_suite(args.days, seed=args.seed)
     for o in outcomes:
         if o.fault is not None:
