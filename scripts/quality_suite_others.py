@@ -4,7 +4,7 @@ Neither library is a dependency of driftline: run this in a throwaway environmen
 `scripts/quality_suite.py --write DIR` wrote (docs/measurements.md has the exact commands):
 
     python scripts/quality_suite_others.py DIR --tool evidently   # evidently 0.7.23
-    python scripts/quality_suite_others.py DIR --tool nannyml     # nannyml 0.13.1
+    NML_DISABLE_USAGE_LOGGING=1 python scripts/quality_suite_others.py DIR --tool nannyml  # 0.13.1
 
 Evidently: `Report([DataSummaryPreset()], include_tests=True)` per day against the reference,
 the tests it derives from the reference (row count, missing values, min/max, mean, std,
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,10 @@ def score(flags: dict[str, list[str]], faults: dict[str, dict[str, str]]) -> dic
         "clean_days": len(clean),
         "false_alarm_days": len(alarms),
         "flags_per_clean_day": round(sum(len(flags[d]) for d in clean) / max(1, len(clean)), 1),
+        # which checks flag clean days, on how many of them (the five commonest)
+        "clean_days_flagged_by": Counter(
+            flag for day in clean for flag in set(flags[day])
+        ).most_common(5),
     }
 
 
