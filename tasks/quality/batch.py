@@ -76,28 +76,30 @@ def row_count_band(
 ) -> RowCountBand | None:
     """The band for `day` from the earlier batches' row counts (empty ones left out): the
     median of the same weekday with a band from how far days stray from their weekday's median;
-    before two weeks of batches, a wide band around the median of all. None: too few batches."""
+    before two weeks of batches, half the fewest to twice the most. None: too few batches."""
     earlier = {d: n for d, n in history.items() if d < day and n > 0}
     if len(earlier) < rules.row_count_min_days:
         return None
-    logs = {d: math.log(n) for d, n in earlier.items()}
     if len(earlier) < rules.row_count_weekly_days:
-        center = statistics.median(logs.values())
-        half = rules.row_count_warmup_band
-        basis = f"median of the {len(earlier)} earlier batches (weekly pattern not learned yet)"
-    else:
-        same = [v for d, v in logs.items() if d.weekday() == day.weekday()]
-        center = statistics.median(same) if same else statistics.median(logs.values())
-        residuals = []
-        for d, v in logs.items():
-            others = [w for e, w in logs.items() if e != d and e.weekday() == d.weekday()]
-            if others:
-                residuals.append(v - statistics.median(others))
-        spread = 1.4826 * statistics.median([abs(r) for r in residuals]) if residuals else 0.0
-        half = max(rules.row_count_z * spread, rules.row_count_min_band)
-        basis = (
-            f"{WEEKDAYS[day.weekday()]} of the last {len(earlier)} batches ({len(same)} of them)"
+        # the week's pattern is not known yet: any of the days seen, halved or doubled
+        low, high = min(earlier.values()), max(earlier.values())
+        return RowCountBand(
+            low / rules.row_count_warmup_factor,
+            high * rules.row_count_warmup_factor,
+            statistics.median(earlier.values()),
+            f"{len(earlier)} earlier batches (weekly pattern not learned yet)",
         )
+    logs = {d: math.log(n) for d, n in earlier.items()}
+    same = [v for d, v in logs.items() if d.weekday() == day.weekday()]
+    center = statistics.median(same) if same else statistics.median(logs.values())
+    residuals = []
+    for d, v in logs.items():
+        others = [w for e, w in logs.items() if e != d and e.weekday() == d.weekday()]
+        if others:
+            residuals.append(v - statistics.median(others))
+    spread = 1.4826 * statistics.median([abs(r) for r in residuals]) if residuals else 0.0
+    half = max(rules.row_count_z * spread, rules.row_count_min_band)
+    basis = f"{WEEKDAYS[day.weekday()]} of the last {len(earlier)} batches ({len(same)} of them)"
     return RowCountBand(math.exp(center - half), math.exp(center + half), math.exp(center), basis)
 
 

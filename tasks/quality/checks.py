@@ -76,9 +76,9 @@ class QualityRules:
     duplicated_share: float = 0.002  # above the reference's own share of repeated rows
     row_count_min_days: int = 3  # earlier batches before the row count is checked
     row_count_weekly_days: int = 14  # ...and before its weekday pattern is
-    row_count_z: float = 5.0  # robust standard deviations of the weekday residuals
+    row_count_z: float = 4.0  # robust standard deviations of the weekday residuals
     row_count_min_band: float = 0.2  # log of the band's half width: never tighter than +-22%
-    row_count_warmup_band: float = math.log(2.5)  # before the weekly pattern is learned
+    row_count_warmup_factor: float = 2.0  # before the weekly pattern is learned
 
 
 def percent(share: float) -> str:
@@ -289,9 +289,10 @@ def _looks_like(
     if isinstance(own, NumericExpectation) and isinstance(theirs, NumericExpectation):
         if not isinstance(f, NumericFacts) or f.n_present == 0:
             return False
-        # close to the other's quantiles, and further from its own than a whole spread
+        # close to the other's quantiles, and far from its own (two columns alike enough to
+        # be neither are harmless to swap, and cannot be told apart)
         near, far = _distance(f.shape, theirs.shape), _distance(f.shape, own.shape)
-        return near < rules.swap_match and far > 1
+        return near < rules.swap_match and far > 2 * rules.swap_match
     if isinstance(own, CategoricalExpectation) and isinstance(theirs, CategoricalExpectation):
         if not isinstance(f, CategoricalFacts) or not f.counts:
             return False

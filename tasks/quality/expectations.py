@@ -15,10 +15,12 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-# the range is the reference's 0.1% .. 99.9% quantiles widened by this share of their distance on
-# each side: a continuous value just past the reference's largest is inside it, a unit change is not
+# the range is the reference's 0.1% .. 99.9% quantiles widened by half their distance on each
+# side, and at least its smallest and largest values widened by a tenth of it: a value the
+# reference had, or a continuous value just past its largest, is inside; a unit change is not
 RANGE_LEVELS = (0.001, 0.999)
 RANGE_MARGIN = 0.5
+EXTREMES_MARGIN = 0.1
 # quantile levels the swap and scale checks compare (never the extremes: they are noisy)
 SHAPE_LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9)
 
@@ -81,8 +83,9 @@ def learn_numeric(
         nan = math.nan
         return NumericExpectation(nan, nan, (nan,) * len(SHAPE_LEVELS), null_share, 1.0, 0.0)
     lo_q, hi_q = (order_statistic(values, counts_below, level) for level in RANGE_LEVELS)
-    margin = RANGE_MARGIN * (hi_q - lo_q)
-    low, high = lo_q - margin, hi_q + margin
+    spread = hi_q - lo_q
+    low = min(lo_q - RANGE_MARGIN * spread, float(values[0]) - EXTREMES_MARGIN * spread)
+    high = max(hi_q + RANGE_MARGIN * spread, float(values[-1]) + EXTREMES_MARGIN * spread)
     runs = np.ones(values.size) if counts_below is None else np.diff(counts_below)
     below = int(np.searchsorted(values, low, side="left"))
     above = int(np.searchsorted(values, high, side="right"))
