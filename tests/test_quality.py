@@ -116,7 +116,7 @@ def test_a_category_whose_case_or_spacing_changed_is_named_and_not_counted_as_ne
     assert found(assess(replaced(table, "cut", spaced))) == {("cut", "category_case_changed")}
 
 
-@pytest.mark.parametrize("factor", [1000.0, 100.0, 10.0, 0.01])
+@pytest.mark.parametrize("factor", [1000.0, 100.0, 10.0, 0.01, 10_000.0, 2.54, 1 / 2.54])
 def test_a_column_in_other_units_is_a_scaled_column_and_not_out_of_range(factor: float) -> None:
     table = batch(500, seed=1)
     (finding,) = assess(replaced(table, "depth", pc.multiply(table["depth"], factor))).issues

@@ -72,6 +72,8 @@ class QualityRules:
     vanished_min_expected: float = 15.0  # a category absent by chance: below e^-15
     constant_chance: float = 1e-6  # a constant batch at most this likely from the reference
     scale_tolerance: float = 0.3  # in log10: 10x means a ratio between 5 and 20
+    scale_other: float = 2.0  # a factor not a power of ten, at least this (or 1/this)...
+    scale_agreement: float = 0.08  # ...on which spread and median agree within 20%
     swap_match: float = 0.25  # quantiles within this share of the other column's spread
     duplicated_share: float = 0.002  # above the reference's own share of repeated rows
     row_count_min_days: int = 3  # earlier batches before the row count is checked
@@ -165,22 +167,34 @@ def _constant(n_distinct: int, n_present: int, top_share: float, rules: QualityR
 def _scale_factor(
     reference: tuple[float, ...], current: tuple[float, ...], rules: QualityRules
 ) -> float | None:
-    """The factor (10, 100, 1000 or their inverses) the column looks multiplied by, if any:
-    its spread moved by that power of ten, and so did its median unless that is near 0."""
+    """The factor the column looks multiplied by, if any: its spread moved by a power of ten
+    (10 .. 10^6 or their inverses), and so did its median unless that is near 0; or spread and
+    median both moved by one other factor of at least `scale_other` (inches, pounds, ...)."""
     ref_spread, cur_spread = reference[-1] - reference[0], current[-1] - current[0]
     if ref_spread <= 0 or cur_spread <= 0:
         return None
     spread_exponent = math.log10(cur_spread / ref_spread)
     power = round(spread_exponent)
-    if power == 0 or abs(power) > 3 or abs(spread_exponent - power) > rules.scale_tolerance:
-        return None
     median, ref_median = current[2], reference[2]
-    if abs(ref_median) < 0.1 * ref_spread:
-        return cur_spread / ref_spread
-    ratio = median / ref_median
-    if ratio <= 0 or abs(math.log10(ratio) - power) > rules.scale_tolerance:
+    median_exponent = (
+        math.log10(median / ref_median)
+        if abs(ref_median) >= 0.1 * ref_spread and median / ref_median > 0
+        else None
+    )
+    if 1 <= abs(power) <= 6 and abs(spread_exponent - power) <= rules.scale_tolerance:
+        if abs(ref_median) < 0.1 * ref_spread:
+            return cur_spread / ref_spread
+        if median_exponent is not None and abs(median_exponent - power) <= rules.scale_tolerance:
+            return median / ref_median
         return None
-    return ratio
+    # any other unit: only when spread and median agree closely on one factor
+    if (
+        median_exponent is not None
+        and abs(spread_exponent) >= math.log10(rules.scale_other)
+        and abs(median_exponent - spread_exponent) <= rules.scale_agreement
+    ):
+        return median / ref_median
+    return None
 
 
 def categorical_findings(
