@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/quality_suite.py               # 365 days, prints a table and JSON
     .venv/bin/python scripts/quality_suite.py --days 120    # shorter (faults spread over it)
+    .venv/bin/python scripts/quality_suite.py --hard        # the same eight, harder to see
     .venv/bin/python scripts/quality_suite.py --write DIR   # the days as Parquet, for other tools
 
 A realistic generator: five numeric features (a skewed area, integer rooms, a year, a distance
@@ -132,9 +133,9 @@ def new_category(t: pa.Table, rng: np.random.Generator) -> pa.Table:
     return _set(t, "city", city.astype(str))
 
 
-def duplicated_extract(t: pa.Table, rng: np.random.Generator) -> pa.Table:
+def duplicated_extract(t: pa.Table, rng: np.random.Generator, share: float = 0.2) -> pa.Table:
     """A fifth of the rows extracted twice, given fresh row ids on the second pass."""
-    again = t.take(np.flatnonzero(rng.random(t.num_rows) < 0.2))
+    again = t.take(np.flatnonzero(rng.random(t.num_rows) < share))
     ids = pa.array([f"{i}-again" for i in again["row_id"].to_pylist()])
     return pa.concat_tables([t, _set(again, "row_id", ids)])
 
@@ -194,17 +195,82 @@ class DayOutcome:
         )
 
 
-def fault_days(days: int) -> dict[date, Fault]:
+# --- the same eight, harder to see ------------------------------------------------------------
+def _share(
+    t: pa.Table, name: str, share: float, rng: np.random.Generator, to: Callable
+) -> pa.Table:
+    values = np.array(t[name].to_pylist(), dtype=object)
+    chosen = rng.random(values.size) < share
+    values[chosen] = [to(v) for v in values[chosen]]
+    return _set(t, name, values.astype(str))
+
+
+HARD_FAULTS = (
+    Fault(
+        "unit change: m2 as cm2",
+        lambda t, rng: _set(t, "area_m2", pc.multiply(t["area_m2"], 10_000).combine_chunks()),
+        "area_m2",
+        "scaled_column",
+    ),
+    Fault(
+        "null burst: 8%",
+        lambda t, rng: _set(
+            t, "area_m2", pa.array(t["area_m2"].to_numpy(), mask=rng.random(t.num_rows) < 0.08)
+        ),
+        "area_m2",
+        "null_burst",
+    ),
+    Fault(
+        "new category in 1%",
+        lambda t, rng: _share(t, "city", 0.01, rng, lambda v: "Utrecht"),
+        "city",
+        "unseen_categories",
+    ),
+    Fault(
+        "duplicated extract: 3%",
+        lambda t, rng: duplicated_extract(t, rng, share=0.03),
+        BATCH,
+        "duplicated_rows",
+    ),
+    Fault(
+        "rooms and distance swapped",
+        lambda t, rng: _set(
+            _set(t, "rooms", t["distance_km"].combine_chunks()),
+            "distance_km",
+            t["rooms"].combine_chunks(),
+        ),
+        "rooms",
+        "swapped_columns",
+    ),
+    Fault(
+        "constant category",
+        lambda t, rng: _set(t, "kind", np.full(t.num_rows, "flat")),
+        "kind",
+        "constant_column",
+    ),
+    Fault(
+        "truncated to 55%", lambda t, rng: t.slice(0, int(t.num_rows * 0.55)), BATCH, "row_count"
+    ),
+    Fault(
+        "20% in lower case",
+        lambda t, rng: _share(t, "city", 0.2, rng, str.lower),
+        "city",
+        "category_case_changed",
+    ),
+)
+
+
+def fault_days(days: int, faults: tuple[Fault, ...] = FAULTS) -> dict[date, Fault]:
     """The faults spread over the run, the first after five weeks (the weekly pattern learned)."""
-    first, step = 36, max(1, (days - 40) // len(FAULTS))
-    return {START + timedelta(days=first + i * step): f for i, f in enumerate(FAULTS)}
+    first, step = 36, max(1, (days - 40) // len(faults))
+    return {START + timedelta(days=first + i * step): f for i, f in enumerate(faults)}
 
 
 def suite_days(
-    days: int, rng: np.random.Generator
+    days: int, rng: np.random.Generator, faults_used: tuple[Fault, ...] = FAULTS
 ) -> Iterator[tuple[date, pa.Table, Fault | None]]:
     """Each day's batch as written to the lake, a fault injected on its day."""
-    faults = fault_days(days)
+    faults = fault_days(days, faults_used)
     for offset in range(days):
         day = START + timedelta(days=offset)
         table = rows(volume(day, rng), rng, day=day)
@@ -212,12 +278,12 @@ def suite_days(
         yield day, (table if fault is None else fault.inject(table, rng)), fault
 
 
-def run_suite(days: int = 365, *, seed: int = 7) -> list[DayOutcome]:
+def run_suite(days: int = 365, *, seed: int = 7, hard: bool = False) -> list[DayOutcome]:
     rng = np.random.default_rng(seed)
     profile = build_profile(reference(rng), CARD)
     history: dict[date, int] = {}
     outcomes = []
-    for day, table, fault in suite_days(days, rng):
+    for day, table, fault in suite_days(days, rng, HARD_FAULTS if hard else FAULTS):
         batch = validate_batch(table, CARD, source=f"batch {day}")
         drift = drift_report(profile, batch.table, DriftRule())
         history[day] = table.num_rows
@@ -272,12 +338,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--hard", action="store_true", help="the eight faults, harder to see")
     parser.add_argument("--write", type=Path, metavar="DIR", help="write the days, run nothing")
     args = parser.parse_args()
     if args.write:
         write_suite(args.write, args.days, seed=args.seed)
         return
-    outcomes = run_suite(args.days, seed=args.seed)
+    outcomes = run_suite(args.days, seed=args.seed, hard=args.hard)
     for o in outcomes:
         if o.fault is not None:
             found = "; ".join(f"{x.feature} {x.check} ({x.detail})" for x in o.findings) or "-"
