@@ -184,3 +184,10 @@ def test_a_muted_check_is_reported_muted_and_not_counted() -> None:
     outcome = assess(replaced(table, "depth", depth), mute={"depth": ("null_burst",)})
     (finding,) = outcome.findings
     assert finding.muted and outcome.issues == ()
+
+
+def test_the_policy_knows_every_check_by_the_name_the_checks_give_it() -> None:
+    from core.policy import BATCH_FEATURE, QUALITY_CHECKS
+
+    assert set(QUALITY_CHECKS) == set(CHECKS) and len(QUALITY_CHECKS) == len(CHECKS)
+    assert BATCH == BATCH_FEATURE
