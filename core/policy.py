@@ -30,6 +30,21 @@ KEYS = (
     "mute_quality_checks",
 )
 FEATURE_KEYS = ("alpha", "min_score")
+# the data-quality checks a policy may mute (tasks/quality/checks.py), and the name that stands
+# for the whole batch in place of a feature (its repeated rows and row count)
+QUALITY_CHECKS = (
+    "out_of_range",
+    "null_burst",
+    "scaled_column",
+    "swapped_columns",
+    "constant_column",
+    "unseen_categories",
+    "vanished_categories",
+    "category_case_changed",
+    "duplicated_rows",
+    "row_count",
+)
+BATCH_FEATURE = "_batch"
 
 
 @dataclass(frozen=True)
@@ -83,7 +98,7 @@ class Policy:
             *self.mute_features,
             *self.exclude_features,
             *self.features,
-            *self.mute_quality_checks,
+            *(f for f in self.mute_quality_checks if f != BATCH_FEATURE),
         }
 
     def check_features(self, known: Sequence[str], *, source: str) -> None:
@@ -246,6 +261,12 @@ def _quality_mutes(value: object, source: str) -> dict[str, tuple[str, ...]]:
             raise InputError(
                 f"{source}: mute_quality_checks.{name} is {checks!r}, expected a list of check "
                 "names"
+            )
+        unknown = sorted(c for c in checks if c not in QUALITY_CHECKS)
+        if unknown:
+            raise InputError(
+                f"{source}: mute_quality_checks.{name} names unknown check(s) "
+                f"{', '.join(map(repr, unknown))} (expected any of {', '.join(QUALITY_CHECKS)})"
             )
         parsed[str(name)] = tuple(dict.fromkeys(checks))
     return parsed

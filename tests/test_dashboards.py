@@ -153,6 +153,7 @@ def test_the_review_panels_are_all_there() -> None:
         "Performance vs baseline",
         "Batch volume",
         "Missing values by feature",
+        "Data-quality findings",
     } <= by_type["timeseries"]
     assert by_type["table"] == {"Drift tests on the newest batch", "Policy"}
     assert by_type["alertlist"] == {"Firing alerts"}
@@ -166,6 +167,14 @@ def test_policy_panel_shows_the_policy_version_and_which_features_are_muted() ->
     (muted,) = [o for o in panel["fieldConfig"]["overrides"] if o["matcher"]["options"] == "muted"]
     (mappings,) = [p["value"] for p in muted["properties"] if p["id"] == "mappings"]
     assert mappings[0]["options"]["1"]["text"] == "MUTED"
+
+
+def test_data_quality_panel_shows_the_findings_and_the_checks_that_found_one() -> None:
+    (panel,) = [p for p in PANELS if p["title"] == "Data-quality findings"]
+    exprs = [t["expr"] for t in panel["targets"]]
+    assert any("ml_data_quality_issues{" in e for e in exprs)
+    # "> bool 0": a clean check counts 0, so the panel has data on a clean night too
+    assert any("ml_data_quality_issue{" in e and "> bool 0" in e for e in exprs)
 
 
 def test_drift_score_panel_draws_the_min_score_line_at_0_1() -> None:

@@ -20,6 +20,7 @@ PROMTOOL_TESTS = sorted((REPO_ROOT / "tests" / "promtool").glob("*.yml"))
 # Contract section 6.
 CONTRACT_ALERTS = {
     "MLFeatureDrift",
+    "MLDataQuality",
     "MLPredictionDrift",
     "MLDatasetDrift",
     "MLPerformanceDegraded",

@@ -27,6 +27,7 @@ from model_registry.policies import current_policy
 from model_registry.registry import ModelCard, Registry
 from tasks.day.band import batch_estimate, with_band_check
 from tasks.day.persistence import earlier_days, stored_verdicts, sustain
+from tasks.day.quality import derived_expectations, quality_of
 from tasks.edge.calibration_file import CALIBRATION_FILE, load_calibration
 from tasks.edge.class_columns import probability_columns
 from tasks.edge.estimator_file import loss_estimator_loader
@@ -48,6 +49,7 @@ from tasks.performance.estimate import (
     estimate_performance,
 )
 from tasks.performance.window import PerformanceOutcome, Window, as_of, window_start
+from tasks.quality.assess import QualityOutcome
 from tasks.reports.day import DayReport
 from tasks.results.day import MonitoringResult, to_json
 from tasks.stats.batch_drift import DriftOutcome, drift_report
@@ -204,9 +206,11 @@ def assemble(
     performance: PerformanceOutcome,
     estimate: PerformanceEstimate | None = None,
     class_estimate: ClassificationEstimate | None = None,
+    quality: QualityOutcome | None = None,
 ) -> MonitoringResult:
     card, policy = context.card, context.policy
     calibration = context.calibration
+    quality = quality or QualityOutcome()
     return MonitoringResult(
         model=card.name,
         model_version=card.version,
@@ -219,7 +223,10 @@ def assemble(
         baseline=card.metrics,
         min_label_coverage=policy.min_label_coverage,
         unmatched_labels=performance.unmatched_labels,
-        warnings=batch.warnings + performance.warnings + _stale_policy(policy, card),
+        warnings=batch.warnings
+        + performance.warnings
+        + _stale_policy(policy, card)
+        + derived_expectations(card, context.profile.expectations),
         estimate=estimate,
         policy_version=policy.version,
         excluded_features=tuple(f for f in card.feature_names if f in policy.exclude_features),
@@ -229,6 +236,8 @@ def assemble(
         probabilities=drift.probabilities,
         class_estimate=class_estimate,
         calibration=None if calibration is None else calibration.quality,
+        data_quality=quality.findings,
+        data_quality_checked=quality.checked,
     )
 
 
@@ -279,7 +288,12 @@ def compute_day(
     context.estimates[batch_date] = estimate
     class_estimate = estimate_batch(context.calibration, card.classes, batch.table)
     performance = window.performance(batch_date)
-    result = assemble(context, batch_date, batch, drift, performance, estimate, class_estimate)
+    quality = quality_of(
+        context.card, context.profile, policy, batch_date, batch, drift, performance
+    )
+    result = assemble(
+        context, batch_date, batch, drift, performance, estimate, class_estimate, quality
+    )
     # the earlier days' verdicts are the lake's: `write_day` counts them in
     result = sustain(result, policy.drift_persistence, {})
     return ComputedDay(result, drift.sketches, rule, policy.drift_persistence, context)

@@ -10,7 +10,10 @@ distinct reference value (`value`, `below` = how many reference values are small
 row with value NaN and `below` = the number of values. Its schema metadata (JSON under
 `driftline.profile`) holds each feature's kind, row range, missing count and, for categorical
 ones, the category counts, and, where the reference's days taught one, the normal range
-(`normal`: days and between-day shift, tasks/stats/normal.py); format 1 files have none.
+(`normal`: days and between-day shift, tasks/stats/normal.py); format 1 files have none. From
+format 3 it also holds the data-quality expectations learned from the reference rows (`quality`,
+tasks/quality/expectations.py); a format 1 or 2 file has them derived from its profile on reading,
+without the reference's share of repeated rows.
 Plain Arrow and JSON: nothing in it is ever unpickled.
 """
 
@@ -26,6 +29,7 @@ import pyarrow as pa
 from core.errors import InputError
 from data_lake.columns import PREDICTION
 from model_registry.registry import REFERENCE_FILE, ModelCard, Registry
+from tasks.quality.expectations import from_mapping, to_mapping
 from tasks.stats.ecdf import Ecdf
 from tasks.stats.normal import with_normal_ranges
 from tasks.stats.profile import (
@@ -36,11 +40,12 @@ from tasks.stats.profile import (
     NumericProfile,
     ReferenceProfile,
     build_profile,
+    expectations_of,
 )
 
 PROFILE_FILE = "profile.arrow"
-PROFILE_FORMAT = 2
-READABLE_FORMATS = (1, PROFILE_FORMAT)  # 1: before normal ranges
+PROFILE_FORMAT = 3
+READABLE_FORMATS = (1, 2, PROFILE_FORMAT)  # 1: before normal ranges; 2: before quality
 _METADATA_KEY = b"driftline.profile"
 _CACHE_DIR = ".cache/profiles"
 
@@ -79,7 +84,12 @@ def profile_to_bytes(profile: ReferenceProfile) -> bytes:
             "below": pa.array(np.concatenate(below), pa.int64()),
         }
     )
-    meta = {"format": PROFILE_FORMAT, "n_rows": profile.n_rows, "features": layout}
+    meta = {
+        "format": PROFILE_FORMAT,
+        "n_rows": profile.n_rows,
+        "features": layout,
+        "quality": to_mapping(profile.expectations),
+    }
     table = table.replace_schema_metadata({_METADATA_KEY: json.dumps(meta).encode()})
     sink = pa.BufferOutputStream()
     # uncompressed Arrow IPC: reading needs no decoding, only one copy of the arrays it keeps
@@ -140,19 +150,26 @@ def profile_from_bytes(payload: bytes, *, source: str) -> ReferenceProfile:
                 counts = {str(k): int(v) for k, v in entry["counts"].items()}
                 parsed[name] = CategoricalProfile(counts, n_missing)
         prediction = parsed.pop(PREDICTION)
-        probabilities = {
-            name: parsed.pop(name)
-            for name, entry in meta["features"].items()
-            if entry.get("probability")
-        }
-        if not all(isinstance(p, NumericProfile) for p in probabilities.values()):
-            raise ValueError("a class probability is not numeric")
+        probabilities: dict[str, NumericProfile] = {}
+        for name, entry in meta["features"].items():
+            if entry.get("probability"):
+                probability = parsed.pop(name)
+                if not isinstance(probability, NumericProfile):
+                    raise ValueError(f"the class probability {name!r} is not numeric")
+                probabilities[name] = probability
+        categories = {k: v.counts for k, v in parsed.items() if isinstance(v, CategoricalProfile)}
+        expectations = (
+            from_mapping(meta["quality"], categories)
+            if "quality" in meta
+            else expectations_of(parsed)
+        )
         return ReferenceProfile(
             parsed,
             prediction,
             int(meta["n_rows"]),
             normal,
-            probabilities,  # type: ignore[arg-type]
+            probabilities=probabilities,
+            expectations=expectations,
         )
     except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
         raise InputError(

@@ -35,6 +35,9 @@ class ValidatedBatch:
     table: pa.Table  # row_id, the features and prediction only (a classifier's: + proba_*)
     warnings: tuple[str, ...]
     probabilities: tuple[str, ...] = ()  # a classifier's proba_<class> columns
+    # the batch's scored_at when it has one of a timestamp type: the data-quality checks tell
+    # a row written twice from two alike by it
+    scored_at: pa.ChunkedArray | None = None
 
     def without_features(self) -> ValidatedBatch:
         """The batch as the rest of the run needs it once drift is computed: row_id and
@@ -185,7 +188,12 @@ def validate_batch(table: pa.Table, card: ModelCard, *, source: str) -> Validate
     for name in numeric if card.classes else [*numeric, PREDICTION]:
         used = used.set_column(used.column_names.index(name), name, _as_float(used.column(name)))
     capped, cap_warnings = cap_categories(used, card, source=source)
-    return ValidatedBatch(capped, (*warnings, *cap_warnings), tuple(probabilities))
+    scored_at = table.column(SCORED_AT) if SCORED_AT in found else None
+    if scored_at is not None and not pa.types.is_timestamp(scored_at.type):
+        scored_at = None
+    return ValidatedBatch(
+        capped, (*warnings, *cap_warnings), tuple(probabilities), scored_at=scored_at
+    )
 
 
 def _checked_ids_and_predictions(

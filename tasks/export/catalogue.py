@@ -91,6 +91,16 @@ def _performance(field: str) -> Callable[..., Samples]:
     return _covered(lambda p: getattr(p.metrics, field, None))
 
 
+def _quality(r: MonitoringResult) -> Samples:
+    """Every check that ran: the share or count found, 0 when clean (muted findings too)."""
+    found: dict[tuple[str, str], float] = {(f.feature, f.check): f.value for f in r.data_quality}
+    return [
+        ((feature, check), found.get((feature, check), 0.0))
+        for feature, checks in r.data_quality_checked.items()
+        for check in checks
+    ]
+
+
 def _estimated(field: str) -> Callable[..., Samples]:
     """A sample of the monitored batch's estimate, when there is one."""
     return lambda r, _: [] if r.estimate is None else _one(getattr(r.estimate, field))
@@ -226,6 +236,25 @@ CATALOGUE: tuple[Gauge, ...] = (
     Gauge("ml_model_rmse", "RMSE on that batch's labelled rows.", (), _performance("rmse")),
     Gauge("ml_model_mape", "MAPE on that batch's labelled rows.", (), _performance("mape")),
     Gauge("ml_model_r2", "R2 on that batch's labelled rows.", (), _performance("r2")),
+    Gauge(
+        "ml_data_quality_issue",
+        "Data-quality check of a feature (_batch: the whole batch): the share or count found, "
+        "0 when clean.",
+        ("feature", "check"),
+        lambda r, _: _quality(r),
+    ),
+    Gauge(
+        "ml_data_quality_muted",
+        "1 when the model's policy mutes the check for the feature: shown, never alerted.",
+        ("feature", "check"),
+        lambda r, _: [((f.feature, f.check), 1.0) for f in r.data_quality if f.muted],
+    ),
+    Gauge(
+        "ml_data_quality_issues",
+        "Data-quality findings in the batch that the policy does not mute.",
+        (),
+        lambda r, _: _one(len(r.data_quality_issues)) if r.data_quality_checked else [],
+    ),
     Gauge(
         "ml_model_estimated_mae",
         "MAE of the monitored batch estimated before its labels (from features and predictions).",

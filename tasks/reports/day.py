@@ -45,6 +45,22 @@ def drift_rows(result: MonitoringResult) -> list[dict[str, Any]]:
     ]
 
 
+def quality_lines(result: MonitoringResult) -> list[str]:
+    """The data-quality findings, one line each (muted ones said so), or that there were none."""
+    checks = sum(len(c) for c in result.data_quality_checked.values())
+    if not result.data_quality:
+        return [f"data quality: no finding ({checks} checks)"] if checks else []
+    lines = []
+    for f in result.data_quality:
+        value = f"{f.value:,.0f}" if f.check == "row_count" else f"{f.value:.4g}"
+        lines.append(
+            f"data quality: {f.feature} {f.check} = {value} (expected {f.expected})"
+            + (f": {f.detail}" if f.detail else "")
+            + (" [muted by the policy]" if f.muted else "")
+        )
+    return lines
+
+
 def summary_markdown(
     result: MonitoringResult, thresholds: AlertThresholds = DEFAULT_ALERT_THRESHOLDS
 ) -> str:
@@ -52,6 +68,7 @@ def summary_markdown(
     lines = [
         f"# {result.model} {result.model_version}: batch {result.batch_date}",
         "",
+        *[f"- {line}" for line in quality_lines(result)],
         f"- rows: {result.n_rows}",
         f"- drifted features: {', '.join(drifted) if drifted else 'none'} "
         f"(of {sum(d.status == 'ok' for d in result.features)} tested)",
@@ -281,7 +298,10 @@ class DayReport:
     def markdown(self, report_uri: str | None = None) -> str:
         """The Prefect artifact: pictures inline (data: URIs), then the table and the facts."""
         r = self.result
-        lines = [f"# {r.model} {r.model_version}: batch {r.batch_date}", "", self._headline(), ""]
+        lines = [f"# {r.model} {r.model_version}: batch {r.batch_date}", ""]
+        quality = [html.escape(q, quote=False).replace("\n", " ") for q in quality_lines(r)]
+        lines += [*[f"- {q}" for q in quality], ""] if quality else []
+        lines += [self._headline(), ""]
         lines += [self._rule_text(), ""]
         if self.drift_svg:
             lines += [f"![{_md(self._caption())}]({_data_uri(self.drift_svg)})", ""]
@@ -307,6 +327,7 @@ class DayReport:
             f"<title>{html.escape(title)}</title>",
             f"<style>{_CSS}</style></head><body>",
             f"<h1>{html.escape(title)}</h1>",
+            *_quality_html(quality_lines(r)),
             f"<p class=headline>{html.escape(self._headline())}</p>",
             f"<p class=rule>{html.escape(self._rule_text())}</p>",
         ]
@@ -340,8 +361,15 @@ _CSS = (
     "figure{margin:1.2em 0}img{max-width:100%;height:auto}"
     "figcaption{color:#57606a;font-size:.9em}table{border-collapse:collapse;margin:1em 0}"
     "th,td{border:1px solid #d0d7de;padding:.25em .6em;text-align:left}"
-    "tr.drifted td{background:#ffebe9}"
+    "tr.drifted td{background:#ffebe9}.quality{font-weight:600}"
 )
+
+
+def _quality_html(lines: list[str]) -> list[str]:
+    if not lines:
+        return []
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return [f"<ul class=quality>{items}</ul>"]
 
 
 def _p(p: float) -> str:

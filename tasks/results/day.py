@@ -18,6 +18,7 @@ from tasks.performance.cbpe import CalibrationQuality, ClassificationEstimate
 from tasks.performance.classification import ClassificationMetrics
 from tasks.performance.estimate import PerformanceEstimate
 from tasks.performance.window import BatchPerformance, RegressionMetrics
+from tasks.quality.checks import Finding
 from tasks.stats.drift import FeatureDrift
 
 SCHEMA_VERSION = 1
@@ -57,6 +58,10 @@ class MonitoringResult:
     # the reported batch's realized MAE against the band estimated for it on its own night;
     # None before it is labelled, or without that night's estimate
     band_check: BandCheck | None = None
+    # data quality (tasks/quality/): the findings, muted ones marked, and the checks that ran
+    # per feature ("_batch": the whole batch); results from before it have neither
+    data_quality: tuple[Finding, ...] = ()
+    data_quality_checked: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def drifted_features(self) -> list[str]:
@@ -74,6 +79,11 @@ class MonitoringResult:
     def alert_thresholds(self) -> AlertThresholds:
         """The ratios the day's policy alerts at: the reports draw and quote them."""
         return AlertThresholds(self.performance_alert_ratio, self.estimate_alert_ratio)
+
+    @property
+    def data_quality_issues(self) -> tuple[Finding, ...]:
+        """The data-quality findings that count and alert: not muted by the policy."""
+        return tuple(f for f in self.data_quality if not f.muted)
 
     @property
     def muted_features(self) -> list[str]:
@@ -221,4 +231,8 @@ def from_json(payload: bytes) -> MonitoringResult:
         if raw.get("calibration")
         else None,
         band_check=_band_check(raw.get("band_check")),
+        data_quality=tuple(
+            Finding(**{**f, "value": _nan(f["value"])}) for f in raw.get("data_quality", ())
+        ),
+        data_quality_checked={k: tuple(v) for k, v in raw.get("data_quality_checked", {}).items()},
     )

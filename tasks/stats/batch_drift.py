@@ -11,6 +11,8 @@ import numpy as np
 import pyarrow as pa
 
 from core.settings import DriftRule
+from tasks.quality.expectations import NumericExpectation
+from tasks.quality.facts import CategoricalFacts, ColumnFacts, sorted_facts, unsorted_facts
 from tasks.stats.columns import as_float, category_counts
 from tasks.stats.drift import FeatureDrift, chi2_drift, decide, decide_single, ks_drift
 from tasks.stats.ecdf import ecdf_of
@@ -40,6 +42,8 @@ class DriftOutcome:
     sketches: Mapping[str, Sketch] = field(default_factory=dict, compare=False)
     # a classifier's class probabilities (KS), flagged by BH among themselves
     probabilities: tuple[FeatureDrift, ...] = ()
+    # per feature and the prediction: what the data-quality checks need (tasks/quality/facts.py)
+    facts: Mapping[str, ColumnFacts] = field(default_factory=dict, compare=False)
 
 
 def feature_drift(
@@ -50,9 +54,14 @@ def feature_drift(
 
 
 def measured(
-    name: str, reference: FeatureProfile, column: pa.ChunkedArray, rule: DriftRule
-) -> tuple[FeatureDrift, Sketch]:
-    """`feature_drift` and the sketch of both samples, from the sort the test makes anyway."""
+    name: str,
+    reference: FeatureProfile,
+    column: pa.ChunkedArray,
+    rule: DriftRule,
+    value_range: tuple[float, float] | None = None,
+) -> tuple[FeatureDrift, Sketch, ColumnFacts]:
+    """`feature_drift`, the sketch of both samples and the column's facts for the quality
+    checks (values outside `value_range` counted), from the sort the test makes anyway."""
     if isinstance(reference, NumericProfile):
         values = as_float(column)
         if values.size - int(np.count_nonzero(np.isnan(values))) <= SORTED_WHOLE_MAX:
@@ -64,10 +73,12 @@ def measured(
                 min_samples=rule.min_samples,
                 n_current_missing=missing,
             )
-            return drift, numeric_sketch(reference.ecdf, current)
+            facts = sorted_facts(current.values, current.counts_below, missing, value_range)
+            return drift, numeric_sketch(reference.ecdf, current), facts
         drift = ks_drift(reference.ecdf, values, feature=name, min_samples=rule.min_samples)
         sample = ecdf_of(values[:: -(-values.size // SKETCH_SAMPLE)])[0]
-        return drift, numeric_sketch(reference.ecdf, sample, sampled=sample.n)
+        facts = unsorted_facts(values, sample.values, sample.counts_below, value_range)
+        return drift, numeric_sketch(reference.ecdf, sample, sampled=sample.n), facts
     counts, missing = category_counts(column)
     drift = chi2_drift(
         reference.counts,
@@ -76,7 +87,7 @@ def measured(
         n_current_missing=missing,
         min_samples=rule.min_samples,
     )
-    return drift, categorical_sketch(reference.counts, counts)
+    return drift, categorical_sketch(reference.counts, counts), CategoricalFacts(counts, missing)
 
 
 def _with_normal(profile: ReferenceProfile, drift: FeatureDrift) -> FeatureDrift:
@@ -116,9 +127,13 @@ def drift_report(
     jobs.append((PREDICTION, profile.prediction))
     jobs.extend(profile.probabilities.items())
 
-    def run(job: tuple[str, FeatureProfile]) -> tuple[FeatureDrift, Sketch]:
+    expected = profile.expectations.features
+
+    def run(job: tuple[str, FeatureProfile]) -> tuple[FeatureDrift, Sketch, ColumnFacts]:
         name, reference = job
-        return measured(name, reference, batch.column(name), rule)
+        e = expected.get(name)
+        value_range = (e.low, e.high) if isinstance(e, NumericExpectation) else None
+        return measured(name, reference, batch.column(name), rule, value_range)
 
     if workers is None:
         workers = (os.cpu_count() or 1) if batch.num_rows >= PARALLEL_MIN_ROWS else 1
@@ -131,12 +146,15 @@ def drift_report(
     else:
         results = [run(job) for job in jobs]
     n_probabilities = len(profile.probabilities)
-    tested = [_with_normal(profile, drift) for drift, _ in results]
+    tested = [_with_normal(profile, drift) for drift, _, _ in results]
     probabilities = tested[len(tested) - n_probabilities :]
     *features, prediction = tested[: len(tested) - n_probabilities]
-    sketches = {drift.feature: sketch for drift, sketch in results}
+    sketches = {drift.feature: sketch for drift, sketch, _ in results}
+    facts = {drift.feature: column for drift, _, column in results}
     decided = tuple(
         replace(d, muted=True) if d.feature in mute else d for d in decide(features, rule, rules)
     )
     classes = tuple(decide(probabilities, rule, rules)) if probabilities else ()
-    return DriftOutcome(decided, decide_single(prediction, rule), sketches, classes)
+    return DriftOutcome(
+        decided, decide_single(prediction, rule), sketches, probabilities=classes, facts=facts
+    )

@@ -12,6 +12,13 @@ import pyarrow as pa
 
 from data_lake.columns import PREDICTION
 from model_registry.registry import FeatureSpec
+from tasks.quality.expectations import (
+    ColumnExpectation,
+    Expectations,
+    duplicate_share,
+    learn_categorical,
+    learn_numeric,
+)
 from tasks.stats.columns import category_counts, numeric_ecdf
 from tasks.stats.ecdf import Ecdf
 
@@ -53,6 +60,8 @@ class ReferenceProfile:
     normal: Mapping[str, NormalRange] = field(default_factory=dict)
     # a classifier's `proba_<class>` columns, tested like numeric features
     probabilities: Mapping[str, NumericProfile] = field(default_factory=dict)
+    # what the data-quality checks expect of each feature (tasks/quality/)
+    expectations: Expectations = field(default_factory=Expectations)
 
 
 class HasFeatures(Protocol):
@@ -76,12 +85,37 @@ def build_profile(reference: pa.Table, card: HasFeatures) -> ReferenceProfile:
             features[spec.name] = numeric_profile(column)
         else:
             features[spec.name] = CategoricalProfile(*category_counts(column))
-    classes: Sequence[str] = getattr(card, "classes", ())
     prediction = reference.column(PREDICTION)
+    expectations = Expectations(
+        expectations_of(features).features, duplicate_share(reference, [*features, PREDICTION])
+    )
+    classes: Sequence[str] = getattr(card, "classes", ())
     if classes:
         probabilities = {
             f"proba_{c}": numeric_profile(reference.column(f"proba_{c}")) for c in classes
         }
         predicted = CategoricalProfile(*category_counts(prediction))
-        return ReferenceProfile(features, predicted, reference.num_rows, {}, probabilities)
-    return ReferenceProfile(features, numeric_profile(prediction), reference.num_rows)
+        return ReferenceProfile(
+            features,
+            predicted,
+            reference.num_rows,
+            probabilities=probabilities,
+            expectations=expectations,
+        )
+    return ReferenceProfile(
+        features, numeric_profile(prediction), reference.num_rows, expectations=expectations
+    )
+
+
+def expectations_of(features: Mapping[str, FeatureProfile]) -> Expectations:
+    """The data-quality expectations a profile's features teach (without the reference's
+    repeated rows, which only the rows themselves tell)."""
+    learned: dict[str, ColumnExpectation] = {}
+    for name, feature in features.items():
+        if isinstance(feature, NumericProfile):
+            learned[name] = learn_numeric(
+                feature.ecdf.values, feature.ecdf.counts_below, feature.n_missing
+            )
+        else:
+            learned[name] = learn_categorical(feature.counts, feature.n_missing)
+    return Expectations(learned, None, "profile")
