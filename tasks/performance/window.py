@@ -256,7 +256,6 @@ class Window:
         if left_out_batches:
             # a batch left out of the window may hold these rows: not counted as unmatched
             unattributed, unmatched = unmatched, 0
-        named = ", ".join(str(d) for d in left_out_batches)
         warnings = (
             tuple(left_out)
             + (
@@ -270,8 +269,8 @@ class Window:
             + (
                 (
                     f"{unattributed} label(s) that arrived on {as_of(batch_date)} match no row of "
-                    f"the batches read and were skipped; the batch(es) left out ({named}) may "
-                    "hold them",
+                    "the batches read and were skipped: the batch(es) left out of the window "
+                    "(named above) may hold them",
                 )
                 if unattributed
                 else ()
