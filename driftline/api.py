@@ -161,7 +161,8 @@ def monitor_day(
     """Monitor one batch day as the nightly run does, without Prefect: result.json and
     report.html written to the lake, the gauges pushed once when `push` (a failed push raises
     RunError). Returns the day's result."""
-    from tasks.day.engine import load_model_context, monitor_and_write
+    from tasks.day.engine import monitor_and_write
+    from tasks.day.inputs import load_model_context
 
     settings = _settings(lake=lake, registry=registry, push=push)
     check_name("model", model)

@@ -28,7 +28,8 @@ import driftline
 from core.settings import load_settings
 from data_lake.lake import Lake
 from model_registry.registry import Registry
-from tasks.day.engine import load_model_context, monitor_and_write
+from tasks.day.engine import monitor_and_write
+from tasks.day.inputs import load_model_context
 
 ROWS = 1_000_000
 DAY = date(2026, 3, 2)

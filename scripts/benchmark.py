@@ -10,7 +10,7 @@ proportions, one holds 50 integer codes; two numeric features have 1% missing va
 
 Every measured run is a fresh process, as a nightly run is, so its peak RSS is one run's own
 (and no allocator keeps memory from an earlier repeat): it loads the stored profile, reads the
-batch with `tasks.day.engine.read_batch` (Parquet + validation) and calls `drift_report`; the
+batch with `tasks.day.inputs.read_batch` (Parquet + validation) and calls `drift_report`; the
 whole run is all three, the compute only the last; the nightly run adds the performance on
 80 % of the rows labelled the next day and writes the result to the lake. The
 scipy baseline runs in its own processes on the same files: `ks_2samp` / `chi2_contingency` per
@@ -52,7 +52,8 @@ import scipy.stats  # noqa: F401
 from core.settings import DriftRule
 from data_lake.lake import Lake
 from model_registry.registry import ModelCard
-from tasks.day.engine import ModelContext, assemble, read_batch, read_window
+from tasks.day.engine import assemble
+from tasks.day.inputs import ModelContext, read_batch, read_window
 from tasks.edge.profile_file import PROFILE_FILE, profile_files, profile_from_bytes
 from tasks.reports import day as reports
 from tasks.reports import plots

@@ -11,7 +11,7 @@ neither the model nor the estimator has seen a simulated row. Each run simulates
 2,000 rows with `driftline.commands.simulate` into a temporary lake, the scenario starting at
 the middle day, and runs `tasks.day.engine.run_day` for every day, as the nightly run does on
 the morning after. The realized MAE of a day is its batch's MAE once all labels have arrived
-(the performance window a week after the last day, `tasks.day.engine.read_window`).
+(the performance window a week after the last day, `tasks.day.inputs.read_window`).
 
 Per scenario (none, data-drift, concept-drift) and phase (before / after the drift start) it
 prints how often the estimate is within 15 % of the realized MAE, how often the band covers it,
@@ -46,7 +46,7 @@ from core.settings import Settings, load_settings
 from data_lake.lake import Lake
 from driftline import commands
 from model_registry.registry import HoldoutMetrics, Registry
-from tasks.day import engine
+from tasks.day import engine, inputs
 from tasks.edge.estimator_file import load_loss_estimator
 from tasks.models.simulate import SCENARIOS, Scenario
 from tasks.performance.estimate import (
@@ -114,7 +114,7 @@ def held_out_pool(registry: Registry, path: Path) -> Path:
 
 def run_days(
     root: Path,
-    context: engine.ModelContext,
+    context: inputs.ModelContext,
     pool: Path,
     scenario: Scenario,
     seed: int,
@@ -130,7 +130,7 @@ def run_days(
     lake = Lake.open(settings.data_lake_uri)
     last = START + timedelta(days=days - 1)
     later = last + timedelta(days=8)  # every label has arrived by then (delays are 1-7 days)
-    window = engine.read_window(
+    window = inputs.read_window(
         lake, context.card, later, later, window_days=settings.performance_window_days
     )
     realized = {
@@ -156,7 +156,7 @@ def collect(train_seeds: int, runs: int, days: int) -> tuple[list[Day], dict[str
             estimators[f"train_seed_{42 + train_seed}"] = card.extra["loss_estimator"]["accuracy"]
             registry = Registry.open(str(root / "registry"))
             pool = held_out_pool(registry, root / "pool.parquet")
-            context = engine.load_model_context(registry, MODEL)
+            context = inputs.load_model_context(registry, MODEL)
             assert isinstance(card.metrics, HoldoutMetrics)  # the diamonds regressor
             baseline = card.metrics.mae
             for index, scenario in enumerate(CALIBRATED):

@@ -39,7 +39,7 @@ from data_lake.columns import BATCH_DATE, PREDICTION, ROW_ID, SCORED_AT
 from data_lake.lake import Lake
 from model_registry.registry import Registry
 from tasks.day.backfill import replay, write_replayed
-from tasks.day.engine import load_model_context, read_window
+from tasks.day.inputs import load_model_context, read_window
 from tasks.results.day import MonitoringResult
 
 MODEL = "nyc-arrival-delay"

@@ -47,7 +47,7 @@ from scripts.flights_year import (
     unseen,
     write_year,
 )
-from tasks.day.engine import load_model_context
+from tasks.day.inputs import load_model_context
 from tasks.performance.estimate import BAND_Z, EXTRA_KEY
 from tasks.results.day import MonitoringResult
 from tasks.stats.batch_drift import drift_report

@@ -194,11 +194,12 @@ def nightly(model: str, day: date) -> bytes:
     from data_lake.lake import Lake
     from model_registry.registry import Registry
     from tasks.day import engine as monitoring
+    from tasks.day import inputs
     from tasks.results.day import to_json
 
     settings = load_settings(push=False)
     lake = Lake.open(settings.data_lake_uri)
-    context = monitoring.load_model_context(Registry.open(settings.model_registry_uri), model)
+    context = inputs.load_model_context(Registry.open(settings.model_registry_uri), model)
     payload = to_json(monitoring.run_day(lake, context, day, settings).result)
     with lake.day_lock(model, day, purpose=f"monitor {model} {day}", policy=settings.lock_policy):
         lake.write_bytes(
@@ -233,11 +234,12 @@ def race(model: str, day: date, me: str, peer: str, control: Path) -> None:
     from data_lake.lock import LockOwner
     from model_registry.registry import Registry
     from tasks.day import engine as monitoring
+    from tasks.day import inputs
     from tasks.results.day import to_json
 
     settings = load_settings(push=False)
     lake = Lake.open(settings.data_lake_uri)
-    context = monitoring.load_model_context(Registry.open(settings.model_registry_uri), model)
+    context = inputs.load_model_context(Registry.open(settings.model_registry_uri), model)
     payload = to_json(monitoring.run_day(lake, context, day, settings).result)
     (control / f"{me}-ready").write_text("")
     number = 0

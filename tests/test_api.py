@@ -25,7 +25,7 @@ from driftline import commands
 from driftline.cli import main
 from model_registry.registry import MODEL_FILE, Registry
 from tasks.day.backfill import replay, write_replayed
-from tasks.day.engine import load_model_context, read_batch, read_window
+from tasks.day.inputs import load_model_context, read_batch, read_window
 from tasks.edge.validation import validate_labels
 from tests import builders
 from tests.test_second_model import energy_table, write_energy_model

@@ -15,9 +15,9 @@ from core.settings import Settings, load_settings
 from data_lake.lake import Lake
 from driftline import commands
 from model_registry.registry import Registry
-from tasks.day import engine as monitoring
 from tasks.day.backfill import days_between, replay, write_replayed
-from tasks.day.engine import read_window, run_day
+from tasks.day.engine import run_day
+from tasks.day.inputs import ModelContext, load_model_context, read_window
 from tasks.results.day import from_json, to_json
 
 # forty simulated days, replayed and monitored again: ~15 s on 2 cores
@@ -47,7 +47,7 @@ def simulated_lake(root: Path, registry: Path, *, rows: int = 300) -> Settings:
 @pytest.fixture(scope="module")
 def untidy_lake(
     tmp_path_factory: pytest.TempPathFactory, diamonds_registry: Path
-) -> tuple[Settings, monitoring.ModelContext]:
+) -> tuple[Settings, ModelContext]:
     """Forty simulated days with what real lakes hold: a missing batch, rows labelled twice,
     labels for rows nobody scored, null labels."""
     settings = simulated_lake(tmp_path_factory.mktemp("lake"), diamonds_registry)
@@ -67,9 +67,7 @@ def untidy_lake(
     lake.write_table(
         f"{lake.labels_dir('diamonds-price', day10 + timedelta(days=12))}/z.parquet", nulls
     )
-    context = monitoring.load_model_context(
-        Registry.open(settings.model_registry_uri), "diamonds-price"
-    )
+    context = load_model_context(Registry.open(settings.model_registry_uri), "diamonds-price")
     return settings, context
 
 
@@ -155,9 +153,7 @@ def test_a_batch_repeating_an_earlier_row_id_fails_only_its_own_night(
         "part-0.parquet",
         pa.Table.from_pandas(batch, preserve_index=False),
     )
-    context = monitoring.load_model_context(
-        Registry.open(settings.model_registry_uri), "diamonds-price"
-    )
+    context = load_model_context(Registry.open(settings.model_registry_uri), "diamonds-price")
     inputs = read_window(lake, context.card, day, day + timedelta(days=2), window_days=30)
     earlier = (day - timedelta(days=2)).isoformat()
     with pytest.raises(InputError, match=f"batch {day}: row_id '{earlier}-0000007' was already "

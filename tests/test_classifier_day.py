@@ -204,7 +204,7 @@ def test_the_demo_classifier_is_simulated_monitored_and_backfilled_to_the_same_b
     from data_lake.lake import Lake
     from driftline import commands
     from tasks.day.backfill import replay, write_replayed
-    from tasks.day.engine import load_model_context, read_window
+    from tasks.day.inputs import load_model_context, read_window
 
     once, replayed, registry = tmp_path / "once", tmp_path / "replayed", tmp_path / "registry"
     settings = load_settings(

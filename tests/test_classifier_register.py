@@ -15,7 +15,7 @@ import driftline
 from core.errors import InputError
 from driftline.cli import main
 from model_registry.registry import ModelCard, Registry
-from tasks.day.engine import load_model_context
+from tasks.day.inputs import load_model_context
 from tasks.edge.calibration_file import CALIBRATION_FILE
 from tests import builders
 

@@ -16,6 +16,7 @@ import pytest
 from core.errors import InputError
 from model_registry.registry import HoldoutMetrics, ModelCard, Registry
 from tasks.day import engine as monitoring
+from tasks.day import inputs
 from tasks.edge.estimator_file import load_loss_estimator, loss_estimator_files
 from tasks.edge.profile_file import profile_files
 from tasks.performance.estimate import (
@@ -204,7 +205,7 @@ def test_diamonds_train_registers_an_estimator_the_nightly_context_loads(diamond
     accuracy = card_.extra[EXTRA_KEY]["accuracy"]
     assert abs(accuracy["mae_relative_error"]) < 0.1
     assert 0 < accuracy["level_error"] < 0.05
-    context = monitoring.load_model_context(registry, "diamonds-price")
+    context = inputs.load_model_context(registry, "diamonds-price")
     assert context.loss_estimator is not None
     assert not (diamonds_registry / ".cache" / "loss_estimators").exists()  # none fitted again
 
@@ -216,7 +217,7 @@ def test_a_tampered_estimator_is_refused_before_unpickling_with_how_to_re_regist
     stored = tmp_path / "registry" / "toy" / "v1" / LOSS_ESTIMATOR_FILE
     stored.write_bytes(EVIL.replace(b"{marker}", str(tmp_path / "pwned").encode()))
     with pytest.raises(InputError) as err:
-        monitoring.load_model_context(registry, "toy")
+        inputs.load_model_context(registry, "toy")
     assert err.value.exit_code == 2
     message = str(err.value)
     assert str(stored) in message and "does not match its card" in message
@@ -267,7 +268,7 @@ def test_a_version_with_too_few_labelled_rows_has_no_estimator_and_no_estimate(t
     registry, registered = register(tmp_path, small, with_estimator=True)
     assert LOSS_ESTIMATOR_FILE not in registered.sha256
     assert "fewer than 100" in registered.extra[EXTRA_KEY]["skipped"]
-    context = monitoring.load_model_context(registry, "toy")
+    context = inputs.load_model_context(registry, "toy")
     assert context.loss_estimator is None
     assert not (tmp_path / ".cache" / "loss_estimators").exists()
 
@@ -286,7 +287,7 @@ def test_monitor_day_writes_the_estimate_of_the_batch_into_the_result(trained_en
         scenario="none", seed=3,
     )  # fmt: skip
     registry = Registry.open(settings.model_registry_uri)
-    context = monitoring.load_model_context(registry, "diamonds-price")
+    context = inputs.load_model_context(registry, "diamonds-price")
     result = monitoring.run_day(
         Lake.open(settings.data_lake_uri), context, date(2026, 2, 1), settings
     ).result

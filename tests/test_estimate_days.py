@@ -20,7 +20,8 @@ from core.settings import load_settings
 from data_lake.lake import Lake
 from model_registry.registry import HoldoutMetrics, Registry
 from tasks.day.band import batch_estimate, with_band_check
-from tasks.day.engine import load_model_context, run_day
+from tasks.day.engine import run_day
+from tasks.day.inputs import load_model_context
 from tasks.edge.estimator_file import load_loss_estimator, loss_estimator_files
 from tasks.edge.profile_file import profile_files
 from tasks.performance.band_check import check_band

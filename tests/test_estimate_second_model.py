@@ -15,6 +15,7 @@ from driftline import commands
 from driftline.cli import main
 from model_registry.registry import Registry
 from tasks.day import engine as monitoring
+from tasks.day import inputs
 from tasks.export.catalogue import RunStamp, metric_families
 from tests.test_second_model import write_energy_model
 
@@ -47,13 +48,13 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list, dic
         scenario="data-drift", seed=5, drift_start=START + timedelta(days=3),
     )  # fmt: skip
     lake = Lake.open(settings.data_lake_uri)
-    context = monitoring.load_model_context(Registry.open(settings.model_registry_uri), MODEL)
+    context = inputs.load_model_context(Registry.open(settings.model_registry_uri), MODEL)
     results = [
         monitoring.run_day(lake, context, START + timedelta(days=i), settings).result
         for i in range(DAYS)
     ]
     later = START + timedelta(days=DAYS + 8)  # every label has arrived
-    window = monitoring.read_window(lake, context.card, later, later, window_days=30)
+    window = inputs.read_window(lake, context.card, later, later, window_days=30)
     realized = {p.batch_date: p.metrics.mae for p in window.performance(later).batches if p.metrics}
     return root, results, realized
 

@@ -14,6 +14,7 @@ from data_lake.lake import Lake
 from driftline import commands
 from model_registry.registry import Registry
 from tasks.day import engine as monitoring
+from tasks.day import inputs
 from tasks.export import history
 from tasks.export.catalogue import RunStamp, metric_families
 from tests import procs
@@ -37,7 +38,7 @@ def runs(
         scenario="none", seed=2,
     )  # fmt: skip
     lake = Lake.open(settings.data_lake_uri)
-    context = monitoring.load_model_context(
+    context = inputs.load_model_context(
         Registry.open(settings.model_registry_uri), "diamonds-price"
     )
     return [

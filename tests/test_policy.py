@@ -16,7 +16,8 @@ from driftline import commands
 from model_registry.policies import current_policy, set_policy
 from model_registry.registry import Registry
 from tasks.day.backfill import replay, write_replayed
-from tasks.day.engine import load_model_context, monitor_and_write, read_window, run_day
+from tasks.day.engine import monitor_and_write, run_day
+from tasks.day.inputs import load_model_context, read_window
 from tasks.day.persistence import sustain
 from tasks.export.catalogue import RunStamp, metric_families
 from tasks.results.day import from_json

@@ -13,7 +13,7 @@ import pytest
 from core.errors import InputError
 from driftline.cli import main
 from model_registry.registry import Registry
-from tasks.day.engine import load_model_context
+from tasks.day.inputs import load_model_context
 from tests.conftest import simulated_world
 
 DAY = date(2026, 3, 3)

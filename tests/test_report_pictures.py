@@ -18,14 +18,8 @@ from core.settings import AlertThresholds, DriftRule, load_settings
 from data_lake.lake import Lake
 from driftline import commands
 from model_registry.registry import Registry
-from tasks.day.engine import (
-    ModelContext,
-    assemble,
-    load_model_context,
-    monitor_and_write,
-    read_window,
-    run_day,
-)
+from tasks.day.engine import assemble, monitor_and_write, run_day
+from tasks.day.inputs import ModelContext, load_model_context, read_window
 from tasks.edge.validation import ValidatedBatch
 from tasks.performance.window import PerformanceOutcome
 from tasks.reports import day as reports

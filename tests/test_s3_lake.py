@@ -27,7 +27,7 @@ from core.settings import load_settings
 from data_lake.lake import Lake
 from driftline.cli import main
 from model_registry.registry import MODEL_FILE, Registry
-from tasks.day import engine as monitoring
+from tasks.day import inputs
 from tests import procs
 from tests.pushgateway_recorder import recording_pushgateway
 from tests.s3 import (
@@ -287,7 +287,7 @@ def test_a_model_file_changed_on_s3_is_refused_before_it_is_unpickled(
     with pytest.raises(InputError, match=f"{shown}: sha256 .* does not match its card"):
         registry.load(MODEL)
     with pytest.raises(InputError, match=f"{shown}: sha256 "):
-        monitoring.load_model_context(registry, MODEL)  # the nightly run's check
+        inputs.load_model_context(registry, MODEL)  # the nightly run's check
     code, _, err = run_cli(env, "simulate", "--model", MODEL, "--start", "2026-06-01",
                            "--days", "1")  # fmt: skip
     assert code == 2

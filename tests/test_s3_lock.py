@@ -29,6 +29,7 @@ from data_lake.lake import Lake
 from data_lake.lock import LockOwner
 from model_registry.registry import Registry
 from tasks.day import engine as monitoring
+from tasks.day import inputs
 from tasks.results.day import to_json
 from tests import procs
 from tests.s3 import (
@@ -296,7 +297,7 @@ def test_two_processes_racing_for_one_day_one_writes_the_other_refuses_or_waits(
     env = energy_world(s3, energy_files, days=3, rows_per_day=400)
     settings = load_settings(env)
     lake = Lake.open(settings.data_lake_uri)
-    context = monitoring.load_model_context(Registry.open(settings.model_registry_uri), MODEL)
+    context = inputs.load_model_context(Registry.open(settings.model_registry_uri), MODEL)
     expected = to_json(monitoring.run_day(lake, context, DAY, settings).result)  # a single run's
     control = tmp_path / "race"
     control.mkdir()

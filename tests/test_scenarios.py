@@ -13,7 +13,8 @@ from core.settings import load_settings
 from data_lake.lake import Lake
 from driftline import commands
 from model_registry.registry import Registry
-from tasks.day.engine import load_model_context, run_day
+from tasks.day.engine import run_day
+from tasks.day.inputs import load_model_context
 
 # sixteen simulated days of 1,500 rows monitored per scenario: ~20 s on 2 cores
 pytestmark = pytest.mark.slow

@@ -14,7 +14,8 @@ from pathlib import Path
 from core.settings import Settings, load_settings
 from data_lake.lake import Lake
 from model_registry.registry import MODEL_FILE, REFERENCE_FILE, ModelCard, Registry
-from tasks.day.engine import load_model_context, run_day
+from tasks.day.engine import run_day
+from tasks.day.inputs import load_model_context
 from tasks.export.catalogue import JOB, RunStamp, metric_families, registry_for
 from tasks.results.day import MonitoringResult, to_json
 

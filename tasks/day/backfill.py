@@ -17,7 +17,8 @@ from datetime import date, timedelta
 from core.errors import DriftlineError, InputError
 from core.settings import Settings
 from data_lake.lake import Lake
-from tasks.day.engine import ComputedDay, ModelContext, run_day, write_day
+from tasks.day.engine import ComputedDay, run_day, write_day
+from tasks.day.inputs import ModelContext
 from tasks.day.persistence import earlier_days, stored_verdicts
 from tasks.performance.window import Window
 from tasks.results.backfill import DayOutcome

@@ -23,7 +23,7 @@ from core.settings import Settings
 from data_lake.lake import Lake
 from tasks.day import backfill
 from tasks.day.backfill import ReplayedDay
-from tasks.day.engine import ModelContext
+from tasks.day.inputs import ModelContext
 from tasks.day.wrappers import artifact_key, compute_task, io_task
 from tasks.export import history
 from tasks.performance.window import Window

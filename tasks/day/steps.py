@@ -19,8 +19,9 @@ from core.settings import IO_RETRY_DELAYS_SECONDS, PushSettings, Settings
 from data_lake.lake import Lake
 from data_lake.lock import LockOwner
 from model_registry.registry import Registry
-from tasks.day import engine
-from tasks.day.engine import ComputedDay, ModelContext, WrittenDay
+from tasks.day import engine, inputs
+from tasks.day.engine import ComputedDay, WrittenDay
+from tasks.day.inputs import ModelContext
 from tasks.day.wrappers import artifact_key, compute_task, io_task, transient
 from tasks.edge.validation import ValidatedBatch
 from tasks.export import pushgateway
@@ -33,7 +34,7 @@ from tasks.results.day import MonitoringResult
 @io_task("load-model")
 def load_model(settings: Settings, model: str) -> ModelContext:
     registry = Registry.open(settings.model_registry_uri, cache_dir=settings.cache_dir)
-    context = engine.load_model_context(registry, model)
+    context = inputs.load_model_context(registry, model)
     get_run_logger().info(
         "model %s version %s: %d features, reference of %d rows",
         model,
@@ -53,7 +54,7 @@ def load_model(settings: Settings, model: str) -> ModelContext:
 
 @io_task("load-batch")
 def load_batch(settings: Settings, context: ModelContext, batch_date: date) -> ValidatedBatch:
-    batch = engine.read_batch(Lake.open(settings.data_lake_uri), context.card, batch_date)
+    batch = inputs.read_batch(Lake.open(settings.data_lake_uri), context.card, batch_date)
     faults.pause_point("load-batch")
     logger = get_run_logger()
     logger.info("batch %s: %d rows", batch_date, batch.table.num_rows)
@@ -72,7 +73,7 @@ def load_window(
     current: ValidatedBatch | None = None,
 ) -> Window:
     """The scored batches and labels the days start..end need (the day's own batch in hand)."""
-    window = engine.read_window(
+    window = inputs.read_window(
         Lake.open(settings.data_lake_uri),
         context.card,
         start,
