@@ -28,7 +28,7 @@ import pyarrow as pa
 from core.policy import Policy
 from core.settings import DriftRule
 from data_lake.lake import Lake
-from scripts.benchmark import DAY, card, write_workload
+from scripts.bench_workload import DAY, card, write_workload
 from tasks.day.inputs import read_batch
 from tasks.day.quality import quality_of
 from tasks.edge.profile_file import PROFILE_FILE, profile_from_bytes
