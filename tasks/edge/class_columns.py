@@ -15,16 +15,22 @@ from data_lake.columns import PREDICTION
 from tasks.performance.classification import proba_column, unseen_classes
 
 
-def _is_class_type(t: pa.DataType) -> bool:
+def is_category_type(t: pa.DataType) -> bool:
+    """A type a categorical feature may have: strings, booleans, integers, or their dictionary."""
     if pa.types.is_dictionary(t):
-        return _is_class_type(t.value_type)
+        return is_category_type(t.value_type)
     return (
         pa.types.is_string(t)
         or pa.types.is_large_string(t)
         or pa.types.is_boolean(t)
         or pa.types.is_integer(t)
-        or pa.types.is_floating(t)  # integers with nulls, as pandas writes them
     )
+
+
+def _is_class_type(t: pa.DataType) -> bool:
+    value = t.value_type if pa.types.is_dictionary(t) else t
+    # floats too: integer classes with nulls, as pandas writes them
+    return is_category_type(value) or pa.types.is_floating(value)
 
 
 def probability_columns(classes: Sequence[str]) -> list[str]:

@@ -20,7 +20,12 @@ import pyarrow.compute as pc
 from core.errors import InputError
 from data_lake.columns import MODEL_VERSION, PREDICTION, ROW_ID, SCORED_AT
 from model_registry.registry import ModelCard
-from tasks.edge.class_columns import checked_classes, classifier_outputs, probability_columns
+from tasks.edge.class_columns import (
+    checked_classes,
+    classifier_outputs,
+    is_category_type,
+    probability_columns,
+)
 
 OPTIONAL = (SCORED_AT, MODEL_VERSION)
 # a batch column with more distinct values than this has its unseen categories merged
@@ -48,17 +53,6 @@ class ValidatedBatch:
 
 def _is_numeric(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
-
-
-def _is_categorical(t: pa.DataType) -> bool:
-    if pa.types.is_dictionary(t):
-        return _is_categorical(t.value_type)
-    return (
-        pa.types.is_string(t)
-        or pa.types.is_large_string(t)
-        or pa.types.is_boolean(t)
-        or pa.types.is_integer(t)
-    )
 
 
 def _listing(names: list[str], limit: int = 8) -> str:
@@ -165,7 +159,7 @@ def validate_batch(table: pa.Table, card: ModelCard, *, source: str) -> Validate
         warnings.append(f"{source}: ignoring extra column(s) {_listing(extra)}")
     for spec in card.features:
         t = table.schema.field(spec.name).type
-        ok = _is_numeric(t) if spec.kind == "numeric" else _is_categorical(t)
+        ok = _is_numeric(t) if spec.kind == "numeric" else is_category_type(t)
         if not ok:
             expected = (
                 "a numeric type (int or float)"
