@@ -133,11 +133,15 @@ def new_category(t: pa.Table, rng: np.random.Generator) -> pa.Table:
     return _set(t, "city", city.astype(str))
 
 
-def duplicated_extract(t: pa.Table, rng: np.random.Generator, share: float = 0.2) -> pa.Table:
-    """A fifth of the rows extracted twice, given fresh row ids on the second pass."""
+def duplicated_extract(
+    t: pa.Table, rng: np.random.Generator, share: float = 0.2, *, fresh_ids: bool = False
+) -> pa.Table:
+    """A fifth of the rows extracted twice: copied whole, or given fresh row ids on the second
+    pass."""
     again = t.take(np.flatnonzero(rng.random(t.num_rows) < share))
-    ids = pa.array([f"{i}-again" for i in again["row_id"].to_pylist()])
-    return pa.concat_tables([t, _set(again, "row_id", ids)])
+    if fresh_ids:
+        again = _set(again, "row_id", pa.array([f"{i}-again" for i in again["row_id"].to_pylist()]))
+    return pa.concat_tables([t, again])
 
 
 def swapped_columns(t: pa.Table, rng: np.random.Generator) -> pa.Table:
@@ -227,8 +231,8 @@ HARD_FAULTS = (
         "unseen_categories",
     ),
     Fault(
-        "duplicated extract: 3%",
-        lambda t, rng: duplicated_extract(t, rng, share=0.03),
+        "duplicated extract: 3%, fresh row ids",
+        lambda t, rng: duplicated_extract(t, rng, share=0.03, fresh_ids=True),
         BATCH,
         "duplicated_rows",
     ),

@@ -164,3 +164,43 @@ def test_a_stored_profile_keeps_its_expectations() -> None:
     profile = fit_profile(reference, builders.card())
     again = profile_from_bytes(profile_to_bytes(profile), source="p")
     assert again.expectations == profile.expectations
+
+
+def test_an_extract_written_twice_is_a_duplicated_rows_finding_and_its_copies_are_left_out(
+    toy: tuple[str, str],
+) -> None:
+    registry, lake = toy
+    once = builders.batch(300, seed=8, day=DAY)
+    driftline.write_batch("toy", DAY, once, lake=lake, registry=registry)
+    single = driftline.monitor_day("toy", DAY, lake=lake, registry=registry)
+    twice = pa.concat_tables([once, once.slice(0, 150)])  # the same rows, row_id included
+    with pytest.warns(UserWarning, match=r"150 row\(s\) repeat an earlier row whole"):
+        driftline.write_batch("toy", DAY, twice, lake=lake, registry=registry)
+    result = driftline.monitor_day("toy", DAY, lake=lake, registry=registry)
+
+    (finding,) = [f for f in result.data_quality if f.check == "duplicated_rows"]
+    assert finding.feature == "_batch"
+    assert finding.value == pytest.approx(150 / 450)
+    assert result.n_rows == 300
+    assert [(f.feature, f.score, f.p_value) for f in result.features] == [
+        (f.feature, f.score, f.p_value) for f in single.features
+    ]
+    assert any("150 row(s) repeat an earlier row whole" in w for w in result.warnings)
+    # the next night reads the batch in its window, not as a bad one
+    later = DAY + timedelta(days=1)
+    driftline.write_batch("toy", later, builders.batch(300, seed=9, day=later), lake=lake,
+                          registry=registry)  # fmt: skip
+    after = driftline.monitor_day("toy", later, lake=lake, registry=registry)
+    assert not [w for w in after.warnings if "left out of the performance window" in w]
+
+
+def test_a_row_id_repeated_with_other_values_is_still_refused(toy: tuple[str, str]) -> None:
+    registry, lake = toy
+    once = builders.batch(300, seed=8, day=DAY)
+    other = once.slice(0, 1).set_column(
+        once.column_names.index("depth"), "depth", pa.array([123.0])
+    )
+    with pytest.raises(InputError, match=r"'row_id' has duplicates \(e\.g\. '.+'\) whose rows"):
+        driftline.write_batch(
+            "toy", DAY, pa.concat_tables([once, other]), lake=lake, registry=registry
+        )

@@ -66,6 +66,15 @@ def test_duplicate_row_ids_are_refused_naming_one():
         validate_batch(table, builders.card(), source=SOURCE)
 
 
+def test_rows_copied_whole_are_left_out_and_counted_not_refused():
+    table = builders.batch()
+    twice = pa.concat_tables([table, table.slice(10, 5), table.slice(2, 1)])
+    validated = validate_batch(twice, builders.card(), source=SOURCE)
+    assert validated.repeated_copies == 6
+    assert validated.table.column("row_id").to_pylist() == table.column("row_id").to_pylist()
+    assert any("6 row(s) repeat an earlier row whole" in w for w in validated.warnings)
+
+
 def test_extra_columns_are_ignored_with_a_warning():
     table = builders.batch().append_column("debug_score", pa.array(np.zeros(50)))
     validated = validate_batch(table, builders.card(), source=SOURCE)

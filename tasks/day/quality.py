@@ -36,7 +36,7 @@ def quality_of(
         for name, f in drift.facts.items()
         if name in columns and isinstance(f, NumericFacts) and f.tied is not None
     }
-    rows = BatchRows(batch.table.select(columns), batch.scored_at, ties)
+    rows = BatchRows(batch.table.select(columns), batch.scored_at, ties, batch.repeated_copies)
     return assess(
         profile.expectations,
         drift.facts,

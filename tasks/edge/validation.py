@@ -43,6 +43,8 @@ class ValidatedBatch:
     # the batch's scored_at when it has one of a timestamp type: the data-quality checks tell
     # a row written twice from two alike by it
     scored_at: pa.ChunkedArray | None = None
+    # rows dropped as whole copies of an earlier row, row_id included (data quality counts them)
+    repeated_copies: int = 0
 
     def without_features(self) -> ValidatedBatch:
         """The batch as the rest of the run needs it once drift is computed: row_id and
@@ -172,7 +174,12 @@ def validate_batch(table: pa.Table, card: ModelCard, *, source: str) -> Validate
             )
         if spec.kind == "numeric":
             _check_finite(table, spec.name, source)
-    table = _checked_ids_and_predictions(table, source, card.classes)
+    table, copies = _checked_ids_and_predictions(table, source, card.classes)
+    if copies:
+        warnings.append(
+            f"{source}: {copies:,} row(s) repeat an earlier row whole, row_id included, and were "
+            "left out (an extract written twice?)"
+        )
     outputs = [PREDICTION, *probabilities]
     nulls = [c for c in [*card.feature_names, *outputs] if table.column(c).null_count]
     if nulls:
@@ -186,13 +193,17 @@ def validate_batch(table: pa.Table, card: ModelCard, *, source: str) -> Validate
     if scored_at is not None and not pa.types.is_timestamp(scored_at.type):
         scored_at = None
     return ValidatedBatch(
-        capped, (*warnings, *cap_warnings), tuple(probabilities), scored_at=scored_at
+        capped,
+        (*warnings, *cap_warnings),
+        tuple(probabilities),
+        scored_at=scored_at,
+        repeated_copies=copies,
     )
 
 
 def _checked_ids_and_predictions(
     table: pa.Table, source: str, classes: Sequence[str] = ()
-) -> pa.Table:
+) -> tuple[pa.Table, int]:
     """row_id present on every row, once, and a numeric prediction (a classifier's: known
     classes and probabilities): what the performance window needs of a batch."""
     if classes:
@@ -210,13 +221,24 @@ def _checked_ids_and_predictions(
             f"{source}: column 'row_id' has {row_ids.null_count} null(s); every row needs an id"
         )
     if pc.count_distinct(row_ids).as_py() != table.num_rows:
-        counts = pc.value_counts(row_ids)
+        return _without_copies(table, source)
+    return table, 0
+
+
+def _without_copies(table: pa.Table, source: str) -> tuple[pa.Table, int]:
+    """The batch without the rows that repeat an earlier row whole, row_id included (an extract
+    written twice), and how many there were; a row_id repeated with other values is bad input."""
+    n_ids = pc.count_distinct(table.column(ROW_ID)).as_py()
+    if table.group_by(table.column_names).aggregate([]).num_rows != n_ids:
+        counts = pc.value_counts(table.column(ROW_ID))
         dup = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
         raise InputError(
-            f"{source}: column 'row_id' has duplicates (e.g. {dup!r}); "
+            f"{source}: column 'row_id' has duplicates (e.g. {dup!r}) whose rows differ; "
             "row_id must be unique within a model"
         )
-    return table
+    order = pa.table({ROW_ID: table.column(ROW_ID), "row": np.arange(table.num_rows)})
+    first = order.group_by(ROW_ID).aggregate([("row", "min")]).column("row_min")
+    return table.take(np.sort(first.to_numpy())), table.num_rows - n_ids
 
 
 def validate_scored_ids(table: pa.Table, *, source: str, classes: Sequence[str] = ()) -> pa.Table:
@@ -225,7 +247,7 @@ def validate_scored_ids(table: pa.Table, *, source: str, classes: Sequence[str] 
     _check_unique_names(table.column_names, source)
     kept = [ROW_ID, PREDICTION, *probability_columns(classes)]
     _require(table.column_names, kept, source)
-    return _checked_ids_and_predictions(table.select(kept), source, classes)
+    return _checked_ids_and_predictions(table.select(kept), source, classes)[0]
 
 
 def _require(found: list[str], required: list[str], source: str) -> None:

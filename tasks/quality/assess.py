@@ -50,6 +50,8 @@ class BatchRows:
     scored_at: pa.ChunkedArray | None  # when present, repeated rows must share it too
     # per numeric column sorted whole by the drift step: its values that occur more than once
     ties: Mapping[str, np.ndarray] = field(default_factory=dict)
+    # rows validation left out as whole copies of an earlier row, row_id included
+    copies: int = 0
 
 
 def assess(
@@ -100,11 +102,14 @@ def _batch_findings(
     if rows.scored_at is not None:
         table = table.append_column("__scored_at", rows.scored_at)
         by = "features, prediction and scored_at"
-    repeated = repeated_rows(table, rows.ties)
+    repeated = repeated_rows(table, rows.ties) + rows.copies
+    if rows.copies:
+        by += f" ({rows.copies:,} with their row_id too, left out of the tests)"
     # scored_at, when present, tells a repeated event from two alike: none repeat by chance
     reference_share = None if rows.scored_at is not None else expectations.duplicate_share
+    n_rows = table.num_rows + rows.copies
     found = [
-        duplicated_rows(repeated, table.num_rows, reference_share, rules, by=by),
+        duplicated_rows(repeated, n_rows, reference_share, rules, by=by),
         row_count(table.num_rows, row_count_band(row_history, batch_date, rules)),
     ]
     return [f for f in found if f is not None]
