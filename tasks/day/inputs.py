@@ -4,6 +4,7 @@ validated batch and the performance window of scored batches and labels, each fi
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +47,28 @@ def _no_estimator() -> LossEstimator | None:
     return None
 
 
+class Estimates:
+    """The estimates made with one version, by batch day. A plain class rather than a dict:
+    mapped backfill tasks add to it while Prefect resolves the inputs of others, and Prefect
+    walks a dict but not this."""
+
+    def __init__(self) -> None:
+        self._by_day: dict[date, PerformanceEstimate | None] = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, day: object) -> bool:
+        with self._lock:
+            return day in self._by_day
+
+    def __getitem__(self, day: date) -> PerformanceEstimate | None:
+        with self._lock:
+            return self._by_day[day]
+
+    def __setitem__(self, day: date, estimate: PerformanceEstimate | None) -> None:
+        with self._lock:
+            self._by_day[day] = estimate
+
+
 @dataclass(frozen=True)
 class ModelContext:
     card: ModelCard
@@ -57,9 +80,7 @@ class ModelContext:
     calibration: Calibration | None = None  # a classifier's CBPE (tasks/performance/cbpe.py)
     # the estimates made with this version, by batch day: a backfill's later nights check
     # their reported batch's band against them instead of estimating that batch again
-    estimates: dict[date, PerformanceEstimate | None] = field(
-        default_factory=dict, compare=False, repr=False
-    )
+    estimates: Estimates = field(default_factory=Estimates, compare=False, repr=False)
 
     @functools.cached_property
     def loss_estimator(self) -> LossEstimator | None:
