@@ -111,35 +111,60 @@ def _class_estimated(field: str) -> Callable[..., Samples]:
     return lambda r, _: [] if r.class_estimate is None else _one(getattr(r.class_estimate, field))
 
 
+# (the metric's field, its realized gauge, its baseline gauge, what it is): names spelled out,
+# as every other gauge's are, so that a name of the contract is found where it is defined
 _CLASSIFIER_METRICS = (
-    ("accuracy", "Accuracy"),
-    ("balanced_accuracy", "Balanced accuracy (mean recall over the true classes)"),
-    ("f1_macro", "Macro F1"),
-    ("roc_auc", "ROC AUC (multiclass: one-vs-rest macro)"),
-    ("log_loss", "Log loss"),
-    ("brier", "Brier score (binary: positive class; multiclass: summed over classes)"),
+    ("accuracy", "ml_model_accuracy", "ml_model_baseline_accuracy", "Accuracy"),
+    (
+        "balanced_accuracy",
+        "ml_model_balanced_accuracy",
+        "ml_model_baseline_balanced_accuracy",
+        "Balanced accuracy (mean recall over the true classes)",
+    ),
+    ("f1_macro", "ml_model_f1_macro", "ml_model_baseline_f1_macro", "Macro F1"),
+    (
+        "roc_auc",
+        "ml_model_roc_auc",
+        "ml_model_baseline_roc_auc",
+        "ROC AUC (multiclass: one-vs-rest macro)",
+    ),
+    ("log_loss", "ml_model_log_loss", "ml_model_baseline_log_loss", "Log loss"),
+    (
+        "brier",
+        "ml_model_brier",
+        "ml_model_baseline_brier",
+        "Brier score (binary: positive class; multiclass: summed over classes)",
+    ),
+)
+# (the estimate's field, its gauge, what it is, which end of the band)
+_CLASSIFIER_ESTIMATES = (
+    ("accuracy", "ml_model_estimated_accuracy", "Accuracy", ""),
+    ("accuracy_lower", "ml_model_estimated_accuracy_lower", "Accuracy", ", band's lower end"),
+    ("accuracy_upper", "ml_model_estimated_accuracy_upper", "Accuracy", ", upper end"),
+    ("roc_auc", "ml_model_estimated_roc_auc", "ROC AUC", ""),
+    ("roc_auc_lower", "ml_model_estimated_roc_auc_lower", "ROC AUC", ", band's lower end"),
+    ("roc_auc_upper", "ml_model_estimated_roc_auc_upper", "ROC AUC", ", upper end"),
 )
 
 
 def _classifier_gauges() -> tuple[Gauge, ...]:
     """A classifier's gauges (docs/contract.md, "Classifiers"); a regressor has no samples."""
     realized = tuple(
-        Gauge(f"ml_model_{name}", f"{text} on that batch's labelled rows.", (), _performance(name))
-        for name, text in _CLASSIFIER_METRICS
+        Gauge(gauge, f"{text} on that batch's labelled rows.", (), _performance(field))
+        for field, gauge, _, text in _CLASSIFIER_METRICS
     )
     baseline = tuple(
-        Gauge(f"ml_model_baseline_{name}", f"Holdout {text} from the card.", (), _baseline(name))
-        for name, text in _CLASSIFIER_METRICS
+        Gauge(gauge, f"Holdout {text} from the card.", (), _baseline(field))
+        for field, _, gauge, text in _CLASSIFIER_METRICS
     )
     estimated = tuple(
         Gauge(
-            f"ml_model_estimated_{name}{end}",
-            f"{text} of the monitored batch estimated before its labels (CBPE){note}.",
+            gauge,
+            f"{text} of the monitored batch estimated before its labels (CBPE){end}.",
             (),
-            _class_estimated(f"{name}{end}"),
+            _class_estimated(field),
         )
-        for name, text in (("accuracy", "Accuracy"), ("roc_auc", "ROC AUC"))
-        for end, note in (("", ""), ("_lower", ", band's lower end"), ("_upper", ", upper end"))
+        for field, gauge, text, end in _CLASSIFIER_ESTIMATES
     )
     shares = Gauge(
         "ml_prediction_class_share",
