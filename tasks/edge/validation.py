@@ -174,7 +174,9 @@ def validate_batch(table: pa.Table, card: ModelCard, *, source: str) -> Validate
             )
         if spec.kind == "numeric":
             _check_finite(table, spec.name, source)
-    table, copies = _checked_ids_and_predictions(table, source, card.classes)
+    # only what the run reads of a row decides whether it copies another
+    read = [*required, *(c for c in OPTIONAL if c in found)]
+    table, copies = _checked_ids_and_predictions(table.select(read), source, card.classes)
     if copies:
         warnings.append(
             f"{source}: {copies:,} row(s) repeat an earlier row whole, row_id included, and were "
