@@ -51,6 +51,19 @@ def _frame(ax: Any, rect: tuple[float, float, float, float], title: str) -> None
     )
 
 
+def _row(ax: Any, data: PanelData, rect: tuple[float, float, float, float]) -> None:
+    """A row's header as Grafana draws it: the title, and how many panels a collapsed row holds."""
+    x, y, w, h = rect
+    inside = data.panel.get("panels", [])
+    collapsed = data.panel.get("collapsed", False)
+    title = f"{'>' if collapsed else 'v'}  {data.title}"
+    if collapsed and inside:
+        title += f"  ({len(inside)} panels)"
+    ax.text(x + 4, y + h / 2, title, ha="left", va="center", fontsize=11, fontweight="bold",
+            color=TEXT)  # fmt: skip
+    ax.plot([x, x + w], [y, y], color="#D8DCE1", lw=1)
+
+
 def _stat(ax: Any, data: PanelData, rect: tuple[float, float, float, float]) -> None:
     from matplotlib.patches import FancyBboxPatch
 
@@ -298,8 +311,11 @@ def draw(snap: Snapshot) -> Any:
     first_series = True
     for data in snap.panels:
         rect = _panel_rect(data.panel, height)
-        _frame(ax, rect, data.title)
         kind = data.panel["type"]
+        if kind == "row":
+            _row(ax, data, rect)
+            continue
+        _frame(ax, rect, data.title)
         if kind == "stat":
             _stat(ax, data, rect)
         elif kind == "timeseries":

@@ -363,6 +363,9 @@ def snapshot(
         if panel["type"] == "alertlist":
             panels.append(_alert_list(panel, prom, values))
             continue
+        if panel["type"] == "row":  # a row's header; a collapsed row's panels are not drawn
+            panels.append(PanelData(panel))
+            continue
         queries = [substitute(t["expr"], expand) for t in panel.get("targets", [])]
         if panel["type"] == "table":
             frames = [
