@@ -125,11 +125,10 @@ def compute_day(
         exclude=policy.exclude_features,
         mute=policy.mute_features,
     )
-    card = context.card
-    loss = None if card.is_classifier else context.loss_estimator  # a classifier's is CBPE
-    estimate = estimate_performance(loss, batch.table)
+    # a classifier's version has no loss estimator (its estimate is CBPE): None here
+    estimate = estimate_performance(context.loss_estimator, batch.table)
     context.estimates[batch_date] = estimate
-    class_estimate = estimate_batch(context.calibration, card.classes, batch.table)
+    class_estimate = estimate_batch(context.calibration, context.card.classes, batch.table)
     performance = window.performance(batch_date)
     quality = quality_of(
         context.card, context.profile, policy, batch_date, batch, drift, performance
@@ -145,8 +144,7 @@ def compute_day(
 def _estimate_of(lake: Lake, context: ModelContext, batch_date: date) -> PerformanceEstimate | None:
     if batch_date in context.estimates:
         return context.estimates[batch_date]
-    loss = None if context.card.is_classifier else context.loss_estimator
-    return batch_estimate(lake, context.card, loss, batch_date)
+    return batch_estimate(lake, context.card, context.loss_estimator, batch_date)
 
 
 @dataclass(frozen=True)
