@@ -8,8 +8,8 @@ nightly deployment has a concurrency limit of 1: a pool never starts two runs of
 once (scheduling; what keeps a day's result whole is the lake's day lock). A long backfill fans
 out as one flow run per chunk of days (`submit_backfill_chunks`), each with an idempotency key.
 
-With `slices=N` (`deploy --slices N`) the served models are split into N slices by a stable hash
-of their names (`tasks.day.fleet.split`) and each slice gets one nightly fleet deployment,
+With `slices=N` (`deploy --slices N`) the served models are dealt into N slices in name order
+(`tasks.day.fleet.split`) and each slice gets one nightly fleet deployment,
 `fleet/fleet-1-of-N` ...: one flow run a night maps the slice's models as tasks, instead of one
 flow run per model. The per-model deployments are then not registered (each model would run
 twice a night); `driftline monitor --model` still runs one model.

@@ -1,7 +1,9 @@
 """The fleet: many models' nightly runs in one flow run, each model on its own.
 
-`split` cuts the served models into slices by a stable hash of each name, so a model stays in its
-slice when others are added or removed (only a new slice count moves models). `monitor_model`
+`split` deals the served models out into slices in name order: the slices differ by one model at
+most (the night ends when the largest does), and deploying again after adding a model may move
+others to another slice, which is harmless (a model's results, lock and push are its own).
+`monitor_model`
 is one model's whole night in-process through the nightly run's engine
 (`tasks.day.engine.monitor_and_write`): its version loaded, its batch and window read, computed,
 written and pushed under its own day lock. A model that fails fails alone.
@@ -9,7 +11,6 @@ written and pushed under its own day lock. A model that fails fails alone.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterable
 from datetime import date
@@ -24,24 +25,15 @@ from tasks.day.inputs import load_model_context
 from tasks.results.fleet import ModelNight
 
 
-def slice_of(model: str, slices: int) -> int:
-    """The slice (0-based) `model` belongs to: a stable hash of its name, the same on every
-    machine and Python (never the built-in, salted `hash`)."""
-    digest = hashlib.sha256(model.encode()).digest()
-    return int.from_bytes(digest[:8], "big") % slices
-
-
 def split(models: Iterable[str], slices: int) -> list[list[str]]:
-    """Every model in exactly one of `slices` slices, each slice sorted by name."""
+    """Every model in exactly one of `slices` slices: the names sorted, then dealt out in turn,
+    so slices differ by one model at most and the same names always give the same slices."""
     if slices < 1:
         raise InputError(f"slices must be at least 1 (got {slices})")
     names = sorted({check_name("model", m) for m in models})
     if not names:
         raise InputError("no models to split; name them (--models a,b or DRIFTLINE_MODELS)")
-    out: list[list[str]] = [[] for _ in range(slices)]
-    for name in names:
-        out[slice_of(name, slices)].append(name)
-    return out
+    return [names[index::slices] for index in range(slices)]
 
 
 def slice_name(index: int, slices: int) -> str:
