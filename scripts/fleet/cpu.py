@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import resource
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -22,9 +22,14 @@ class TreeCpu:
 
     tree: float  # every descendant of this process, live or reaped
     own: float  # this process itself (the script that submits and watches)
+    # each live child of this process (a server, a worker) with its own descendants
+    by_child: dict[str, float] = field(default_factory=dict)
 
     def __sub__(self, other: TreeCpu) -> TreeCpu:
-        return TreeCpu(self.tree - other.tree, self.own - other.own)
+        children = {
+            name: seconds - other.by_child.get(name, 0.0) for name, seconds in self.by_child.items()
+        }
+        return TreeCpu(self.tree - other.tree, self.own - other.own, children)
 
 
 def _stat(pid: str) -> tuple[int, float] | None:
@@ -39,18 +44,39 @@ def _stat(pid: str) -> tuple[int, float] | None:
     return ppid, (utime + stime + cutime + cstime) / TICKS
 
 
+def _name(pid: int) -> str:
+    """A child's program and its first distinguishing argument (`prefect server`, `worker-0`)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return str(pid)
+    words = [Path(a.decode(errors="replace")).name for a in argv if a]
+    if "worker" in words and "--name" in words:
+        return words[words.index("--name") + 1]
+    program = next((w for w in words if not w.startswith(("setpriv", "-", "python"))), "?")
+    return f"{program} {words[words.index(program) + 1]}" if program == "prefect" else program
+
+
 def tree_cpu() -> TreeCpu:
     me = os.getpid()
     stats = {int(p): s for p in os.listdir("/proc") if p.isdigit() and (s := _stat(p))}
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in stats.items():
         children.setdefault(ppid, []).append(pid)
-    live = 0.0
-    todo = list(children.get(me, []))
-    while todo:
-        pid = todo.pop()
-        live += stats[pid][1]
-        todo += children.get(pid, [])
+    by_child: dict[str, float] = {}
+    for child in children.get(me, []):
+        seconds = 0.0
+        todo = [child]
+        while todo:
+            pid = todo.pop()
+            seconds += stats[pid][1]
+            todo += children.get(pid, [])
+        name = _name(child)
+        by_child[name] = by_child.get(name, 0.0) + seconds
     reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = resource.getrusage(resource.RUSAGE_SELF)
-    return TreeCpu(live + reaped.ru_utime + reaped.ru_stime, own.ru_utime + own.ru_stime)
+    return TreeCpu(
+        sum(by_child.values()) + reaped.ru_utime + reaped.ru_stime,
+        own.ru_utime + own.ru_stime,
+        by_child,
+    )

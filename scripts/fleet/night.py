@@ -158,6 +158,7 @@ def run(
         "night_cpu_seconds": round(night.tree, 1),
         "night_cpu_seconds_per_model": round(night.tree / len(models), 3),
         "submitting_script_cpu_seconds": round(night.own, 1),
+        "night_cpu_seconds_by_process": {k: round(v, 1) for k, v in night.by_child.items()},
         "cpu_seconds_with_start_up": round(with_start_up.tree, 1),
         "cpu_seconds_with_start_up_per_model": round(with_start_up.tree / len(models), 3),
         "seconds_with_start_up": round(time.perf_counter() - wall_start, 1),
@@ -186,6 +187,8 @@ def report(f: dict[str, Any]) -> str:
         f"{f['cpu_seconds_with_start_up']:.1f} CPU s = "
         f"{f['cpu_seconds_with_start_up_per_model']:.2f} per model-night, "
         f"{f['seconds_with_start_up']:.0f} s wall (verification not in either)",
+        "night's CPU s by process (with its children): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in f["night_cpu_seconds_by_process"].items()),
         f"Prefect API requests {f['api_requests']} ({f['api_requests'] / n:.1f} per model); "
         f"SQL statements {f['sql_statements']} ({f['sql_statements'] / n:.1f} per model)",
         f"runs: {f['runs']}; runs per worker {f['runs_per_worker']}",
