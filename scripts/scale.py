@@ -4,6 +4,7 @@
         [--rows-per-day 2000] [--verify 10] [--distinct 10] [--workdir DIR] [--json FILE]
     .venv/bin/python scripts/scale.py --lake-requests [--days 30]
     .venv/bin/python scripts/scale.py --fleet [--models 100] [--days 30] [--workers 2] [--slices 2]
+        [--compare 10]
 
 The default is a quick check (4 models x 5 days); docs/scaling.md records
 `--models 100 --days 30`. What it does:
@@ -195,6 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--fleet", action="store_true", help="one night of every model through fleet deployments"
     )
     parser.add_argument("--slices", type=int, help="fleet deployments (default: --workers)")
+    parser.add_argument(
+        "--compare", type=int, default=0, help="with --fleet: also run N models' per-model flows"
+    )
     parser.add_argument(
         "--lake-requests",
         action="store_true",

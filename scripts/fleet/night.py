@@ -8,6 +8,8 @@ with and without the servers' start-up, the wall time, the Prefect API requests 
 statements of the night, and verifies every model: its result.json equals, byte for byte, the
 one a per-model local run writes (`driftline.monitor_day`, the nightly run without Prefect, into
 a scratch lake), and its Pushgateway group equals that day's gauges (all but the wall-clock ones).
+With `--compare N` it then runs the same night of N models as flow runs of their own (the
+per-model deployments), measured the same way: the cost the fleet replaces.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from scripts.fleet.processes import (
     OBSERVER_REQUESTS,
     ApiLog,
     database_figures,
+    deploy,
     prometheus,
     runs_taken,
     wait_for_runs,
@@ -54,9 +57,10 @@ def fleet_deployments(deploy_output: str) -> list[str]:
 
 
 def submit(deployment: str, day: date) -> Any:
+    """One run of `deployment` for `day`; the run is named as its schedule would name it."""
     from prefect.deployments import run_deployment
 
-    name = f"{deployment.split('/')[1]}-{day}"
+    name = f"{deployment.split('/')[1]}-{day}"  # fleet-1-of-2-<day>, monitor-<model>-<day>
     run = run_deployment(deployment, parameters={"batch_date": str(day)}, flow_run_name=name,
                          timeout=0, as_subflow=False)  # fmt: skip
     return run.id  # type: ignore[union-attr]
@@ -145,6 +149,30 @@ def run(
         taken = runs_taken([p.out for p in started_workers])
         server_rss = rss_bytes(server.process.pid)
         states = {r.name: (r.state.name, r.state.message) for r in runs}
+        per_model = None
+        if opts.compare:  # the same night of a few models as flow runs of their own, as before
+            sample = list(models[:: max(1, len(models) // opts.compare)][: opts.compare])
+            print(deploy(pool, sample, env), end="", flush=True)
+            time.sleep(3)
+            api.read_phase()
+            sql_before = database_figures(cluster)["sql_statements"]
+            before_runs = tree_cpu()
+            started = time.perf_counter()
+            ids = [submit(f"monitor/monitor-{m}", day) for m in sample]
+            OBSERVER_REQUESTS.clear()
+            compared = wait_for_runs(ids, timeout_seconds=max(600, 30 * len(sample)), poll=2.0)
+            cpu = tree_cpu() - before_runs
+            per_model = {
+                "models": len(sample),
+                "seconds": round(time.perf_counter() - started, 1),
+                "cpu_seconds": round(cpu.tree, 1),
+                "cpu_seconds_per_model": round(cpu.tree / len(sample), 2),
+                "cpu_seconds_by_process": {k: round(v, 1) for k, v in cpu.by_child.items()},
+                "states": sorted({r.state.name for r in compared}),
+            }
+            time.sleep(1)
+            per_model["api_requests"] = sum((api.read_phase() - OBSERVER_REQUESTS).values())
+            per_model["sql_statements"] = database_figures(cluster)["sql_statements"] - sql_before
         print("verifying every model against a local per-model run ...", flush=True)
         checked = verify(settings, models, day, gateway.url, work / "per-model-lake")
     night: TreeCpu = after - before
@@ -169,6 +197,7 @@ def run(
         "runs_per_worker": [len(t) for t in taken],
         "prefect_server_rss_bytes": server_rss,
         "verification": checked,
+        "per_model_runs": per_model,
     }
 
 
@@ -196,4 +225,18 @@ def report(f: dict[str, Any]) -> str:
         f"{len(v['lake_differences'])} result.json differences, {len(v['push_differences'])} "
         f"push differences ({v['groups']} Pushgateway groups)",
         "top requests: " + ", ".join(f"{k} {c}" for k, c in f["top_requests"]),
+        *_compared(f["per_model_runs"]),
     ])  # fmt: skip
+
+
+def _compared(p: dict[str, Any] | None) -> list[str]:
+    if not p:
+        return []
+    n = p["models"]
+    return [
+        f"the same night as {n} per-model flow runs (monitor/monitor-<model>, {p['states']}): "
+        f"{p['seconds']:.1f} s wall, {p['cpu_seconds']:.1f} CPU s = "
+        f"{p['cpu_seconds_per_model']:.2f} per model-night; {p['api_requests'] / n:.1f} API "
+        f"requests and {p['sql_statements'] / n:.0f} SQL statements per model; by process: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in p["cpu_seconds_by_process"].items())
+    ]
