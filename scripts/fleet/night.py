@@ -134,7 +134,7 @@ def run(
         )
         time.sleep(5)  # the workers are up and polling
         api.read_phase()
-        sql_before = database_figures(cluster)["sql_statements"]
+        database_before = database_figures(cluster)
         before = tree_cpu()
         started = time.perf_counter()
         ids = [submit(d, day) for d in deployments]
@@ -144,7 +144,10 @@ def run(
         after = tree_cpu()
         time.sleep(1)  # the last requests reach the log
         requests = api.read_phase() - OBSERVER_REQUESTS
-        sql = database_figures(cluster)["sql_statements"] - sql_before
+        database = database_figures(cluster)
+        sql = database["sql_statements"] - database_before["sql_statements"]
+        grown = {t: n - database_before["rows"][t] for t, n in database["rows"].items()}
+        database_bytes = database["size_bytes"] - database_before["size_bytes"]
         with_start_up = tree_cpu() - at_start
         wall_with_start_up = time.perf_counter() - wall_start
         taken = runs_taken([p.out for p in started_workers])
@@ -156,7 +159,7 @@ def run(
             print(deploy(pool, sample, env), end="", flush=True)
             time.sleep(3)
             api.read_phase()
-            sql_before = database_figures(cluster)["sql_statements"]
+            database_before = database_figures(cluster)
             before_runs = tree_cpu()
             started = time.perf_counter()
             ids = [submit(f"monitor/monitor-{m}", day) for m in sample]
@@ -173,7 +176,14 @@ def run(
             }
             time.sleep(1)
             per_model["api_requests"] = sum((api.read_phase() - OBSERVER_REQUESTS).values())
-            per_model["sql_statements"] = database_figures(cluster)["sql_statements"] - sql_before
+            database = database_figures(cluster)
+            per_model["sql_statements"] = (
+                database["sql_statements"] - database_before["sql_statements"]
+            )
+            per_model["database_bytes"] = database["size_bytes"] - database_before["size_bytes"]
+            per_model["database_rows_added"] = {
+                t: n - database_before["rows"][t] for t, n in database["rows"].items()
+            }
         print("verifying every model against a local per-model run ...", flush=True)
         checked = verify(settings, models, day, gateway.url, work / "per-model-lake")
     night: TreeCpu = after - before
@@ -194,6 +204,8 @@ def run(
         "api_requests": sum(requests.values()),
         "top_requests": requests.most_common(8),
         "sql_statements": sql,
+        "database_bytes": database_bytes,
+        "database_rows_added": grown,
         "runs": states,
         "runs_per_worker": [len(t) for t in taken],
         "prefect_server_rss_bytes": server_rss,
@@ -221,6 +233,8 @@ def report(f: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v:.1f}" for k, v in f["night_cpu_seconds_by_process"].items()),
         f"Prefect API requests {f['api_requests']} ({f['api_requests'] / n:.1f} per model); "
         f"SQL statements {f['sql_statements']} ({f['sql_statements'] / n:.1f} per model)",
+        f"Prefect database +{f['database_bytes'] / 1e6:.1f} MB; rows added "
+        f"{f['database_rows_added']}",
         f"runs: {f['runs']}; runs per worker {f['runs_per_worker']}",
         f"verified all {v['models']} models against a per-model local run: "
         f"{len(v['lake_differences'])} result.json differences, {len(v['push_differences'])} "
@@ -238,6 +252,7 @@ def _compared(p: dict[str, Any] | None) -> list[str]:
         f"the same night as {n} per-model flow runs (monitor/monitor-<model>, {p['states']}): "
         f"{p['seconds']:.1f} s wall, {p['cpu_seconds']:.1f} CPU s = "
         f"{p['cpu_seconds_per_model']:.2f} per model-night; {p['api_requests'] / n:.1f} API "
-        f"requests and {p['sql_statements'] / n:.0f} SQL statements per model; by process: "
+        f"requests and {p['sql_statements'] / n:.0f} SQL statements per model; Prefect database "
+        f"+{p['database_bytes'] / 1e6:.1f} MB, rows added {p['database_rows_added']}; by process: "
         + ", ".join(f"{k} {v:.1f}" for k, v in p["cpu_seconds_by_process"].items())
     ]
