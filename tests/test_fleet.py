@@ -145,7 +145,7 @@ def test_a_fleet_run_writes_and_pushes_each_model_as_its_own_run_and_names_those
     tmp_path: Path, diamonds_registry: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     from flows.fleet import fleet
 
@@ -175,7 +175,9 @@ def test_a_fleet_run_writes_and_pushes_each_model_as_its_own_run_and_names_those
         )
         with get_client(sync_client=True) as client:
             (artifact,) = client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["fleet-fleet-test"]))
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+                )
             )
 
     # the run ends Failed after every model ran, and says which models failed and why
@@ -186,6 +188,7 @@ def test_a_fleet_run_writes_and_pushes_each_model_as_its_own_run_and_names_those
     assert any(r.startswith(f"{bad_batch}: batch {DAY}") and "'carat'" in r for r in reasons)
     assert any(r.startswith(f"{unregistered}: model '{unregistered}'") for r in reasons)
     assert any(r.startswith(f"{refused}: could not push") for r in reasons)
+    assert artifact.key == "fleet-fleet-test"
     summary = str(artifact.data)
     assert all(f"| {m} |" in summary for m in (good, "gem-b", bad_batch, unregistered, refused))
 
@@ -204,3 +207,43 @@ def test_a_fleet_run_writes_and_pushes_each_model_as_its_own_run_and_names_those
     # a refused push is tried again with the configured delays, and the result stays written
     assert pushgateway.refusals == 2
     assert lake.read_bytes(lake.result_path(refused, DAY)) is not None
+
+
+@pytest.mark.prefect
+def test_a_model_is_tried_again_only_when_storage_fails_and_then_named_with_the_attempts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect import flow
+
+    from tasks.day import fleet, fleet_steps
+
+    attempts = {"flaky-disk": 0, "bad-input": 0, "a-bug": 0}
+
+    def night(settings: object, model: str, batch_date: date, *, push: bool) -> ModelNight:
+        attempts[model] += 1
+        if model == "flaky-disk":
+            raise OSError("Input/output error")
+        if model == "bad-input":
+            raise InputError("batch 2026-03-02 lacks column 'carat'")
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(fleet, "monitor_model", night)
+    models = list(attempts)
+    day = date(2026, 3, 2)
+
+    @flow
+    def nights() -> list[ModelNight]:
+        settings = load_settings(push=False)
+        task = fleet_steps.monitor_model.with_options(retry_delay_seconds=0)
+        futures = task.map(settings, models, day, False)
+        return fleet_steps.wait_for_models(settings, futures, models, day)
+
+    failures = {n.model: n.failure for n in nights()}
+    assert attempts == {"flaky-disk": 4, "bad-input": 1, "a-bug": 1}
+    assert failures == {
+        "flaky-disk": "monitor flaky-disk 2026-03-02: the data lake or registry kept failing "
+        "after 4 attempts (Input/output error); nothing new was written or pushed for this day, "
+        "and the next run starts over (no clean-up needed)",
+        "bad-input": "batch 2026-03-02 lacks column 'carat'",
+        "a-bug": "ZeroDivisionError: division by zero",
+    }

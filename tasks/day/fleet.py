@@ -3,8 +3,7 @@
 `split` deals the served models out into slices in name order: the slices differ by one model at
 most (the night ends when the largest does), and deploying again after adding a model may move
 others to another slice, which is harmless (a model's results, lock and push are its own).
-`monitor_model`
-is one model's whole night in-process through the nightly run's engine
+`monitor_model` is one model's whole night in-process through the nightly run's engine
 (`tasks.day.engine.monitor_and_write`): its version loaded, its batch and window read, computed,
 written and pushed under its own day lock. A model that fails fails alone.
 """
