@@ -188,7 +188,7 @@ def test_a_fleet_run_writes_and_pushes_each_model_as_its_own_run_and_names_those
     assert any(r.startswith(f"{bad_batch}: batch {DAY}") and "'carat'" in r for r in reasons)
     assert any(r.startswith(f"{unregistered}: model '{unregistered}'") for r in reasons)
     assert any(r.startswith(f"{refused}: could not push") for r in reasons)
-    assert artifact.key == "fleet-fleet-test"
+    assert artifact.key == "summary-fleet-test"
     summary = str(artifact.data)
     assert all(f"| {m} |" in summary for m in (good, "gem-b", bad_batch, unregistered, refused))
 

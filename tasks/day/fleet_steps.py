@@ -105,7 +105,7 @@ def finish(
 @compute_task("publish-fleet-summary")
 def publish_report(report: FleetReport) -> None:
     create_markdown_artifact(
-        key=artifact_key("fleet", report.name),
+        key=artifact_key("summary", report.name),  # summary-fleet-1-of-4, as summary-<model>
         markdown=fleet_markdown(report),
         description=f"{report.name}: {len(report.nights)} model(s), batch {report.batch_date}",
     )
