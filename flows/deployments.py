@@ -7,6 +7,12 @@ machines as you like; `prefect.yaml` declares the one-model case for `prefect de
 nightly deployment has a concurrency limit of 1: a pool never starts two runs of one model at
 once (scheduling; what keeps a day's result whole is the lake's day lock). A long backfill fans
 out as one flow run per chunk of days (`submit_backfill_chunks`), each with an idempotency key.
+
+With `slices=N` (`deploy --slices N`) the served models are dealt into N slices in name order
+(`tasks.day.fleet.split`) and each slice gets one nightly fleet deployment,
+`fleet/fleet-1-of-N` ...: one flow run a night maps the slice's models as tasks, instead of one
+flow run per model. The per-model deployments are then not registered (each model would run
+twice a night); `driftline monitor --model` still runs one model.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from prefect.settings import PREFECT_API_URL
 from core.errors import InputError
 from core.settings import DEFAULT_MODEL, NIGHTLY_CRON, REPO_ROOT, served_models
 from flows.backfill import backfill
+from flows.fleet import fleet
 from flows.monitor import monitor
+from tasks.day.fleet import slice_name, split
 
 TIMEZONE = "UTC"
 BACKFILL_DEPLOYMENT = "backfill/backfill"
@@ -43,19 +51,23 @@ def nightly_name(model: str) -> str:
     return f"monitor-{model}"
 
 
-def deployments(models: Sequence[str]) -> list[RunnerDeployment]:
-    """The nightly monitor of every model at 02:00 UTC, and one backfill with parameters."""
-    nightly = [
-        monitor.to_deployment(
-            name=nightly_name(model),
-            schedules=[Cron(NIGHTLY_CRON, timezone=TIMEZONE)],
-            parameters={"model": model},
-            description=f"Nightly drift and performance of {model}: yesterday's batch (UTC).",
-            tags=["driftline", model],
-            concurrency_limit=NIGHTLY_CONCURRENCY_LIMIT,
-        )
-        for model in models
-    ]
+def deployments(models: Sequence[str], *, slices: int | None = None) -> list[RunnerDeployment]:
+    """The nightly monitor of every model at 02:00 UTC (or, with `slices`, of every slice of
+    models), and one backfill with parameters."""
+    if slices is not None:
+        nightly = fleet_deployments(models, slices)
+    else:
+        nightly = [
+            monitor.to_deployment(
+                name=nightly_name(model),
+                schedules=[Cron(NIGHTLY_CRON, timezone=TIMEZONE)],
+                parameters={"model": model},
+                description=f"Nightly drift and performance of {model}: yesterday's batch (UTC).",
+                tags=["driftline", model],
+                concurrency_limit=NIGHTLY_CONCURRENCY_LIMIT,
+            )
+            for model in models
+        ]
     replay = backfill.to_deployment(
         name="backfill",
         parameters={"model": models[0]},
@@ -64,6 +76,26 @@ def deployments(models: Sequence[str]) -> list[RunnerDeployment]:
     )
     # to_deployment is typed sync-or-async; called outside an event loop it is sync
     return cast(list[RunnerDeployment], [*nightly, replay])
+
+
+def fleet_deployments(models: Sequence[str], slices: int) -> list[Any]:
+    """One nightly fleet deployment per slice of `models` that has any (a slice's models are
+    its parameters, shown in the UI; deploying again after adding models updates them)."""
+    return [
+        fleet.to_deployment(
+            name=slice_name(index, slices),
+            schedules=[Cron(NIGHTLY_CRON, timezone=TIMEZONE)],
+            parameters={"models": names, "name": slice_name(index, slices)},
+            description=(
+                f"Nightly drift and performance of {len(names)} model(s), slice {index + 1} of "
+                f"{slices}: yesterday's batch (UTC), one task per model."
+            ),
+            tags=["driftline", "fleet"],
+            concurrency_limit=NIGHTLY_CONCURRENCY_LIMIT,
+        )
+        for index, names in enumerate(split(models, slices))
+        if names
+    ]
 
 
 def serve(models: Sequence[str] | None = None) -> None:
@@ -112,23 +144,31 @@ def ensure_process_pool(pool: str) -> bool:
 
 
 def deploy_to_pool(
-    models: Sequence[str], pool: str = DEFAULT_POOL, *, directory: Path = REPO_ROOT
+    models: Sequence[str],
+    pool: str = DEFAULT_POOL,
+    *,
+    directory: Path = REPO_ROOT,
+    slices: int | None = None,
 ) -> list[Deployed]:
-    """Register `deployments(models)` in the work pool `pool` (created if missing, as a process
-    pool). Deploying again updates them in place (same names, same ids)."""
+    """Register `deployments(models, slices=slices)` in the work pool `pool` (created if
+    missing, as a process pool). Deploying again updates them in place (same names, same ids)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import DeploymentScheduleCreate
     from prefect.utilities.callables import parameter_schema
 
     ensure_process_pool(pool)
-    flows: dict[str, Callable[..., Any]] = {"monitor": monitor, "backfill": backfill}
+    flows: dict[str, Callable[..., Any]] = {
+        "monitor": monitor,
+        "backfill": backfill,
+        "fleet": fleet,
+    }
     done = []
     with get_client(sync_client=True) as client:
         flow_ids = {name: client.create_flow_from_name(name) for name in flows}
         schemas = {
             name: parameter_schema(f).model_dump(exclude_unset=True) for name, f in flows.items()
         }
-        for d in deployments(models):
+        for d in deployments(models, slices=slices):
             flow = str(d.flow_name)
             deployment_id = client.create_deployment(
                 flow_id=flow_ids[flow],
@@ -219,6 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--models", help="comma-separated models (default: DRIFTLINE_MODELS, else diamonds-price)"
     )
     d.add_argument(
+        "--slices",
+        type=int,
+        help="deploy the models as N nightly fleet runs (one task per model) instead of one "
+        "nightly run per model",
+    )
+    d.add_argument(
         "--directory",
         type=Path,
         default=REPO_ROOT,
@@ -247,9 +293,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except InputError as error:
             print(f"python -m flows.deployments: error: {error}", file=sys.stderr)
             return 2
+        if args.slices is not None and args.slices < 1:
+            print(f"python -m flows.deployments: error: --slices must be at least 1 (got "
+                  f"{args.slices})", file=sys.stderr)  # fmt: skip
+            return 2
         created = ensure_process_pool(args.pool)
         print(f"work pool {args.pool} (process): {'created' if created else 'exists'}")
-        for deployed in deploy_to_pool(models, args.pool, directory=args.directory.resolve()):
+        for deployed in deploy_to_pool(
+            models, args.pool, directory=args.directory.resolve(), slices=args.slices
+        ):
             limit = deployed.concurrency_limit
             print(f"{deployed.name} {deployed.id} concurrency limit {limit or 'none'}")
         print(f"start workers with: prefect worker start --pool {args.pool} --type process")

@@ -3,6 +3,8 @@
     .venv/bin/python scripts/scale.py [--models 4] [--days 5] [--workers 2] [--worker-limit 2]
         [--rows-per-day 2000] [--verify 10] [--distinct 10] [--workdir DIR] [--json FILE]
     .venv/bin/python scripts/scale.py --lake-requests [--days 30]
+    .venv/bin/python scripts/scale.py --fleet [--models 100] [--days 30] [--workers 2] [--slices 2]
+        [--compare 10]
 
 The default is a quick check (4 models x 5 days); docs/scaling.md records
 `--models 100 --days 30`. What it does:
@@ -31,6 +33,11 @@ log, and the SQL statements pg_stat_statements counted), the Prefect database's 
 the Pushgateway's groups and RSS, and Prometheus' series and RSS after the backfill and after the
 push. Every process it starts is stopped by its pid.
 
+`--fleet` instead runs one night (the last of `--days`) of every model through the fleet
+deployments (`deploy --slices`, one flow run per slice, one task per model) and measures the
+CPU seconds of the whole process tree per model-night (scripts/fleet/night.py); it verifies
+every model, not a sample.
+
 `--lake-requests` instead counts the S3 requests of one `driftline monitor --no-push` and one
 `driftline backfill` of the days before it, for one model whose lake and registry are on a
 local S3 (moto, in this process, counting every request it answers).
@@ -56,6 +63,7 @@ from core.settings import Settings, load_settings, prefect_environment
 from data_lake.lake import Lake
 from driftline.stack import launcher as procs
 from driftline.stack.postgres import Cluster, PrefectServer, postgres, prefect_server, rss_bytes
+from scripts.fleet import night
 from scripts.fleet.fleet import (
     SOURCE_MODEL,
     START,
@@ -185,6 +193,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--distinct", type=int, default=10, help="models simulated; the others copy their files"
     )
     parser.add_argument(
+        "--fleet", action="store_true", help="one night of every model through fleet deployments"
+    )
+    parser.add_argument("--slices", type=int, help="fleet deployments (default: --workers)")
+    parser.add_argument(
+        "--compare", type=int, default=0, help="with --fleet: also run N models' per-model flows"
+    )
+    parser.add_argument(
         "--lake-requests",
         action="store_true",
         help="only count the S3 requests of one nightly run and one backfill (local moto S3)",
@@ -233,9 +248,16 @@ def _run(opts: argparse.Namespace, work: Path) -> int:
         print(f"set-up took {time.perf_counter() - started:.0f} s", flush=True)
     else:  # a rerun in the same workdir starts from the simulated inputs alone
         shutil.rmtree(work / "lake" / "monitoring", ignore_errors=True)
-    for stale in ("prometheus", "pushgateway", "prefect", "workers"):
+    for stale in ("prometheus", "pushgateway", "prefect", "workers", "per-model-lake"):
         shutil.rmtree(work / stale, ignore_errors=True)
         (work / stale).mkdir()
+    if opts.fleet:
+        measured = night.run(opts, work, env, settings, models, days[-1])
+        print(night.report(measured))
+        if opts.json:
+            opts.json.write_text(json.dumps(measured, indent=2, default=str) + "\n")
+        found = measured["verification"]
+        return 1 if found["lake_differences"] or found["push_differences"] else 0
 
     pool = "scale"
     figures: dict[str, Any] = {"models": opts.models, "days": opts.days,

@@ -8,7 +8,7 @@ So a day written by either is the same bytes.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -240,10 +240,12 @@ def monitor_and_write(
     *,
     window: Window | None = None,
     push: bool = False,
+    push_retry_delays: Sequence[float] = (),
     purpose: str = "monitor",
 ) -> WrittenDay:
     """The nightly run of one day in-process: read, compute, then write (and push) under the
-    day's lock. `window` is the one of a range read once (backfill); else the day's own."""
+    day's lock. `window` is the one of a range read once (backfill); else the day's own. A push
+    that fails is tried again after each of `push_retry_delays` seconds (the fleet's runs)."""
     started = time.time()
     day = run_day(lake, context, batch_date, settings, window=window)
     model = context.card.name
@@ -252,8 +254,19 @@ def monitor_and_write(
     ):
         written = write_day(lake, day)
         if push:
-            try:
-                push_day(settings.push, written.result, started)
-            except OSError as exc:  # urllib's URLError and socket errors
-                raise push_failed(settings.push, 1, exc, written) from exc
+            push_with_retries(settings.push, written, started, push_retry_delays)
     return written
+
+
+def push_with_retries(
+    push: PushSettings, written: WrittenDay, started_at: float, delays: Sequence[float]
+) -> None:
+    """`push_day`, tried again after each delay; the last failure is the run's one line."""
+    for attempt, delay in enumerate([*delays, None], start=1):
+        try:
+            push_day(push, written.result, started_at)
+            return
+        except OSError as exc:  # urllib's URLError and socket errors
+            if delay is None:
+                raise push_failed(push, attempt, exc, written) from exc
+            time.sleep(delay)

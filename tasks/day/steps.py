@@ -147,19 +147,24 @@ def io_failures_reported(settings: Settings, model: str, batch_date: date) -> It
     try:
         yield
     except OSError as exc:
-        if is_no_space(exc):  # e.g. the lock file could not be written: retries cannot help
-            lake = Lake.open(settings.data_lake_uri)
-            raise NoSpaceError(
-                f"monitor {model} {batch_date}: no space left on the device of the data lake "
-                f"({exc}; {free_space(Path(lake.root))}); nothing new was written or pushed for "
-                "this day; free space there (or move the lake to a larger disk), then run the "
-                "day again"
-            ) from exc
-        raise RunError(
-            f"monitor {model} {batch_date}: the data lake or registry kept failing after "
-            f"{len(IO_RETRY_DELAYS_SECONDS) + 1} attempts ({exc}); nothing new was written or "
-            "pushed for this day, and the next run starts over (no clean-up needed)"
-        ) from exc
+        raise io_failure(settings, model, batch_date, exc) from exc
+
+
+def io_failure(settings: Settings, model: str, batch_date: date, exc: OSError) -> RunError:
+    """The one line for storage that kept failing through the retries (or has no space left)."""
+    if is_no_space(exc):  # e.g. the lock file could not be written: retries cannot help
+        lake = Lake.open(settings.data_lake_uri)
+        return NoSpaceError(
+            f"monitor {model} {batch_date}: no space left on the device of the data lake "
+            f"({exc}; {free_space(Path(lake.root))}); nothing new was written or pushed for "
+            "this day; free space there (or move the lake to a larger disk), then run the "
+            "day again"
+        )
+    return RunError(
+        f"monitor {model} {batch_date}: the data lake or registry kept failing after "
+        f"{len(IO_RETRY_DELAYS_SECONDS) + 1} attempts ({exc}); nothing new was written or "
+        "pushed for this day, and the next run starts over (no clean-up needed)"
+    )
 
 
 @contextmanager
