@@ -16,6 +16,7 @@ from tasks.quality.facts import CategoricalFacts, ColumnFacts, sorted_facts, uns
 from tasks.stats.columns import as_float, category_counts
 from tasks.stats.drift import FeatureDrift, chi2_drift, decide, decide_single, ks_drift
 from tasks.stats.ecdf import ecdf_of
+from tasks.stats.ecdf_gap import ecdf_gap
 from tasks.stats.normal import normal_upper
 from tasks.stats.profile import (
     PREDICTION,
@@ -66,15 +67,18 @@ def measured(
         values = as_float(column)
         if values.size - int(np.count_nonzero(np.isnan(values))) <= SORTED_WHOLE_MAX:
             current, missing = ecdf_of(values)
+            # where the ECDFs are furthest apart: D for the test, the marked gap for the picture
+            gap = ecdf_gap(reference.ecdf, current) if reference.ecdf.n and current.n else None
             drift = ks_drift(
                 reference.ecdf,
                 current,
                 feature=name,
                 min_samples=rule.min_samples,
                 n_current_missing=missing,
+                gap=gap,
             )
             facts = sorted_facts(current.values, current.counts_below, missing, value_range)
-            return drift, numeric_sketch(reference.ecdf, current), facts
+            return drift, numeric_sketch(reference.ecdf, current, gap=gap), facts
         drift = ks_drift(reference.ecdf, values, feature=name, min_samples=rule.min_samples)
         sample = ecdf_of(values[:: -(-values.size // SKETCH_SAMPLE)])[0]
         facts = unsorted_facts(values, sample.values, sample.counts_below, value_range)

@@ -24,6 +24,7 @@ import numpy as np
 
 from core.settings import DriftRule
 from tasks.stats.ecdf import Ecdf, ecdf_of, ecdf_of_sorted, sort_floats
+from tasks.stats.ecdf_gap import EcdfGap, ecdf_gap
 
 TestName = Literal["ks", "chi2"]
 Status = Literal["ok", "insufficient_data"]
@@ -83,36 +84,8 @@ def _excess(a: np.ndarray, n_a: int, b: np.ndarray, n_b: int, *, exact: bool) ->
 
 
 def ks_statistic(reference: Ecdf, current: Ecdf) -> float:
-    """D of scipy's `ks_2samp`, from the same pairs of counts it compares.
-
-    scipy evaluates both ECDFs at every value of both samples. Between two distinct current
-    values the current ECDF is flat, so "reference minus current" peaks just before the next
-    current value and "current minus reference" at a current value. Searching the distinct
-    current values in the reference finds every pair of counts that can be the maximum; the
-    largest difference is taken in exact integers (a * n2 - b * n1) and divided once.
-    """
-    n1, n2 = reference.n, current.n
-    exact = n1 * n2 < 2**62  # int64 cross products; beyond, floats as scipy computes them
-    up = down = 0.0
-    low = 0
-    # blocks of current values keep the temporaries in cache and memory flat at any batch
-    # size, and each block searches only the part of the reference its values can fall in
-    for start in range(0, current.values.size, _KS_BLOCK):
-        block = current.values[start : start + _KS_BLOCK]
-        high = int(np.searchsorted(reference.values, block[-1], side="right"))
-        k = np.searchsorted(reference.values[low:high], block, side="right")
-        k += low
-        low = high
-        ref_at = reference.below(k)  # reference values <= each current value
-        # values[k - 1] is values[-1] when k = 0, which then exceeds the current value: no tie
-        ties = reference.values[k - 1] == block
-        ref_below = reference.below(k - ties) if ties.any() else ref_at
-        cur = current.below(np.arange(start, start + block.size + 1))
-        cur_before, cur_at = cur[:-1], cur[1:]
-        up = max(up, _excess(ref_below, n1, cur_before, n2, exact=exact))
-        down = max(down, _excess(cur_at, n2, ref_at, n1, exact=exact))
-    # scipy's D is never negative: its last difference is 1 - 1
-    return max(up, down) / (n1 * n2) if exact else max(up, down)
+    """D of scipy's `ks_2samp` (tasks/stats/ecdf_gap.py finds it, and where)."""
+    return ecdf_gap(reference, current).statistic
 
 
 def ks_statistic_of_values(reference: Ecdf, values: np.ndarray) -> float:
@@ -267,11 +240,13 @@ def ks_drift(
     feature: str,
     min_samples: int = 30,
     n_current_missing: int = 0,
+    gap: EcdfGap | None = None,
 ) -> FeatureDrift:
     """KS drift of the current sample against the reference.
 
     `reference` is an `Ecdf` or an ascending NaN-free array. `current` is raw values (NaN =
-    missing) or an `Ecdf` of the present ones with `n_current_missing` counted apart.
+    missing) or an `Ecdf` of the present ones with `n_current_missing` counted apart, and
+    then `gap` their `ecdf_gap` when the caller has it (the pictures need it too).
     """
     ref = reference if isinstance(reference, Ecdf) else ecdf_of_sorted(reference)
     cur: Ecdf | None
@@ -294,7 +269,7 @@ def ks_drift(
         d = ks_statistic_of_values(ref, values)
         p = _asymptotic_p_value(d, n1, n2)
     else:
-        d = ks_statistic(ref, cur)
+        d = (gap or ecdf_gap(ref, cur)).statistic
         p = ks_p_value(d, ref, cur)
     return FeatureDrift(feature, "ks", d, p, n1, n2, missing_ratio)
 

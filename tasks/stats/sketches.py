@@ -1,8 +1,8 @@
 """What a picture needs of a sample, kept small while the drift step has the sorted batch in hand.
 
 `numeric_sketch`: 129 quantiles of each ECDF with the exact ECDF values there, and where the two
-ECDFs are furthest apart; `categorical_sketch`: the shares of the most common categories. A few
-kB a feature, whatever the batch size; numpy only.
+ECDFs are furthest apart (tasks/stats/ecdf_gap.py); `categorical_sketch`: the shares of the most
+common categories. A few kB a feature, whatever the batch size; numpy only.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks.stats.ecdf import Ecdf
+from tasks.stats.ecdf_gap import EcdfGap, ecdf_gap
 
 SKETCH_POINTS = 129  # quantile levels 0, 1/128, ..., 1 of each ECDF
-_REFINE_INTERVALS = 16  # at most this many stretches between knots are searched exactly
 
 
 @dataclass(frozen=True)
@@ -76,63 +76,20 @@ def _quantiles(ecdf: Ecdf, levels: np.ndarray) -> np.ndarray:
     return ecdf.values[np.searchsorted(ecdf.counts_below, positions, side="right") - 1]
 
 
-def _largest_gap(reference: Ecdf, current: Ecdf, knots: np.ndarray) -> tuple[float, float, float]:
-    """Where the ECDFs are furthest apart: (x, F_reference(x), F_current(x)).
-
-    The gap is evaluated at the knots (the quantiles of both samples, min and max included);
-    between two knots neither ECDF rises by more than its rise from one knot to the next, which
-    bounds the gap there. Stretches whose bound beats the best gap found are searched exactly,
-    at every value of either sample inside them, largest bound first.
-    """
-    f_ref, f_cur = _cdf(reference, knots), _cdf(current, knots)
-    gaps = np.abs(f_ref - f_cur)
-    best = int(np.argmax(gaps))
-    found = (float(knots[best]), float(f_ref[best]), float(f_cur[best]))
-    best_gap = float(gaps[best])
-    bounds = np.maximum(f_ref[1:] - f_cur[:-1], f_cur[1:] - f_ref[:-1])
-    for j in np.argsort(-bounds, kind="stable")[:_REFINE_INTERVALS]:
-        if bounds[j] <= best_gap:
-            break
-        # every value of either sample strictly between the two knots; each sample's ECDF at
-        # its own values is read off its counts, at the other's by a search of that stretch
-        low, high = knots[j], knots[j + 1]
-        i0 = np.searchsorted(reference.values, low, side="right")
-        i1 = np.searchsorted(reference.values, high, side="left")
-        j0 = np.searchsorted(current.values, low, side="right")
-        j1 = np.searchsorted(current.values, high, side="left")
-        ref_v, cur_v = reference.values[i0:i1], current.values[j0:j1]
-        if ref_v.size + cur_v.size == 0:
-            continue
-        points = np.concatenate([ref_v, cur_v])
-        r = np.concatenate(
-            [
-                reference.below(np.arange(i0 + 1, i1 + 1)),
-                reference.below(i0 + np.searchsorted(ref_v, cur_v, side="right")),
-            ]
-        ) / float(reference.n)
-        c = np.concatenate(
-            [
-                current.below(j0 + np.searchsorted(cur_v, ref_v, side="right")),
-                current.below(np.arange(j0 + 1, j1 + 1)),
-            ]
-        ) / float(current.n)
-        i = int(np.argmax(np.abs(r - c)))
-        if abs(r[i] - c[i]) > best_gap:
-            best_gap = float(abs(r[i] - c[i]))
-            found = (float(points[i]), float(r[i]), float(c[i]))
-    return found
-
-
-def numeric_sketch(reference: Ecdf, current: Ecdf, *, sampled: int = 0) -> NumericSketch:
-    """The sketch of two ECDFs (either may be empty): O(SKETCH_POINTS log n)."""
+def numeric_sketch(
+    reference: Ecdf, current: Ecdf, *, sampled: int = 0, gap: EcdfGap | None = None
+) -> NumericSketch:
+    """The sketch of two ECDFs (either may be empty), with `gap` their `ecdf_gap` when the
+    caller has it (the KS test finds it)."""
     levels = np.linspace(0.0, 1.0, SKETCH_POINTS)
     empty = np.empty(0)
     ref_q = _quantiles(reference, levels) if reference.n else empty
     cur_q = _quantiles(current, levels) if current.n else empty
-    gap = (math.nan, math.nan, math.nan)
+    found = (math.nan, math.nan, math.nan)
     if reference.n and current.n:
-        gap = _largest_gap(reference, current, np.unique(np.concatenate([ref_q, cur_q])))
-    extra = np.array([gap[0]]) if math.isfinite(gap[0]) else empty
+        gap = gap or ecdf_gap(reference, current)
+        found = (gap.x, gap.reference_at / reference.n, gap.current_at / current.n)
+    extra = np.array([found[0]]) if math.isfinite(found[0]) else empty
 
     def knots(own: np.ndarray, ecdf: Ecdf) -> tuple[np.ndarray, np.ndarray]:
         if not ecdf.n:
@@ -142,7 +99,9 @@ def numeric_sketch(reference: Ecdf, current: Ecdf, *, sampled: int = 0) -> Numer
 
     ref_x, ref_f = knots(ref_q, reference)
     cur_x, cur_f = knots(cur_q, current)
-    return NumericSketch(ref_x, ref_f, cur_x, cur_f, reference.n, current.n, *gap, sampled=sampled)
+    return NumericSketch(
+        ref_x, ref_f, cur_x, cur_f, reference.n, current.n, *found, sampled=sampled
+    )
 
 
 def categorical_sketch(
