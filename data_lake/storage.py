@@ -47,7 +47,7 @@ class Storage:
         if "://" not in uri:
             return cls(pafs.LocalFileSystem(), Path(uri).expanduser().resolve().as_posix())
         try:
-            fs, root = pafs.FileSystem.from_uri(uri)
+            fs, root = pafs.FileSystem.from_uri(_single_upload(uri))
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"cannot open {_shown(uri)!r}: {exc}") from exc
         return cls(fs, root.rstrip("/"))
@@ -93,7 +93,7 @@ class Storage:
     def read_bytes(self, path: str) -> bytes | None:
         """The whole file, or None when there is none (on S3: one HEAD and one GET)."""
         try:
-            with self.fs.open_input_stream(path) as handle:
+            with self.fs.open_input_file(path) as handle:
                 return handle.read()
         except FileNotFoundError:
             return None
@@ -190,6 +190,15 @@ class Storage:
         """Write `payload` to `path` atomically; `before_commit` runs once the bytes are written
         under the temporary name, before the move (the crash tests pause there)."""
         self._write_atomically(path, lambda out: out.write(payload), before_commit)
+
+
+def _single_upload(uri: str) -> str:
+    """An S3 URI with pyarrow's `allow_delayed_open`: an object smaller than an upload part is
+    then sent by one PUT when it is closed, not by a multipart upload of three requests (both
+    are all or nothing). A URI that sets the option keeps its own."""
+    if not uri.startswith("s3://") or "allow_delayed_open=" in uri:
+        return uri
+    return f"{uri}{'&' if '?' in uri else '?'}allow_delayed_open=true"
 
 
 def _shown(uri: str) -> str:
