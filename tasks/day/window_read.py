@@ -64,7 +64,8 @@ def read_window(
     key = state_key(card)
     old = window_file.read_state(lake, key)
     reader = _PartitionReader(lake, card, end, current)
-    scored = _partitions(old, "scored", scored_files, reader.scored)
+    # the run's own batch, when in hand, is taken as read now rather than as remembered
+    scored = _partitions(old, "scored", scored_files, reader.scored, fresh=reader.in_hand)
     labels = _partitions(old, "labels", label_files, reader.labels)
     scored_pieces, scored_errors = pieces_by_day(scored)
     label_pieces, label_errors = pieces_by_day(labels)
@@ -90,12 +91,15 @@ def _partitions(
     kind: str,
     listed: Mapping[date, Sequence[FileStamp]],
     read: Callable[[date, tuple[FileStamp, ...]], Partition],
+    *,
+    fresh: date | None = None,
 ) -> dict[date, Partition]:
-    """Every listed partition: kept from the state when its files are the same, else read."""
+    """Every listed partition: kept from the state when its files are the same, else read
+    (`fresh`: read in any case)."""
     found: dict[date, Partition] = {}
     to_read = []
     for day, files in listed.items():
-        kept = old.kept(kind, day, files) if old is not None else None
+        kept = old.kept(kind, day, files) if old is not None and day != fresh else None
         if kept is not None:
             found[day] = kept
         else:
@@ -111,6 +115,7 @@ class _PartitionReader:
 
     def __init__(self, lake: Lake, card: ModelCard, end: date, current: pa.Table | None) -> None:
         self.lake, self.card, self.end, self.current = lake, card, end, current
+        self.in_hand = end if current is not None else None
 
     def scored(self, day: date, files: tuple[FileStamp, ...]) -> Partition:
         card, lake = self.card, self.lake
