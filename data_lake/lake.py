@@ -5,6 +5,7 @@ Paths are built here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,18 +79,24 @@ class Lake(Storage):
         return self._partition_files(f"{self.root}/labels/model={model}", ARRIVAL_DATE)
 
     def _partition_files(self, base: str, key: str) -> dict[date, tuple[FileStamp, ...]]:
-        """The `*.parquet` files right inside each `key=<date>` folder, as `files` gives them
-        for one folder, in name order."""
+        """Each `key=<date>` folder with the `*.parquet` files right inside it, as `files` gives
+        them for one folder, in name order (none: a folder without a Parquet file)."""
+        files, folders = self.tree(base, ".parquet")
         found: dict[date, list[FileStamp]] = {}
-        for stamp in self.tree(base, ".parquet"):
-            parts = stamp.path[len(base) + 1 :].split("/")
-            if len(parts) != 2 or not parts[0].startswith(f"{key}="):
+        for path in [*folders, *(stamp.path for stamp in files)]:
+            parts = path[len(base) + 1 :].split("/")
+            if len(parts) > 2 or not parts[0].startswith(f"{key}="):
                 continue
             try:
                 day = date.fromisoformat(parts[0].split("=", 1)[1])
             except ValueError:
                 continue  # not one of ours; a stray folder must not break the run
-            found.setdefault(day, []).append(stamp)
+            found.setdefault(day, [])
+        for stamp in files:
+            parts = stamp.path[len(base) + 1 :].split("/")
+            if len(parts) == 2 and parts[0].startswith(f"{key}="):
+                with contextlib.suppress(ValueError):
+                    found[date.fromisoformat(parts[0].split("=", 1)[1])].append(stamp)
         return {day: tuple(found[day]) for day in sorted(found)}
 
     def result_dates(self, model: str) -> list[date]:

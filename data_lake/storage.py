@@ -75,17 +75,20 @@ class Storage:
             and not info.base_name.startswith(".")
         )
 
-    def tree(self, directory: str, suffix: str = "") -> list[FileStamp]:
-        """Every file under `directory`, at any depth, from one recursive listing (on S3 one
-        LIST request per 1,000 keys, not one per folder); hidden files left out."""
+    def tree(self, directory: str, suffix: str = "") -> tuple[list[FileStamp], list[str]]:
+        """Every file under `directory` and every folder, at any depth, from one recursive
+        listing (on S3 one LIST request per 1,000 keys, not one per folder); hidden ones left
+        out. Files ending in `suffix` only."""
         selector = pafs.FileSelector(directory, allow_not_found=True, recursive=True)
-        found = []
+        files, folders = [], []
         for info in self.fs.get_file_info(selector):
-            hidden = any(part.startswith(".") for part in info.path[len(directory) :].split("/"))
-            if info.type == pafs.FileType.File and info.base_name.endswith(suffix) and not hidden:
-                mtime = info.mtime_ns
-                found.append(FileStamp(info.path, int(info.size or 0), int(mtime or 0)))
-        return sorted(found, key=lambda stamp: stamp.path)
+            if any(part.startswith(".") for part in info.path[len(directory) :].split("/")):
+                continue
+            if info.type == pafs.FileType.Directory:
+                folders.append(info.path)
+            elif info.type == pafs.FileType.File and info.base_name.endswith(suffix):
+                files.append(FileStamp(info.path, int(info.size or 0), int(info.mtime_ns or 0)))
+        return sorted(files, key=lambda stamp: stamp.path), sorted(folders)
 
     def exists(self, path: str) -> bool:
         return self.fs.get_file_info(path).type != pafs.FileType.NotFound

@@ -285,3 +285,14 @@ def test_a_classifiers_nights_from_the_state_are_the_bytes_of_full_rereads(tmp_p
         incremental = world.run(night(n))
         assert '"accuracy"' in incremental or n == 0
         assert incremental == world.run_without_state(night(n)), f"night {n}"
+
+
+def test_a_batch_folder_left_empty_is_named_as_the_lake_stands_each_night(world: World) -> None:
+    _fill(world, 6)
+    Path(world.lake.scored_dir(MODEL, night(3)), "part-0.parquet").unlink()  # the folder stays
+    assert world.run(night(4)) == world.run_without_state(night(4))
+    world.write_batch(night(9), _batch(night(9), seed=9))  # the lake now holds one day more
+    fifth = world.run(night(5))
+    assert fifth == world.run_without_state(night(5))
+    assert f"batch {night(3)} is left out of the performance window" in fifth
+    assert "2026-03-10, 7 day(s)" in fifth  # counted that night, not remembered

@@ -124,9 +124,13 @@ class _PartitionReader:
         columns = [ROW_ID, PREDICTION, *probability_columns(card.classes)]
         source = f"batch {day} ({lake.uri_of(lake.scored_dir(card.name, day))})"
         try:
-            table = validate_scored_ids(
-                lake.read_batch_files(files, columns), source=source, classes=card.classes
+            # a folder without a Parquet file: the missing batch's own message
+            read = (
+                lake.read_batch_files(files, columns)
+                if files
+                else lake.read_scored(card.name, day, columns)
             )
+            table = validate_scored_ids(read, source=source, classes=card.classes)
         except DriftlineError as exc:
             return Partition(files, error=exc)
         return Partition(files, (scored_piece(table, card.classes),))

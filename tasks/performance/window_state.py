@@ -39,7 +39,11 @@ class WindowState:
     labels: Mapping[date, Partition]  # by arrival day
 
     def kept(self, kind: str, day: date, files: Sequence[FileStamp]) -> Partition | None:
-        """The remembered partition, if the lake still holds exactly the files it came from."""
+        """The remembered partition, if the lake still holds exactly the files it came from.
+        A folder without files is read again: what a missing batch says names the days the
+        lake holds that night."""
+        if not files:
+            return None
         known = (self.scored if kind == "scored" else self.labels).get(day)
         return known if known is not None and known.same_files(files) else None
 
