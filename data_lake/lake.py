@@ -45,8 +45,9 @@ class Lake(Storage):
 
     def window_state_path(self, model: str) -> str:
         """What the last nights read of their performance window (tasks/edge/window_file.py):
-        a cache beside the results, rebuilt from the raw files when missing or stale."""
-        return f"{self.root}/monitoring/model={model}/window-state.arrow"
+        a cache beside the results, rebuilt from the raw files when missing or stale; hidden,
+        as the locks are, because it is driftline's own and not a result."""
+        return f"{self.root}/monitoring/model={model}/.window-state.arrow"
 
     def lock_path(self, model: str, batch_date: date) -> str:
         # beside the partitions, in a folder that Hive readers and the date listings skip

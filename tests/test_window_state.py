@@ -1,4 +1,4 @@
-"""Nights remember their performance window (monitoring/model=<model>/window-state.arrow): a
+"""Nights remember their performance window (monitoring/model=<model>/.window-state.arrow): a
 night that reads only what changed since the last one writes the very bytes that a night reading
 its whole window from the raw files writes, whatever happened in the lake in between."""
 

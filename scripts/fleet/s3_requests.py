@@ -132,7 +132,7 @@ def lake_requests(days: int, rows_per_day: int) -> dict[str, dict[str, int]]:
             if "no window state" in name:
                 client.delete_object(
                     Bucket="driftline",
-                    Key=f"lake/monitoring/model={SOURCE_MODEL}/window-state.arrow",
+                    Key=f"lake/monitoring/model={SOURCE_MODEL}/.window-state.arrow",
                 )
             requests.take()
             done = procs.run([str(BIN / "driftline"), *args], env=env, cwd=REPO,

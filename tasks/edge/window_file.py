@@ -1,4 +1,4 @@
-"""The window state's file in the lake (`monitoring/model=<model>/window-state.arrow`).
+"""The window state's file in the lake (`monitoring/model=<model>/.window-state.arrow`).
 
 One Arrow IPC file, zstd-compressed: the rows of every piece one after the other (`row_id`, `value`
 and a classifier's `proba_<i>`), and in the schema's metadata, as JSON, the state's key, its run
