@@ -5,6 +5,7 @@ Paths are built here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from core.errors import InputError, RunError
 from core.settings import LockPolicy
 from data_lake import lock
 from data_lake.columns import ARRIVAL_DATE, BATCH_DATE
-from data_lake.storage import Storage
+from data_lake.storage import FileStamp, Storage
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,12 @@ class Lake(Storage):
         """The day's report for people (HTML, pictures inline), beside its result."""
         return self.result_path(model, batch_date).rsplit("/", 1)[0] + "/report.html"
 
+    def window_state_path(self, model: str) -> str:
+        """What the last nights read of their performance window (tasks/edge/window_file.py):
+        a cache beside the results, rebuilt from the raw files when missing or stale; hidden,
+        as the locks are, because it is driftline's own and not a result."""
+        return f"{self.root}/monitoring/model={model}/.window-state.arrow"
+
     def lock_path(self, model: str, batch_date: date) -> str:
         # beside the partitions, in a folder that Hive readers and the date listings skip
         day = batch_date.isoformat()
@@ -63,6 +70,35 @@ class Lake(Storage):
 
     def label_arrival_dates(self, model: str) -> list[date]:
         return self._partition_dates(f"{self.root}/labels/model={model}", ARRIVAL_DATE)
+
+    def scored_files(self, model: str) -> dict[date, tuple[FileStamp, ...]]:
+        """Every scored batch day with its files, from one recursive listing of the model."""
+        return self._partition_files(f"{self.root}/scored/model={model}", BATCH_DATE)
+
+    def label_files(self, model: str) -> dict[date, tuple[FileStamp, ...]]:
+        """Every label arrival day with its files, from one recursive listing of the model."""
+        return self._partition_files(f"{self.root}/labels/model={model}", ARRIVAL_DATE)
+
+    def _partition_files(self, base: str, key: str) -> dict[date, tuple[FileStamp, ...]]:
+        """Each `key=<date>` folder with the `*.parquet` files right inside it, as `files` gives
+        them for one folder, in name order (none: a folder without a Parquet file)."""
+        files, folders = self.tree(base, ".parquet")
+        found: dict[date, list[FileStamp]] = {}
+        for path in [*folders, *(stamp.path for stamp in files)]:
+            parts = path[len(base) + 1 :].split("/")
+            if len(parts) > 2 or not parts[0].startswith(f"{key}="):
+                continue
+            try:
+                day = date.fromisoformat(parts[0].split("=", 1)[1])
+            except ValueError:
+                continue  # not one of ours; a stray folder must not break the run
+            found.setdefault(day, [])
+        for stamp in files:
+            parts = stamp.path[len(base) + 1 :].split("/")
+            if len(parts) == 2 and parts[0].startswith(f"{key}="):
+                with contextlib.suppress(ValueError):
+                    found[date.fromisoformat(parts[0].split("=", 1)[1])].append(stamp)
+        return {day: tuple(found[day]) for day in sorted(found)}
 
     def result_dates(self, model: str) -> list[date]:
         """Days with a complete result (a run killed before its move leaves only a folder)."""
@@ -97,12 +133,25 @@ class Lake(Storage):
                 f"no scored batch for model={model} batch_date={batch_date}: "
                 f"no *.parquet under {self.uri_of(directory)} ({known})"
             )
-        tables = [self.read_parquet(f, columns) for f in files]
+        return self.read_batch_files(files, columns)
+
+    def read_batch_files(
+        self, files: Sequence[str | FileStamp], columns: Sequence[str] | None = None
+    ) -> pa.Table:
+        """The files of one scored batch, concatenated; they must share one schema. Files given
+        with their listing's stamps are read without asking their size again."""
+        paths = [f.path if isinstance(f, FileStamp) else f for f in files]
+        tables = [
+            self.read_parquet(f.path, columns, size=f.size)
+            if isinstance(f, FileStamp)
+            else self.read_parquet(f, columns)
+            for f in files
+        ]
         first = tables[0].schema
-        for path, table in zip(files[1:], tables[1:], strict=True):
+        for path, table in zip(paths[1:], tables[1:], strict=True):
             if not table.schema.equals(first):
                 raise InputError(
-                    f"{self.uri_of(path)}: schema differs from {self.uri_of(files[0])} "
+                    f"{self.uri_of(path)}: schema differs from {self.uri_of(paths[0])} "
                     f"(expected {first.names}, found {table.schema.names}); "
                     "write every file of a batch with the same columns and types"
                 )

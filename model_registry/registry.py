@@ -196,6 +196,9 @@ def _check_digest(shown: str, actual: str, expected: str) -> None:
         )
 
 
+_DIGEST_CHUNK_BYTES = 32 << 20
+
+
 class Registry:
     def __init__(self, storage: Storage, *, hash_cache: HashCache | None = None) -> None:
         self.storage = storage
@@ -320,12 +323,18 @@ class Registry:
             if found is not None:
                 return found
             identity = cache.identity(Path(path))
-        if not self.storage.fs.get_file_info(path).is_file:
-            return None
         digest = hashlib.sha256()
-        with self.storage.fs.open_input_stream(path) as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
+        try:
+            # large reads: on an object store each read is one request
+            with self.storage.fs.open_input_file(path) as handle:
+                while chunk := handle.read(_DIGEST_CHUNK_BYTES):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            return None
+        except OSError:
+            if not self.storage.fs.get_file_info(path).is_file:
+                return None  # a folder of that name
+            raise
         hexdigest = digest.hexdigest()
         if cache is not None:
             cache.put(Path(path), hexdigest, identity)

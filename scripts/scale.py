@@ -38,9 +38,10 @@ deployments (`deploy --slices`, one flow run per slice, one task per model) and 
 CPU seconds of the whole process tree per model-night (scripts/fleet/night.py); it verifies
 every model, not a sample.
 
-`--lake-requests` instead counts the S3 requests of one `driftline monitor --no-push` and one
-`driftline backfill` of the days before it, for one model whose lake and registry are on a
-local S3 (moto, in this process, counting every request it answers).
+`--lake-requests` instead counts the S3 requests of one `driftline backfill` of all days but the
+last, then of `driftline monitor --no-push` for the last day (the night after, with the window
+state the backfill left), then of the same night again without that state, for one model whose
+lake and registry are on a local S3 (moto, in this process, counting every request it answers).
 """
 
 from __future__ import annotations
@@ -202,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--lake-requests",
         action="store_true",
-        help="only count the S3 requests of one nightly run and one backfill (local moto S3)",
+        help="only count the S3 requests of a backfill and a nightly run (local moto S3)",
     )
     opts = parser.parse_args(argv)
     if opts.days < 2 or opts.models < 1:

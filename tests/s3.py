@@ -9,7 +9,7 @@ worker processes the object-storage tests run against it.
   MODEL_REGISTRY_URI, `s3://bucket/prefix?endpoint_override=127.0.0.1:PORT&scheme=http`.
 - `python -m tests.s3 nightly ...`: the nightly run's work for one day as plain functions
   (read, compute, take the day's lock, write the result), for the crash tests: with
-  DRIFTLINE_FAULT_PAUSE_AT=write-temp it stops with the result in its temporary object.
+  DRIFTLINE_FAULT_PAUSE_AT=write-temp it stops with the result made, before its upload.
 - `python -m tests.s3 race ...`: one side of the lock race (tests/test_s3_lock.py).
 
 moto checks a PUT's `If-None-Match` / `If-Match` and stores the object in two separate steps, on

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from core.settings import load_settings
 from driftline.stack import launcher as procs
@@ -39,6 +40,9 @@ class S3Requests:
         method, query = environ["REQUEST_METHOD"], environ.get("QUERY_STRING", "")
         path = environ.get("PATH_INFO", "").lstrip("/").split("/")
         area = path[1] if len(path) > 1 and path[1] else "bucket"
+        if area == "bucket":  # a listing names its area in its prefix
+            prefix = parse_qs(query).get("prefix", [""])[0]
+            area = prefix.split("/", 1)[0] or "bucket"
         if method == "GET" and ("list-type" in query or "prefix=" in query or len(path) < 2):
             kind = "LIST"
         elif method == "PUT" and "HTTP_X_AMZ_COPY_SOURCE" in environ:
@@ -86,8 +90,10 @@ def counting_s3() -> Iterator[tuple[str, S3Requests]]:
 
 
 def lake_requests(days: int, rows_per_day: int) -> dict[str, dict[str, int]]:
-    """S3 requests of `driftline monitor --no-push` for one day and of `driftline backfill` of
-    the `days - 1` days before it, for one model whose lake and registry are on S3."""
+    """S3 requests, for one model whose lake and registry are on S3, of `driftline backfill` of
+    `days - 1` days, then of the nightly run (`driftline monitor --no-push`) of the day after
+    them, which finds the window state the backfill left, then of the same night again without
+    a state (deleted first): a night that reads its whole window."""
     import botocore.session
     from botocore.config import Config
 
@@ -114,13 +120,20 @@ def lake_requests(days: int, rows_per_day: int) -> dict[str, dict[str, int]]:
         commands.simulate(settings, model=SOURCE_MODEL, start=START, days=days,
                           rows_per_day=rows_per_day, scenario="both", seed=0)  # fmt: skip
         last = START + timedelta(days=days - 1)
+        nightly = ["monitor", "--date", str(last), "--no-push"]
         runs = {
-            "monitor (1 day)": ["monitor", "--date", str(last), "--no-push"],
             f"backfill ({days - 1} days)": [
                 "backfill", "--start", str(START), "--end", str(last - timedelta(days=1))],
+            "monitor (1 day, after the night before)": nightly,
+            "monitor (1 day, no window state)": nightly,
         }  # fmt: skip
         found = {}
         for name, args in runs.items():
+            if "no window state" in name:
+                client.delete_object(
+                    Bucket="driftline",
+                    Key=f"lake/monitoring/model={SOURCE_MODEL}/.window-state.arrow",
+                )
             requests.take()
             done = procs.run([str(BIN / "driftline"), *args], env=env, cwd=REPO,
                              timeout_seconds=900)  # fmt: skip

@@ -1,46 +1,35 @@
 """What a day reads: the model version's context (card, profile, estimators, policy), the day's
-validated batch and the performance window of scored batches and labels, each file read once."""
+validated batch and the performance window of scored batches and labels (tasks/day/window_read.py:
+each file read once, and only the files the last night did not read)."""
 
 from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TypeVar
 
 import pyarrow as pa
 
-from core.errors import DriftlineError
 from core.policy import Policy
 from core.settings import Settings
-from data_lake.columns import PREDICTION, ROW_ID
 from data_lake.lake import Lake
 from model_registry.policies import current_policy
 from model_registry.registry import ModelCard, Registry
+from tasks.day.window_read import read_window
 from tasks.edge.calibration_file import CALIBRATION_FILE, load_calibration
-from tasks.edge.class_columns import probability_columns
 from tasks.edge.estimator_file import loss_estimator_loader
 from tasks.edge.profile_file import PROFILE_FILE, load_profile
-from tasks.edge.validation import (
-    ValidatedBatch,
-    validate_batch,
-    validate_labels,
-    validate_scored_ids,
-)
+from tasks.edge.validation import ValidatedBatch, validate_batch
 from tasks.performance.cbpe import Calibration
 from tasks.performance.estimate import (
     LOSS_ESTIMATOR_FILE,
     LossEstimator,
     PerformanceEstimate,
 )
-from tasks.performance.window import Window, as_of, window_start
+from tasks.performance.window import Window
 from tasks.stats.profile import ReferenceProfile
-
-_READ_THREADS = 4
-T = TypeVar("T")
 
 
 def _no_estimator() -> LossEstimator | None:
@@ -112,57 +101,6 @@ def read_batch(lake: Lake, card: ModelCard, batch_date: date) -> ValidatedBatch:
     return validate_batch(table, card, source=source)
 
 
-def read_window(
-    lake: Lake,
-    card: ModelCard,
-    start: date,
-    end: date,
-    *,
-    window_days: int,
-    current: pa.Table | None = None,
-) -> Window:
-    """The predictions and labels that the runs for start..end need, each file read once.
-
-    `current` is the batch of `end` (row_id, prediction) when the run already holds it. A file
-    that is bad input fails only the days whose window reads it; an I/O error fails the read.
-    """
-    first = window_start(start, window_days)
-    scored_days = [d for d in lake.scored_dates(card.name) if first <= d <= end]
-    arrival_days = [d for d in lake.label_arrival_dates(card.name) if first < d <= as_of(end)]
-
-    def read_scored(day: date) -> pa.Table:
-        if current is not None and day == end:
-            return current
-        columns = [ROW_ID, PREDICTION, *probability_columns(card.classes)]
-        table = lake.read_scored(card.name, day, columns=columns)
-        source = f"batch {day} ({lake.uri_of(lake.scored_dir(card.name, day))})"
-        return validate_scored_ids(table, source=source, classes=card.classes)
-
-    def read_labels(day: date) -> list[pa.Table]:
-        return [
-            validate_labels(
-                lake.read_parquet(path),
-                target=card.target,
-                source=lake.uri_of(path),
-                classes=card.classes,
-            )
-            for path in lake.files(lake.labels_dir(card.name, day), ".parquet")
-        ]
-
-    scored, scored_errors = _read_days(read_scored, scored_days)
-    labels, label_errors = _read_days(read_labels, arrival_days)
-    return Window.build(
-        model=card.name,
-        window_days=window_days,
-        target=card.target,
-        scored=scored,
-        labels=[(day, table) for day, tables in labels for table in tables],
-        scored_errors=scored_errors,
-        label_errors=label_errors,
-        classes=card.classes,
-    )
-
-
 def day_window(
     lake: Lake, card: ModelCard, batch_date: date, settings: Settings, *, current: pa.Table
 ) -> Window:
@@ -176,26 +114,3 @@ def day_window(
         window_days=settings.performance_window_days,
         current=current,
     )
-
-
-def _read_days(
-    read: Callable[[date], T], days: Sequence[date]
-) -> tuple[list[tuple[date, T]], dict[date, DriftlineError]]:
-    """`read` each day on a few threads (pyarrow reads release the GIL), in day order; bad
-    input is kept per day, so it fails only the runs that need that day."""
-
-    def attempt(day: date) -> tuple[date, T | DriftlineError]:
-        try:
-            return day, read(day)
-        except DriftlineError as exc:
-            return day, exc
-
-    read_ok: list[tuple[date, T]] = []
-    errors: dict[date, DriftlineError] = {}
-    with ThreadPoolExecutor(_READ_THREADS) as pool:
-        for day, value in pool.map(attempt, days):
-            if isinstance(value, DriftlineError):
-                errors[day] = value
-            else:
-                read_ok.append((day, value))
-    return read_ok, errors

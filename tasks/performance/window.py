@@ -20,14 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.errors import DriftlineError, InputError
-from data_lake.columns import PREDICTION, ROW_ID
-from tasks.performance.classification import (
-    ClassificationMetrics,
-    class_codes,
-    classification_metrics,
-    probability_matrix,
-)
-from tasks.stats.columns import as_float
+from tasks.performance.classification import ClassificationMetrics, classification_metrics
+from tasks.performance.window_pieces import LabelPiece, ScoredPiece, label_piece, scored_piece
 
 
 @dataclass(frozen=True)
@@ -151,34 +145,56 @@ class Window:
         """From the scored batches (row_id, prediction) by batch day and the label files
         (row_id, target) by arrival day, each in ascending day order and read order. A
         classifier's (`classes`) batches also hold its `proba_<class>` columns."""
+        return cls.from_pieces(
+            model=model,
+            window_days=window_days,
+            scored=[(day, scored_piece(table, classes)) for day, table in scored],
+            labels=[(day, label_piece(table, target, classes)) for day, table in labels],
+            scored_errors=scored_errors,
+            label_errors=label_errors,
+            classes=classes,
+        )
+
+    @classmethod
+    def from_pieces(
+        cls,
+        *,
+        model: str,
+        window_days: int,
+        scored: Sequence[tuple[date, ScoredPiece]],
+        labels: Sequence[tuple[date, LabelPiece]],
+        scored_errors: Mapping[date, DriftlineError] | None = None,
+        label_errors: Mapping[date, DriftlineError] | None = None,
+        classes: Sequence[str] = (),
+    ) -> Window:
+        """As `build`, from what each file gave (tasks/performance/window_pieces.py), read now
+        or remembered from an earlier night: the same pieces make the same window."""
         ids: list[pa.Array] = []  # row_ids of the scored rows, then of the label events
         predictions: dict[date, np.ndarray] = {}
         probabilities: dict[date, np.ndarray] = {}
         scored_batch: list[np.ndarray] = []
-        values = as_float if not classes else (lambda c: class_codes(c, classes))
-        for day, table in scored:
-            predictions[day] = values(table.column(PREDICTION))
-            if classes:
-                probabilities[day] = probability_matrix(table, classes)
-            ids.extend(pc.cast(table.column(ROW_ID), pa.string()).chunks)
-            scored_batch.append(np.full(table.num_rows, day.toordinal(), dtype=np.int64))
+        for day, piece in scored:
+            predictions[day] = piece.predictions
+            if piece.probabilities is not None:
+                probabilities[day] = piece.probabilities
+            ids.append(piece.row_ids)
+            scored_batch.append(np.full(len(piece.row_ids), day.toordinal(), dtype=np.int64))
         label_targets: list[np.ndarray] = []
         label_arrival: list[np.ndarray] = []
-        for day, table in labels:
-            ids.extend(pc.cast(table.column(ROW_ID), pa.string()).chunks)
-            label_targets.append(values(table.column(target)))
-            label_arrival.append(np.full(table.num_rows, day.toordinal(), dtype=np.int64))
+        for day, label in labels:
+            ids.append(label.row_ids)
+            label_targets.append(label.targets)
+            label_arrival.append(np.full(len(label.row_ids), day.toordinal(), dtype=np.int64))
 
         # one hash pass gives every row_id an integer code; the rest is integer arithmetic
         all_ids, codes = _codes(ids)
         batch_of_row = np.concatenate([np.empty(0, np.int64), *scored_batch])
         repeated = _repeated_batches(model, all_ids, codes[: batch_of_row.size], batch_of_row)
         if repeated:  # left out, as a batch that cannot be read is: each fails its own run
-            return cls.build(
+            return cls.from_pieces(
                 model=model,
                 window_days=window_days,
-                target=target,
-                scored=[(day, table) for day, table in scored if day not in repeated],
+                scored=[(day, piece) for day, piece in scored if day not in repeated],
                 labels=labels,
                 scored_errors={**(scored_errors or {}), **repeated},
                 label_errors=label_errors,
