@@ -29,7 +29,7 @@ from tasks.day import steps
 from tasks.results.day import from_json
 from tests.conftest import simulated_world
 from tests.procs import Process, launched, listening_sockets, process_group, wait_for
-from tests.pushgateway_recorder import recording_pushgateway
+from tests.pushgateway_recorder import only_failure, recording_pushgateway
 from tests.stack_fixtures import (
     REPO_ROOT,
     LocalStack,
@@ -362,9 +362,13 @@ def test_a_lake_gone_through_every_retry_fails_clearly_and_the_next_run_recovers
         assert f"the data lake root {lake} is not there (unmounted or unreachable?)" in err
         assert "nothing new was written or pushed" in err
         assert not away.joinpath("monitoring").exists() and not lake.exists()
+        # only the failure is pushed, after the last attempt, beside the last good gauges
+        assert only_failure(gateway) == {"model": MODEL, "model_version": "v1",
+                                         "reason": "storage"}  # fmt: skip
         away.rename(lake)
         assert main(["monitor", "--date", DAY.isoformat()]) == 0
-        assert (day_dir(world) / "result.json").is_file() and len(gateway.requests) == 1
+        assert (day_dir(world) / "result.json").is_file()
+        assert [method for method, _, _ in gateway.requests] == ["POST", "PUT"]
 
 
 def test_stale_temporary_files_and_locks_do_not_need_cleaning_by_hand(world: Path) -> None:
