@@ -18,8 +18,14 @@ from core.errors import InputError
 from core.settings import NIGHTLY_CRON, load_settings
 from data_lake.lake import Lake
 from flows.deployments import NIGHTLY_CONCURRENCY_LIMIT, deployments
-from scripts.fleet.fleet import START, build_fleet, expected_samples, local_results, parse_samples
-from scripts.fleet.night import per_model_run
+from scripts.fleet.fleet import (
+    START,
+    build_fleet,
+    expected_samples,
+    local_results,
+    parse_samples,
+    per_model_run,
+)
 from tasks.day.fleet import split
 from tasks.reports.fleet import MESSAGE_CHARACTERS, fleet_markdown, fleet_message
 from tasks.results.fleet import FleetReport, ModelNight
