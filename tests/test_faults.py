@@ -29,7 +29,7 @@ from tasks.day import steps
 from tasks.results.day import from_json
 from tests.conftest import simulated_world
 from tests.procs import Process, launched, listening_sockets, process_group, wait_for
-from tests.pushgateway_recorder import only_failure, recording_pushgateway
+from tests.pushgateway_recorder import failure_labels, only_failure, recording_pushgateway
 from tests.stack_fixtures import (
     REPO_ROOT,
     LocalStack,
@@ -202,8 +202,12 @@ def test_one_run_per_model_and_day_others_in_parallel(
         assert code == 0, err
         assert "took over the lock" in patient.stdout()
         assert not lock_file(world).exists()
-        pushed_days = sorted(path for method, path, _ in gateway.requests)
-        assert len(pushed_days) == 2  # the other day and the patient run; never the holder
+        # the other day and the patient run replaced the group, never the holder; the impatient
+        # run only added its failure (before the patient run's PUT cleared it)
+        puts = [path for method, path, _ in gateway.requests if method == "PUT"]
+        assert len(puts) == 2
+        failures = [failure_labels(*r) for r in gateway.requests if r[0] != "PUT"]
+        assert [f["reason"] for f in failures] == ["error"]
 
 
 # --- 3. outages on a real stack ------------------------------------------------------------------
