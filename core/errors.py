@@ -22,3 +22,7 @@ class RunError(DriftlineError):
     """The run failed for a reason outside the input (missing batch, service down)."""
 
     exit_code = 1
+
+
+class PushError(RunError):
+    """The Pushgateway did not take the night's gauges (the day's result is saved in the lake)."""

@@ -33,8 +33,12 @@ def monitor(
     started = time.time()
     day = check_batch_date(batch_date or yesterday_utc())
     settings = load_settings(push=push)
-    with steps.io_failures_reported(settings, model, day):
+    with (
+        steps.failure_pushed(settings, model, day, push=push) as attempt,
+        steps.io_failures_reported(settings, model, day),
+    ):
         context = steps.load_model(settings, model)
+        attempt.model_version = context.card.version
         batch = steps.load_batch(settings, context, day)
         window = steps.load_window(settings, context, day, day, current=batch)
         computed = steps.compute_day(settings, context, day, batch, window)

@@ -25,8 +25,9 @@ The default is a quick check (4 models x 5 days); docs/scaling.md records
 5. Nightly: one run of each model's nightly deployment for day N, pushed to the Pushgateway.
 6. Verifies: every model-day has its result.json and every model its Pushgateway group for day
    N; for `--verify` models (spread over the fleet), every day's result.json equals, byte for
-   byte, the same day computed locally by the plain functions (tasks.day.engine.run_day), and
-   the model's pushed gauges equal the local run's (all but the two wall-clock ones).
+   byte, the one a per-model local run writes (`driftline.monitor_day`, the days in order, into
+   a scratch lake), and the model's pushed gauges equal the local run's (all but the two
+   wall-clock ones).
 
 It prints model-days per minute, Prefect API calls (HTTP requests in the server's uvicorn access
 log, and the SQL statements pg_stat_statements counted), the Prefect database's size and rows,
@@ -145,6 +146,7 @@ def verify(
     sample: Sequence[str],
     days: Sequence[date],
     pushgateway: str,
+    scratch: Path,
 ) -> dict[str, Any]:
     lake = Lake.open(settings.data_lake_uri)
     missing = [f"{m} {d}" for m in models for d in days if not lake.exists(lake.result_path(m, d))]
@@ -155,7 +157,7 @@ def verify(
     lake_diffs: list[str] = []
     push_diffs: list[str] = []
     for model in sample:
-        lake_diffs += lake_differences(settings, model, days)
+        lake_diffs += lake_differences(settings, model, days, scratch)
         (result,) = local_results(settings, model, [last])
         if groups.get(model) != expected_samples(result):
             push_diffs.append(model)
@@ -331,7 +333,7 @@ def _run(opts: argparse.Namespace, work: Path) -> int:
         print(f"verifying: every model-day's result and push exist; {len(sample)} models "
               f"compared day by day with local runs ...", flush=True)  # fmt: skip
         started = time.perf_counter()
-        checked = verify(settings, models, sample, days, gateway.url)
+        checked = verify(settings, models, sample, days, gateway.url, work / "per-model-lake")
         checked["seconds"] = round(time.perf_counter() - started, 1)
 
     api_total = deploy_phase.api_calls + backfill_phase.api_calls + nightly_phase.api_calls

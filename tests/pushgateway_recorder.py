@@ -8,6 +8,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from prometheus_client.parser import text_string_to_metric_families
+
+FAILURE = "ml_monitoring_last_failure_timestamp_seconds"
+
 
 @dataclass
 class Recorded:
@@ -33,6 +37,22 @@ def recording_pushgateway() -> Iterator[Recorded]:
 
     with serving(Handler) as recorded.url:
         yield recorded
+
+
+def failure_labels(method: str, path: str, body: bytes) -> dict[str, str]:
+    """A failed night's push: a POST of exactly the failure gauge; its model and labels."""
+    assert method == "POST", f"a failure is added to the group (POST), not {method}"
+    (family,) = text_string_to_metric_families(body.decode())
+    (sample,) = family.samples
+    assert sample.name == FAILURE
+    assert path.startswith("/metrics/job/ml_monitoring/model/")
+    return {"model": path.rsplit("/", 1)[1], **sample.labels}
+
+
+def only_failure(recorded: Recorded) -> dict[str, str]:
+    """The labels of the one request made, which must be a failed night's push."""
+    (request,) = recorded.requests
+    return failure_labels(*request)
 
 
 @contextmanager

@@ -8,10 +8,19 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import run_cli
 from tests.procs import wait_for
-from tests.stack_fixtures import SIM_LAST_DAY, LiveStack, MonitoredStack, prom_query
+from tests.stack_fixtures import (
+    SIM_LAST_DAY,
+    LiveStack,
+    MonitoredStack,
+    driftline_env,
+    prom_query,
+    run_driftline,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -78,6 +87,44 @@ def test_concept_drift_notifies_performance_degraded_to_on_call(
         f"alert above {float(policy_ratio['value'][1]):g} x" in alert["annotations"]["description"]
     )
     assert notification_receivers(monitored_stack.live, "MLPerformanceDegraded") == {"ml-oncall"}
+
+
+@pytest.mark.prefect
+def test_a_night_that_fails_on_bad_input_notifies_run_failed_until_a_good_night(
+    monitored_stack: MonitoredStack, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    live, model = monitored_stack.live, monitored_stack.model
+    # the same registry, and a lake whose batch of the day lacks a feature column
+    bad_lake = tmp_path_factory.mktemp("bad-lake")
+    env = {**driftline_env(live, monitored_stack.workdir), "DATA_LAKE_URI": str(bad_lake)}
+    part = f"scored/model={model}/batch_date={SIM_LAST_DAY}"
+    good, bad = monitored_stack.workdir / "lake" / part, bad_lake / part
+    bad.mkdir(parents=True)
+    for file in good.glob("*.parquet"):
+        pq.write_table(pq.read_table(file).drop_columns(["carat"]), bad / file.name)
+    failed = run_cli("monitor", "--date", SIM_LAST_DAY.isoformat(), env=env)
+    assert failed.returncode == 2, failed.stderr
+    assert "lacks column 'carat'" in failed.stderr
+
+    alert = live.webhook.wait_for_alert("MLMonitoringRunFailed", model=model)
+    assert (alert["labels"]["reason"], alert["labels"]["model_version"]) == ("input", "v1")
+    assert "The last good run was at" in alert["annotations"]["description"]
+    assert notification_receivers(live, "MLMonitoringRunFailed") == {"ml-oncall"}
+    # the last good night's gauges stayed beside the failure
+    assert prom_query(live.prometheus_url, f'ml_batch_rows{{job="ml_monitoring",model="{model}"}}')
+
+    # the next good night replaces the group, the failure with it, and the alert resolves
+    run_driftline(driftline_env(live, monitored_stack.workdir), "monitor", "--date",
+                  SIM_LAST_DAY.isoformat())  # fmt: skip
+    wait_for(
+        lambda: [
+            a
+            for a in live.webhook.alerts("resolved")
+            if a["labels"]["alertname"] == "MLMonitoringRunFailed" and a["labels"]["model"] == model
+        ],
+        timeout_seconds=60,
+        what="MLMonitoringRunFailed to resolve after the good night",
+    )
 
 
 def push_group(live: LiveStack, model: str, metrics: dict[str, list[tuple[str, float]]]) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from driftline.cli import main
 from tests.conftest import simulated_world
-from tests.pushgateway_recorder import recording_pushgateway
+from tests.pushgateway_recorder import only_failure, recording_pushgateway, serving
 
 DAY = date(2026, 3, 5)
 START = date(2026, 3, 1)
@@ -71,13 +71,15 @@ def monitor(capsys: pytest.CaptureFixture[str], day: date = DAY) -> tuple[int, s
     return code, capsys.readouterr().err
 
 
-def monitor_refuses(world, capsys: pytest.CaptureFixture[str]) -> str:
-    """Monitor DAY expecting bad input: exit 2, no result in the lake, no push; return stderr."""
+def monitor_refuses(world, capsys: pytest.CaptureFixture[str], *, version: str = "v1") -> str:
+    """Monitor DAY expecting bad input: exit 2, no result in the lake, only the failure pushed
+    (added to the group, the last good night's gauges kept); return stderr."""
     root, gateway = world
     code, err = monitor(capsys)
     assert code == 2, err
     assert not result_file(root).exists()
-    assert gateway.requests == []
+    labels = only_failure(gateway)
+    assert labels == {"model": "diamonds-price", "model_version": version, "reason": "input"}
     return err
 
 
@@ -162,7 +164,7 @@ BAD_INPUT = {
 
 @pytest.mark.prefect
 @pytest.mark.parametrize("case", BAD_INPUT)
-def test_bad_batches_exit_2_naming_the_problem_and_write_and_push_nothing(world, capsys, case):
+def test_bad_batches_exit_2_naming_the_problem_and_push_only_the_failure(world, capsys, case):
     root, _ = world
     change, expected = BAD_INPUT[case]
     rewrite(batch_file(root), change)
@@ -199,10 +201,12 @@ DAMAGED_FILES = {
 
 @pytest.mark.prefect
 @pytest.mark.parametrize("case", DAMAGED_FILES)
-def test_a_damaged_input_file_is_named_and_nothing_is_written_or_pushed(world, capsys, case):
+def test_a_damaged_input_file_is_named_and_only_the_failure_is_pushed(world, capsys, case):
     root, _ = world
     expected = DAMAGED_FILES[case](root)
-    err = monitor_refuses(world, capsys)
+    # a version whose files do not match its card is refused before its version is known
+    version = "unknown" if case == "a tampered reference profile" else "v1"
+    err = monitor_refuses(world, capsys, version=version)
     for said in expected:
         assert said in err
 
@@ -255,7 +259,70 @@ def test_a_missing_batch_fails_the_run_naming_the_partition(world, capsys):
     code, err = monitor(capsys, date(2026, 4, 1))
     assert code == 1
     assert "no scored batch for model=diamonds-price batch_date=2026-04-01" in err
-    assert "batch_date=2026-04-01" in err and gateway.requests == []
+    assert "batch_date=2026-04-01" in err
+    assert only_failure(gateway) == {
+        "model": "diamonds-price",
+        "model_version": "v1",
+        "reason": "error",
+    }
+
+
+@pytest.mark.prefect
+def test_a_model_not_registered_pushes_its_failure_with_an_unknown_version(world, capsys):
+    _, gateway = world
+    code = main(["monitor", "--model", "gem-gone", "--date", DAY.isoformat()])
+    assert code == 2
+    assert "model 'gem-gone' has no version or alias 'production'" in capsys.readouterr().err
+    assert only_failure(gateway) == {"model": "gem-gone", "model_version": "unknown",
+                                     "reason": "input"}  # fmt: skip
+
+
+@pytest.mark.prefect
+def test_no_push_pushes_no_failure_either(world, capsys):
+    root, gateway = world
+    rewrite(batch_file(root), lambda t: t.drop_columns(["carat"]))
+    assert main(["monitor", "--date", DAY.isoformat(), "--no-push"]) == 2
+    assert gateway.requests == []
+
+
+@pytest.mark.prefect
+def test_an_unreachable_pushgateway_leaves_a_failed_nights_own_error(world, capsys, monkeypatch):
+    root, _ = world
+    rewrite(batch_file(root), lambda t: t.drop_columns(["carat"]))
+    monkeypatch.setenv("PUSHGATEWAY_URL", "http://127.0.0.1:9")
+    code = main(["monitor", "--date", DAY.isoformat()])  # the warning: tests/test_failure_push.py
+    captured = capsys.readouterr()
+    assert code == 2
+    assert (
+        captured.err.startswith("driftline: error: batch 2026-03-05") and "'carat'" in captured.err
+    )
+
+
+@pytest.mark.prefect
+def test_a_refused_push_adds_no_failure_that_would_hide_the_pushgateways_own(
+    world, capsys, monkeypatch
+):
+    from http.server import BaseHTTPRequestHandler
+
+    methods: list[str] = []
+
+    class Refusing(BaseHTTPRequestHandler):
+        def _refuse(self) -> None:
+            methods.append(self.command)
+            self.send_response(400)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_PUT = do_POST = _refuse
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serving(Refusing) as url:
+        monkeypatch.setenv("PUSHGATEWAY_URL", url)
+        code, err = monitor(capsys)
+    assert code == 1 and "could not push to the Pushgateway" in err
+    assert methods == ["PUT", "PUT"]  # push_failure_time_seconds says it (MLMonitoringPushFailing)
 
 
 @pytest.mark.prefect

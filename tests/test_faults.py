@@ -29,7 +29,7 @@ from tasks.day import steps
 from tasks.results.day import from_json
 from tests.conftest import simulated_world
 from tests.procs import Process, launched, listening_sockets, process_group, wait_for
-from tests.pushgateway_recorder import recording_pushgateway
+from tests.pushgateway_recorder import failure_labels, only_failure, recording_pushgateway
 from tests.stack_fixtures import (
     REPO_ROOT,
     LocalStack,
@@ -202,8 +202,12 @@ def test_one_run_per_model_and_day_others_in_parallel(
         assert code == 0, err
         assert "took over the lock" in patient.stdout()
         assert not lock_file(world).exists()
-        pushed_days = sorted(path for method, path, _ in gateway.requests)
-        assert len(pushed_days) == 2  # the other day and the patient run; never the holder
+        # the other day and the patient run replaced the group, never the holder; the impatient
+        # run only added its failure (before the patient run's PUT cleared it)
+        puts = [path for method, path, _ in gateway.requests if method == "PUT"]
+        assert len(puts) == 2
+        failures = [failure_labels(*r) for r in gateway.requests if r[0] != "PUT"]
+        assert [f["reason"] for f in failures] == ["error"]
 
 
 # --- 3. outages on a real stack ------------------------------------------------------------------
@@ -362,9 +366,13 @@ def test_a_lake_gone_through_every_retry_fails_clearly_and_the_next_run_recovers
         assert f"the data lake root {lake} is not there (unmounted or unreachable?)" in err
         assert "nothing new was written or pushed" in err
         assert not away.joinpath("monitoring").exists() and not lake.exists()
+        # only the failure is pushed, after the last attempt, beside the last good gauges
+        assert only_failure(gateway) == {"model": MODEL, "model_version": "v1",
+                                         "reason": "storage"}  # fmt: skip
         away.rename(lake)
         assert main(["monitor", "--date", DAY.isoformat()]) == 0
-        assert (day_dir(world) / "result.json").is_file() and len(gateway.requests) == 1
+        assert (day_dir(world) / "result.json").is_file()
+        assert [method for method, _, _ in gateway.requests] == ["POST", "PUT"]
 
 
 def test_stale_temporary_files_and_locks_do_not_need_cleaning_by_hand(world: Path) -> None:

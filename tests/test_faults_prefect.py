@@ -24,7 +24,7 @@ from data_lake.lake import Lake
 from tasks.results.day import from_json
 from tests.conftest import REPO, run_cli, simulated_world
 from tests.procs import Process, Server, free_port, launched, wait_for
-from tests.pushgateway_recorder import recording_pushgateway
+from tests.pushgateway_recorder import failure_labels, recording_pushgateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prefect]
 
@@ -194,7 +194,10 @@ def test_a_prefect_server_gone_mid_run_fails_in_one_line_and_leaves_the_lake_who
         assert [name for name in left if name.startswith(".")] == [], left
         killed_result = from_json(result.read_bytes()) if result.exists() else None
         assert not lock_file(world).exists()
-        assert gateway.requests == [], "a run that failed pushed nothing"
+        # none of the day's gauges: at most the night's failure, added to the group (the
+        # Prefect API may be lost inside the night, at its artifacts, or after it)
+        failures = [failure_labels(*request) for request in gateway.requests]
+        assert [f["reason"] for f in failures] in ([], ["error"]), failures
 
         prefect_server.start()  # back: the next run completes the day
         done = run_cli("monitor", "--date", DAY.isoformat(), env=env, timeout=300)
@@ -203,5 +206,5 @@ def test_a_prefect_server_gone_mid_run_fails_in_one_line_and_leaves_the_lake_who
         assert final.n_rows == 200
         if killed_result is not None:
             assert final == killed_result, "the failed run's result was already the day's"
-        assert len(gateway.requests) == 1
+        assert [method for method, _, _ in gateway.requests].count("PUT") == 1
         assert json.loads(result.read_bytes())["batch_date"] == DAY.isoformat()

@@ -18,12 +18,18 @@ from core.errors import InputError
 from core.settings import NIGHTLY_CRON, load_settings
 from data_lake.lake import Lake
 from flows.deployments import NIGHTLY_CONCURRENCY_LIMIT, deployments
-from scripts.fleet.fleet import START, build_fleet, expected_samples, local_results, parse_samples
-from scripts.fleet.night import per_model_run
+from scripts.fleet.fleet import (
+    START,
+    build_fleet,
+    expected_samples,
+    local_results,
+    parse_samples,
+    per_model_run,
+)
 from tasks.day.fleet import split
 from tasks.reports.fleet import MESSAGE_CHARACTERS, fleet_markdown, fleet_message
 from tasks.results.fleet import FleetReport, ModelNight
-from tests.pushgateway_recorder import serving
+from tests.pushgateway_recorder import failure_labels, recording_pushgateway, serving
 
 DAYS = 3
 DAY = START + timedelta(days=DAYS - 1)
@@ -101,11 +107,13 @@ def test_the_final_message_and_the_summary_name_every_failed_model_with_its_reas
 
 @dataclass
 class Gateway:
-    """A Pushgateway stand-in: takes every push but those of `refused`, keeps what it took."""
+    """A Pushgateway stand-in: takes every push but those of `refused`, keeps what it took
+    (a group replaced, PUT, or added to, POST)."""
 
     refused: str
     url: str = ""
     taken: dict[str, list[bytes]] = field(default_factory=dict)
+    added: dict[str, list[tuple[str, str, bytes]]] = field(default_factory=dict)
     refusals: int = 0
 
 
@@ -123,6 +131,14 @@ def gateway(refused: str) -> Iterator[Gateway]:
             else:
                 seen.taken.setdefault(model, []).append(body)
                 self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            model = self.path.rsplit("/model/", 1)[1]
+            seen.added.setdefault(model, []).append((self.command, self.path, body))
+            self.send_response(200)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -200,10 +216,17 @@ def test_a_fleet_run_writes_and_pushes_each_model_as_its_own_run_and_names_those
         (pushed,) = pushgateway.taken[model]
         (result,) = local_results(settings, model, [DAY])
         assert parse_samples(pushed.decode()) == expected_samples(result)
-    # bad input and a missing model write and push nothing, as `driftline monitor` would
-    for model in (bad_batch, unregistered):
+    # bad input and a missing model write nothing and push only their failure, added to their
+    # own group (the last good gauges kept), as `driftline monitor` would
+    for model, version in ((bad_batch, "v1"), (unregistered, "unknown")):
         assert lake.read_bytes(lake.result_path(model, DAY)) is None
         assert model not in pushgateway.taken
+        (added,) = pushgateway.added[model]
+        assert failure_labels(*added) == {"model": model, "model_version": version,
+                                          "reason": "input"}  # fmt: skip
+    # the good models' groups are only replaced, and a refused push adds no failure that
+    # would hide the Pushgateway's own push_failure_time_seconds
+    assert sorted(pushgateway.added) == [bad_batch, unregistered]
     # a refused push is tried again with the configured delays, and the result stays written
     assert pushgateway.refusals == 2
     assert lake.read_bytes(lake.result_path(refused, DAY)) is not None
@@ -213,13 +236,16 @@ def test_a_fleet_run_writes_and_pushes_each_model_as_its_own_run_and_names_those
 def test_a_model_is_tried_again_only_when_storage_fails_and_then_named_with_the_attempts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """...and its failure is pushed once, after its last attempt."""
     from prefect import flow
 
     from tasks.day import fleet, fleet_steps
 
     attempts = {"flaky-disk": 0, "bad-input": 0, "a-bug": 0}
 
-    def night(settings: object, model: str, batch_date: date, *, push: bool) -> ModelNight:
+    def night(
+        settings: object, model: str, batch_date: date, *, push: bool, attempt: object
+    ) -> ModelNight:
         attempts[model] += 1
         if model == "flaky-disk":
             raise OSError("Input/output error")
@@ -233,13 +259,18 @@ def test_a_model_is_tried_again_only_when_storage_fails_and_then_named_with_the_
 
     @flow
     def nights() -> list[ModelNight]:
-        settings = load_settings(push=False)
+        settings = load_settings(push=True)
         task = fleet_steps.monitor_model.with_options(retry_delay_seconds=0)
-        futures = task.map(settings, models, day, False)
+        futures = task.map(settings, models, day, True)
         return fleet_steps.wait_for_models(settings, futures, models, day)
 
-    failures = {n.model: n.failure for n in nights()}
+    with recording_pushgateway() as gateway:
+        monkeypatch.setenv("PUSHGATEWAY_URL", gateway.url)
+        failures = {n.model: n.failure for n in nights()}
     assert attempts == {"flaky-disk": 4, "bad-input": 1, "a-bug": 1}
+    pushed = sorted((labels["model"], labels["reason"]) for labels in
+                    (failure_labels(*request) for request in gateway.requests))  # fmt: skip
+    assert pushed == [("a-bug", "error"), ("bad-input", "input"), ("flaky-disk", "storage")]
     assert failures == {
         "flaky-disk": "monitor flaky-disk 2026-03-02: the data lake or registry kept failing "
         "after 4 attempts (Input/output error); nothing new was written or pushed for this day, "

@@ -13,9 +13,9 @@ import pytest
 
 from core.settings import load_settings
 from data_lake.lake import Lake
-from scripts.fleet.fleet import START, build_fleet, expected_samples, local_results
+from scripts.fleet.fleet import START, build_fleet, expected_samples, local_results, per_model_run
 from scripts.fleet.fleet import pushgateway_groups as groups_of
-from scripts.fleet.night import deploy_slices, fleet_deployments, per_model_run, submit
+from scripts.fleet.night import deploy_slices, fleet_deployments, submit
 from scripts.fleet.processes import runs_taken, wait_for_runs, workers
 from tests import procs
 from tests.postgres import postgres, prefect_server

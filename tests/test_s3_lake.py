@@ -29,7 +29,7 @@ from driftline.cli import main
 from model_registry.registry import MODEL_FILE, Registry
 from tasks.day import inputs
 from tests import procs
-from tests.pushgateway_recorder import recording_pushgateway
+from tests.pushgateway_recorder import failure_labels, recording_pushgateway
 from tests.s3 import (
     FAKE_AWS_ENV,
     REPO,
@@ -258,7 +258,9 @@ def test_bad_input_and_a_missing_batch_on_s3_are_named_and_write_nothing(
             f"*.parquet under s3://{s3.name}/lake/scored/model={MODEL}/batch_date={missing} "
             f"(scored batches: {START} .. {day}, 2 day(s))\n"
         )
-        assert gateway.requests == []
+        # each failed night pushed only its failure, into the model's group
+        reasons = [failure_labels(*request)["reason"] for request in gateway.requests]
+        assert reasons == ["input", "error"]
     assert s3.keys("lake/monitoring/") == []
     assert "driftline-test-secret" not in err
 

@@ -191,7 +191,7 @@ def test_two_process_workers_on_a_postgres_backed_server_run_every_model_day_as_
 
     # every model-day's result in the lake equals the same day run locally, one by one
     for model in MODELS:
-        assert lake_differences(settings, model, DAYS) == []
+        assert lake_differences(settings, model, DAYS, tmp_path / "per-model") == []
     # every push carried what the local run computes for its model and day
     expected = {
         (model, day_start_seconds(day)): expected_samples(result)

@@ -17,7 +17,7 @@ from model_registry.registry import MODEL_FILE, REFERENCE_FILE, ModelCard, Regis
 from tasks.day.engine import run_day
 from tasks.day.inputs import load_model_context
 from tasks.export.catalogue import JOB, RunStamp, metric_families, registry_for
-from tasks.results.day import MonitoringResult, to_json
+from tasks.results.day import MonitoringResult
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -113,16 +113,35 @@ def local_results(settings: Settings, model: str, days: Sequence[date]) -> list[
     return [run_day(lake, context, day, settings).result for day in days]
 
 
-def lake_differences(settings: Settings, model: str, days: Sequence[date]) -> list[str]:
-    """The days whose result.json in the lake is missing or differs from the local run's."""
+def per_model_run(settings: Settings, model: str, day: date, scratch: Path) -> bytes:
+    """The day's result.json as a per-model run writes it (`driftline.monitor_day`, the nightly
+    run without Prefect), into a scratch lake that links the model's batches and labels."""
+    from driftline import monitor_day
+
+    source = Path(settings.data_lake_uri)
+    for dataset in ("scored", "labels"):
+        link = scratch / dataset / f"model={model}"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(source / dataset / f"model={model}")
+    monitor_day(model, day, lake=str(scratch), registry=settings.model_registry_uri)
+    lake = Lake.open(str(scratch))
+    return lake.read_bytes(lake.result_path(model, day)) or b""
+
+
+def lake_differences(
+    settings: Settings, model: str, days: Sequence[date], scratch: Path
+) -> list[str]:
+    """The days whose result.json in the lake is missing or differs from a per-model run's
+    (`per_model_run`, the days in order, so that each sees the results of the days before)."""
     lake = Lake.open(settings.data_lake_uri)
     differences = []
-    for day, result in zip(days, local_results(settings, model, days), strict=True):
+    for day in days:
         stored = lake.read_bytes(lake.result_path(model, day))
         if stored is None:
             differences.append(f"{model} {day}: no result.json")
-        elif stored != to_json(result):
-            differences.append(f"{model} {day}: result.json differs from the local run")
+        elif stored != per_model_run(settings, model, day, scratch):
+            differences.append(f"{model} {day}: result.json differs from a per-model run")
     return differences
 
 

@@ -28,7 +28,14 @@ from data_lake.lake import Lake
 from driftline.stack import launcher as procs
 from driftline.stack.postgres import PrefectServer, postgres, prefect_server, rss_bytes
 from scripts.fleet.cpu import TreeCpu, tree_cpu
-from scripts.fleet.fleet import BIN, REPO, expected_samples, local_results, pushgateway_groups
+from scripts.fleet.fleet import (
+    BIN,
+    REPO,
+    expected_samples,
+    local_results,
+    per_model_run,
+    pushgateway_groups,
+)
 from scripts.fleet.processes import (
     OBSERVER_REQUESTS,
     ApiLog,
@@ -64,22 +71,6 @@ def submit(deployment: str, day: date) -> Any:
     run = run_deployment(deployment, parameters={"batch_date": str(day)}, flow_run_name=name,
                          timeout=0, as_subflow=False)  # fmt: skip
     return run.id  # type: ignore[union-attr]
-
-
-def per_model_run(settings: Settings, model: str, day: date, scratch: Path) -> bytes:
-    """The day's result.json as a per-model run writes it (`driftline.monitor_day`, the nightly
-    run without Prefect), into a scratch lake that links the model's batches and labels."""
-    from driftline import monitor_day
-
-    source = Path(settings.data_lake_uri)
-    for dataset in ("scored", "labels"):
-        link = scratch / dataset / f"model={model}"
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.exists():
-            link.symlink_to(source / dataset / f"model={model}")
-    monitor_day(model, day, lake=str(scratch), registry=settings.model_registry_uri)
-    lake = Lake.open(str(scratch))
-    return lake.read_bytes(lake.result_path(model, day)) or b""
 
 
 def verify(

@@ -5,21 +5,24 @@ most (the night ends when the largest does), and deploying again after adding a 
 others to another slice, which is harmless (a model's results, lock and push are its own).
 `monitor_model` is one model's whole night in-process through the nightly run's engine
 (`tasks.day.engine.monitor_and_write`): its version loaded, its batch and window read, computed,
-written and pushed under its own day lock. A model that fails fails alone.
+written and pushed under its own day lock. A model that fails fails alone, and says so in its
+own group on the Pushgateway (tasks/day/failure.py).
 """
 
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Iterable
 from datetime import date
 
-from core.errors import InputError
+from core.errors import InputError, PushError, RunError
 from core.names import check_name
 from core.settings import Settings
 from data_lake.lake import Lake
 from model_registry.registry import Registry
-from tasks.day.engine import monitor_and_write
+from tasks.day.engine import monitor_and_write, push_with_retries
+from tasks.day.failure import Attempt
 from tasks.day.inputs import load_model_context
 from tasks.results.fleet import ModelNight
 
@@ -49,20 +52,35 @@ def checked_models(models: Iterable[str]) -> list[str]:
     return names
 
 
-def monitor_model(settings: Settings, model: str, batch_date: date, *, push: bool) -> ModelNight:
-    """One model's night, as `driftline monitor --model` runs it, with the push's retries."""
+def monitor_model(
+    settings: Settings,
+    model: str,
+    batch_date: date,
+    *,
+    push: bool,
+    attempt: Attempt | None = None,
+) -> ModelNight:
+    """One model's night, as `driftline monitor --model` runs it, with the push's retries; the
+    version is noted in `attempt` once read, and a push that failed is a PushError."""
     started = time.perf_counter()
     check_name("model", model)
     registry = Registry.open(settings.model_registry_uri, cache_dir=settings.cache_dir)
     context = load_model_context(registry, model)
-    written = monitor_and_write(
-        Lake.open(settings.data_lake_uri),
-        context,
-        batch_date,
-        settings,
-        push=push,
-        push_retry_delays=settings.push.retry_delays_seconds,
-    )
+    if attempt is not None:
+        attempt.model_version = context.card.version
+    try:
+        written = monitor_and_write(
+            Lake.open(settings.data_lake_uri),
+            context,
+            batch_date,
+            settings,
+            push=push,
+            push_retry_delays=settings.push.retry_delays_seconds,
+        )
+    except RunError as exc:
+        if _raised_by_push(exc):
+            raise PushError(*exc.args) from exc.__cause__
+        raise
     return ModelNight(
         model=model,
         batch_date=batch_date,
@@ -71,6 +89,13 @@ def monitor_model(settings: Settings, model: str, batch_date: date, *, push: boo
         duration_seconds=time.perf_counter() - started,
         report_uri=written.report_uri,
     )
+
+
+def _raised_by_push(error: BaseException) -> bool:
+    """The engine's push, after its retries, fails with a plain RunError (engine.push_failed);
+    its frames say where it came from."""
+    code = push_with_retries.__code__
+    return any(frame.f_code is code for frame, _ in traceback.walk_tb(error.__traceback__))
 
 
 def failed_night(model: str, batch_date: date, reason: str) -> ModelNight:

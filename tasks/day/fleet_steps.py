@@ -12,13 +12,14 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
+from prefect.context import TaskRunContext
 from prefect.futures import PrefectFuture, as_completed
 from prefect.states import Completed, Failed
 
 from core.errors import DriftlineError
 from core.settings import IO_RETRY_DELAYS_SECONDS, Settings
 from tasks.day import fleet
-from tasks.day.steps import io_failure
+from tasks.day.steps import failure_pushed, io_failure
 from tasks.day.wrappers import artifact_key, compute_task
 from tasks.reports.fleet import fleet_head, fleet_markdown, fleet_message
 from tasks.results.fleet import FleetReport, ModelNight
@@ -37,6 +38,16 @@ def storage_failing(task: Any, task_run: Any, state: Any) -> bool:
     return isinstance(error, OSError)
 
 
+def _tried_again(error: BaseException) -> bool:
+    """Prefect runs this model's night again after `error`: storage failed, attempts are left."""
+    context = TaskRunContext.get()
+    return (
+        isinstance(error, OSError)
+        and context is not None
+        and context.task_run.run_count <= context.task.retries
+    )
+
+
 @task(
     name="monitor-model",
     task_run_name=_model_run_name,
@@ -48,10 +59,14 @@ def storage_failing(task: Any, task_run: Any, state: Any) -> bool:
 def monitor_model(
     settings: Settings, model: str, batch_date: date, push: bool
 ) -> ModelNight | State[Any]:
-    """One model's night; one that cannot run ends Failed with its one line, no traceback."""
+    """One model's night; one that cannot run ends Failed with its one line, no traceback, and
+    (after its last attempt) its failure pushed into the model's group."""
     logger = get_run_logger()
     try:
-        night = fleet.monitor_model(settings, model, batch_date, push=push)
+        with failure_pushed(
+            settings, model, batch_date, push=push, tried_again=_tried_again
+        ) as attempt:
+            night = fleet.monitor_model(settings, model, batch_date, push=push, attempt=attempt)
     except DriftlineError as exc:
         logger.error("%s %s failed: %s", model, batch_date, exc)
         return Failed(message=str(exc), data=exc)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -13,13 +13,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from core import faults
-from core.errors import RunError
+from core.errors import PushError, RunError
 from core.files import NoSpaceError, free_space, is_no_space
 from core.settings import IO_RETRY_DELAYS_SECONDS, PushSettings, Settings
 from data_lake.lake import Lake
 from data_lake.lock import LockOwner
 from model_registry.registry import Registry
-from tasks.day import engine, inputs
+from tasks.day import engine, failure, inputs
 from tasks.day.engine import ComputedDay, WrittenDay
 from tasks.day.inputs import ModelContext
 from tasks.day.wrappers import artifact_key, compute_task, io_task, transient
@@ -142,6 +142,28 @@ def compute_day(
 
 
 @contextmanager
+def failure_pushed(
+    settings: Settings,
+    model: str,
+    batch_date: date,
+    *,
+    push: bool,
+    tried_again: Callable[[BaseException], bool] = lambda _: False,
+) -> Iterator[failure.Attempt]:
+    """A night that fails (and is not `tried_again`) adds its failure to the model's group on
+    the Pushgateway, then fails as it would have; set the yielded attempt's version once known."""
+    attempt = failure.Attempt(model, batch_date)
+    try:
+        yield attempt
+    except Exception as exc:
+        if push and not tried_again(exc):
+            problem = failure.push_failure(settings.push, attempt, exc)
+            if problem is not None:
+                get_run_logger().warning(problem)
+        raise
+
+
+@contextmanager
 def io_failures_reported(settings: Settings, model: str, batch_date: date) -> Iterator[None]:
     """Storage that kept failing through the tasks' retries fails the run with one clear line."""
     try:
@@ -255,4 +277,5 @@ def push_metrics_or_fail(settings: Settings, written: WrittenDay, started_at: fl
             push, written.result, started_at
         )
     except OSError as exc:  # urllib's URLError and socket errors
-        raise engine.push_failed(push, len(delays) + 1, exc, written) from exc
+        message = str(engine.push_failed(push, len(delays) + 1, exc, written))
+        raise PushError(message) from exc

@@ -4,7 +4,8 @@ Each `Gauge` names a metric, its help text, its labels and how its samples come 
 `MonitoringResult`. The same families serve the live push (no timestamps: the Pushgateway refuses
 them) and the backfilled history (each sample stamped at its nightly run's scheduled time). Every
 sample also carries `model_version`; a value that is NaN or absent is left out, so dashboards and
-alerts see "unknown" rather than NaN.
+alerts see "unknown" rather than NaN. A night that fails pushes one gauge of its own,
+`failure_families`, added to the model's group beside the last good night's.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from typing import Literal
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -23,6 +25,9 @@ from tasks.results.day import MonitoringResult
 from tasks.stats.drift import FeatureDrift
 
 JOB = "ml_monitoring"
+# why a night failed: bad input (exit 2), storage failing through its retries, anything else
+FailureReason = Literal["input", "storage", "error"]
+UNKNOWN_VERSION = "unknown"  # a failed night's model_version before its card was read
 
 
 @dataclass(frozen=True)
@@ -366,6 +371,17 @@ def metric_families(
         if family.samples:
             families.append(family)
     return families
+
+
+def failure_families(model_version: str, reason: FailureReason, at_seconds: float) -> list[Metric]:
+    """The one gauge a failed night pushes; the next good night's replaces the group and it."""
+    family = GaugeMetricFamily(
+        "ml_monitoring_last_failure_timestamp_seconds",
+        "When the nightly run last failed, and why: input, storage or error.",
+        labels=["model_version", "reason"],
+    )
+    family.add_metric([model_version, reason], at_seconds)
+    return [family]
 
 
 class _Static(Collector):

@@ -1,4 +1,5 @@
-"""The Pushgateway transport: one PUT of a run's gauges, over HTTP or HTTPS, with basic auth.
+"""The Pushgateway transport: one PUT of a run's gauges (or one POST of a failed night's), over
+HTTP or HTTPS, with basic auth.
 
 prometheus_client does the push; this adds what it lacks for a locked-down Pushgateway (a CA
 bundle and a client certificate) and the messages a failed push needs, with no password in them.
@@ -14,11 +15,18 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from prometheus_client import push_to_gateway
+from prometheus_client import push_to_gateway, pushadd_to_gateway
 from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from core.settings import PushSettings
-from tasks.export.catalogue import JOB, RunStamp, metric_families, registry_for
+from tasks.export.catalogue import (
+    JOB,
+    FailureReason,
+    RunStamp,
+    failure_families,
+    metric_families,
+    registry_for,
+)
 from tasks.results.day import MonitoringResult
 
 Handler = Callable[..., Callable[[], None]]
@@ -38,6 +46,27 @@ def push(
         job=JOB,
         registry=registry_for(metric_families(result, run)),
         grouping_key={"model": result.model},
+        timeout=timeout_seconds,
+        handler=handler,
+    )
+
+
+def push_failure(
+    model: str,
+    model_version: str,
+    reason: FailureReason,
+    at_seconds: float,
+    *,
+    gateway: str,
+    handler: Handler = default_handler,
+    timeout_seconds: float = 10,
+) -> None:
+    """Add a failed night's gauge to the model's group (HTTP POST): the last good night's stay."""
+    pushadd_to_gateway(
+        gateway,
+        job=JOB,
+        registry=registry_for(failure_families(model_version, reason, at_seconds)),
+        grouping_key={"model": model},
         timeout=timeout_seconds,
         handler=handler,
     )
