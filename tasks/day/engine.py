@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from core import faults
-from core.errors import RunError
+from core.errors import PushError
 from core.policy import Persistence, Policy
 from core.settings import DriftRule, PushSettings, Settings
 from data_lake.lake import Lake
@@ -203,9 +203,9 @@ def push_day(push: PushSettings, result: MonitoringResult, started_at: float) ->
     )
 
 
-def push_failed(push: PushSettings, attempts: int, exc: OSError, written: WrittenDay) -> RunError:
+def push_failed(push: PushSettings, attempts: int, exc: OSError, written: WrittenDay) -> PushError:
     """The one line for a Pushgateway that did not take the day's gauges."""
-    return RunError(
+    return PushError(
         f"could not push to the Pushgateway at {pushgateway.redact_url(push.url)} after "
         f"{attempts} attempt{'' if attempts == 1 else 's'} ({pushgateway.failure_reason(exc)}); "
         f"the results for "

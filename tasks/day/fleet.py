@@ -12,16 +12,15 @@ own group on the Pushgateway (tasks/day/failure.py).
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Iterable
 from datetime import date
 
-from core.errors import InputError, PushError, RunError
+from core.errors import InputError
 from core.names import check_name
 from core.settings import Settings
 from data_lake.lake import Lake
 from model_registry.registry import Registry
-from tasks.day.engine import monitor_and_write, push_with_retries
+from tasks.day.engine import monitor_and_write
 from tasks.day.failure import Attempt
 from tasks.day.inputs import load_model_context
 from tasks.results.fleet import ModelNight
@@ -61,26 +60,21 @@ def monitor_model(
     attempt: Attempt | None = None,
 ) -> ModelNight:
     """One model's night, as `driftline monitor --model` runs it, with the push's retries; the
-    version is noted in `attempt` once read, and a push that failed is a PushError."""
+    version is noted in `attempt` once read; a push that failed is the engine's PushError."""
     started = time.perf_counter()
     check_name("model", model)
     registry = Registry.open(settings.model_registry_uri, cache_dir=settings.cache_dir)
     context = load_model_context(registry, model)
     if attempt is not None:
         attempt.model_version = context.card.version
-    try:
-        written = monitor_and_write(
-            Lake.open(settings.data_lake_uri),
-            context,
-            batch_date,
-            settings,
-            push=push,
-            push_retry_delays=settings.push.retry_delays_seconds,
-        )
-    except RunError as exc:
-        if _raised_by_push(exc):
-            raise PushError(*exc.args) from exc.__cause__
-        raise
+    written = monitor_and_write(
+        Lake.open(settings.data_lake_uri),
+        context,
+        batch_date,
+        settings,
+        push=push,
+        push_retry_delays=settings.push.retry_delays_seconds,
+    )
     return ModelNight(
         model=model,
         batch_date=batch_date,
@@ -89,13 +83,6 @@ def monitor_model(
         duration_seconds=time.perf_counter() - started,
         report_uri=written.report_uri,
     )
-
-
-def _raised_by_push(error: BaseException) -> bool:
-    """The engine's push, after its retries, fails with a plain RunError (engine.push_failed);
-    its frames say where it came from."""
-    code = push_with_retries.__code__
-    return any(frame.f_code is code for frame, _ in traceback.walk_tb(error.__traceback__))
 
 
 def failed_night(model: str, batch_date: date, reason: str) -> ModelNight:

@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from core import faults
-from core.errors import PushError, RunError
+from core.errors import RunError
 from core.files import NoSpaceError, free_space, is_no_space
 from core.settings import IO_RETRY_DELAYS_SECONDS, PushSettings, Settings
 from data_lake.lake import Lake
@@ -277,5 +277,4 @@ def push_metrics_or_fail(settings: Settings, written: WrittenDay, started_at: fl
             push, written.result, started_at
         )
     except OSError as exc:  # urllib's URLError and socket errors
-        message = str(engine.push_failed(push, len(delays) + 1, exc, written))
-        raise PushError(message) from exc
+        raise engine.push_failed(push, len(delays) + 1, exc, written) from exc
