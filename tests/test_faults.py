@@ -364,7 +364,7 @@ def test_a_lake_gone_through_every_retry_fails_clearly_and_the_next_run_recovers
         assert err.count("\n") == 1
         assert f"monitor {MODEL} {DAY}: the data lake or registry kept failing after 4" in err
         assert f"the data lake root {lake} is not there (unmounted or unreachable?)" in err
-        assert "nothing new was written or pushed" in err
+        assert "no result was written or pushed" in err
         assert not away.joinpath("monitoring").exists() and not lake.exists()
         # only the failure is pushed, after the last attempt, beside the last good gauges
         assert only_failure(gateway) == {"model": MODEL, "model_version": "v1",

@@ -194,7 +194,7 @@ def test_a_disk_already_full_fails_the_run_in_one_line_and_the_next_run_complete
         f"driftline: error: monitor {MODEL} {OTHER_DAY}: no space left on the device of the "
         "data lake ("
     )
-    assert f"0 bytes free of 2.0 MiB on {lake}); nothing new was written or pushed" in err
+    assert f"0 bytes free of 2.0 MiB on {lake}); no result was written or pushed" in err
     assert "free space there (or move the lake to a larger disk), then run the day again" in err
     assert attempts == []
     assert not (day_dir(lake, OTHER_DAY) / "result.json").exists()

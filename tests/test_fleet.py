@@ -273,7 +273,7 @@ def test_a_model_is_tried_again_only_when_storage_fails_and_then_named_with_the_
     assert pushed == [("a-bug", "error"), ("bad-input", "input"), ("flaky-disk", "storage")]
     assert failures == {
         "flaky-disk": "monitor flaky-disk 2026-03-02: the data lake or registry kept failing "
-        "after 4 attempts (Input/output error); nothing new was written or pushed for this day, "
+        "after 4 attempts (Input/output error); no result was written or pushed for this day, "
         "and the next run starts over (no clean-up needed)",
         "bad-input": "batch 2026-03-02 lacks column 'carat'",
         "a-bug": "ZeroDivisionError: division by zero",

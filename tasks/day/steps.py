@@ -178,13 +178,13 @@ def io_failure(settings: Settings, model: str, batch_date: date, exc: OSError) -
         lake = Lake.open(settings.data_lake_uri)
         return NoSpaceError(
             f"monitor {model} {batch_date}: no space left on the device of the data lake "
-            f"({exc}; {free_space(Path(lake.root))}); nothing new was written or pushed for "
+            f"({exc}; {free_space(Path(lake.root))}); no result was written or pushed for "
             "this day; free space there (or move the lake to a larger disk), then run the "
             "day again"
         )
     return RunError(
         f"monitor {model} {batch_date}: the data lake or registry kept failing after "
-        f"{len(IO_RETRY_DELAYS_SECONDS) + 1} attempts ({exc}); nothing new was written or "
+        f"{len(IO_RETRY_DELAYS_SECONDS) + 1} attempts ({exc}); no result was written or "
         "pushed for this day, and the next run starts over (no clean-up needed)"
     )
 
@@ -228,7 +228,7 @@ def day_lock(settings: Settings, model: str, batch_date: date) -> Iterator[None]
             # taken in the flow, outside the retried tasks: one attempt, said as such
             raise RunError(
                 f"monitor {model} {batch_date}: the day's lock in the data lake could not be "
-                f"taken ({exc}); nothing new was written or pushed for this day; run it again "
+                f"taken ({exc}); no result was written or pushed for this day; run it again "
                 "once the lake answers"
             ) from exc
         yield
