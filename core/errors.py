@@ -24,5 +24,9 @@ class RunError(DriftlineError):
     exit_code = 1
 
 
+class UnknownModelError(InputError):
+    """The registry holds no version of the model at all: a name mistyped, or never registered."""
+
+
 class PushError(RunError):
     """The Pushgateway did not take the night's gauges (the day's result is saved in the lake)."""

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from core.errors import InputError
+from core.errors import InputError, UnknownModelError
 from core.names import check_name, is_valid_name
 from data_lake.storage import Storage
 from model_registry.hash_cache import HashCache
@@ -263,8 +263,12 @@ class Registry:
         aliases = self.aliases(model)
         if version in aliases:
             return aliases[version]
-        known = ", ".join(self.models()) or "none"
-        raise InputError(
+        models = self.models()
+        known = ", ".join(models) or "none"
+        # a model the registry has never heard of is told apart: it has no group of its own to
+        # report a failed night in (tasks/day/failure.py)
+        error = InputError if model in models else UnknownModelError
+        raise error(
             f"model {model!r} has no version or alias {version!r} in registry "
             f"{self.storage.uri_of(self.storage.root)} (models: {known}); "
             "run `driftline train` or `driftline register` first"

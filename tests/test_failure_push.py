@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.errors import InputError, PushError, RunError
+from core.errors import InputError, PushError, RunError, UnknownModelError
 from core.settings import PushSettings
 from tasks.day.failure import Attempt, push_failure, reason_of
 from tasks.export import pushgateway
@@ -47,7 +47,7 @@ def storage_failure() -> RunError:
     "error, reason",
     [
         (InputError("batch 2026-03-02 lacks column 'carat'"), "input"),
-        (InputError("model 'gem-gone' has no version or alias 'production'"), "input"),
+        (InputError("model 'gem' has no version or alias 'production'"), "input"),
         (OSError("Input/output error"), "storage"),  # the fleet's, after its retries
         (storage_failure(), "storage"),  # the nightly flow's one line for it
         (RunError("no scored batch for model=gem batch_date=2026-03-02"), "error"),
@@ -70,6 +70,15 @@ def test_a_failure_before_the_card_was_read_has_an_unknown_version() -> None:
     error = InputError("model 'gem' has no version or alias 'production'")
     push_failure(GATEWAY, Attempt("gem", DAY), error, handler=recording(requests))
     assert failure_labels(*requests[0])["model_version"] == "unknown"
+
+
+def test_a_model_the_registry_has_never_heard_of_pushes_no_failure() -> None:
+    """A mistyped name would start a group, and a critical alert, for a model that is not."""
+    requests: list[tuple[str, str, bytes]] = []
+    typo = UnknownModelError("model 'diamond-price' has no version or alias 'production'")
+    attempt = Attempt("diamond-price", DAY)
+    assert push_failure(GATEWAY, attempt, typo, handler=recording(requests)) is None
+    assert requests == []
 
 
 def test_a_failed_push_or_a_name_not_allowed_pushes_no_failure() -> None:

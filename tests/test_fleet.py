@@ -216,17 +216,18 @@ def test_a_fleet_run_writes_and_pushes_each_model_as_its_own_run_and_names_those
         (pushed,) = pushgateway.taken[model]
         (result,) = local_results(settings, model, [DAY])
         assert parse_samples(pushed.decode()) == expected_samples(result)
-    # bad input and a missing model write nothing and push only their failure, added to their
-    # own group (the last good gauges kept), as `driftline monitor` would
-    for model, version in ((bad_batch, "v1"), (unregistered, "unknown")):
-        assert lake.read_bytes(lake.result_path(model, DAY)) is None
-        assert model not in pushgateway.taken
-        (added,) = pushgateway.added[model]
-        assert failure_labels(*added) == {"model": model, "model_version": version,
-                                          "reason": "input"}  # fmt: skip
-    # the good models' groups are only replaced, and a refused push adds no failure that
+    # bad input writes nothing and pushes only its failure, added to the model's own group
+    # (the last good gauges kept), as `driftline monitor` would
+    assert lake.read_bytes(lake.result_path(bad_batch, DAY)) is None
+    assert bad_batch not in pushgateway.taken
+    (added,) = pushgateway.added[bad_batch]
+    assert failure_labels(*added) == {"model": bad_batch, "model_version": "v1", "reason": "input"}
+    # a model the registry does not know writes and pushes nothing (it has no group to report
+    # in); the good models' groups are only replaced, and a refused push adds no failure that
     # would hide the Pushgateway's own push_failure_time_seconds
-    assert sorted(pushgateway.added) == [bad_batch, unregistered]
+    assert lake.read_bytes(lake.result_path(unregistered, DAY)) is None
+    assert unregistered not in pushgateway.taken
+    assert sorted(pushgateway.added) == [bad_batch]
     # a refused push is tried again with the configured delays, and the result stays written
     assert pushgateway.refusals == 2
     assert lake.read_bytes(lake.result_path(refused, DAY)) is not None

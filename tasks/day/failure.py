@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import date
 
-from core.errors import InputError, PushError
+from core.errors import InputError, PushError, UnknownModelError
 from core.names import is_valid_name
 from core.settings import PushSettings
 from tasks.export import pushgateway
@@ -49,8 +49,10 @@ def push_failure(
     handler: pushgateway.Handler | None = None,
 ) -> str | None:
     """POST the night's failure into its model's group; why it could not be, or None."""
-    if isinstance(error, PushError) or not is_valid_name(attempt.model):
-        return None  # the Pushgateway's own series tell it; a name not allowed has no group
+    if isinstance(error, PushError | UnknownModelError) or not is_valid_name(attempt.model):
+        # the Pushgateway's own series tell a failed push; a model the registry does not know
+        # (a typo) or a name not allowed would only start a group, and an alert, of its own
+        return None
     try:
         pushgateway.push_failure(
             attempt.model,
