@@ -11,12 +11,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import joblib
 import pyarrow as pa
@@ -26,147 +25,20 @@ import pyarrow.parquet as pq
 from core.errors import InputError, UnknownModelError
 from core.names import check_name, is_valid_name
 from data_lake.storage import Storage
-from model_registry.hash_cache import HashCache
-from model_registry.task import ClassifierHoldoutMetrics, TaskKind, check_task
 
-FeatureKind = Literal["numeric", "categorical"]
+# the card's types, importable from here as before
+from model_registry.card import VERSION_PATTERN
+from model_registry.card import FeatureKind as FeatureKind
+from model_registry.card import FeatureSpec as FeatureSpec
+from model_registry.card import HoldoutMetrics as HoldoutMetrics
+from model_registry.card import ModelCard as ModelCard
+from model_registry.hash_cache import HashCache
+from model_registry.task import ClassifierHoldoutMetrics, TaskKind
+
 MODEL_FILE = "model.joblib"
 REFERENCE_FILE = "reference.parquet"
 CARD_FILE = "card.json"
 PRODUCTION = "production"
-_VERSION = re.compile(r"^v[0-9]{1,9}$")
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    name: str
-    kind: FeatureKind
-    categories: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class HoldoutMetrics:
-    mae: float
-    rmse: float
-    mape: float
-    r2: float
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    name: str
-    version: str
-    created_at: str
-    target: str
-    features: tuple[FeatureSpec, ...]
-    metrics: HoldoutMetrics | ClassifierHoldoutMetrics
-    sha256: Mapping[str, str]
-    libraries: Mapping[str, str]
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    # a card written before classifiers has neither: a regressor
-    task: TaskKind = "regression"
-    classes: tuple[str, ...] = ()  # a classifier's, in order; the last is a binary's positive
-
-    @property
-    def is_classifier(self) -> bool:
-        return self.task == "classification"
-
-    @property
-    def feature_names(self) -> list[str]:
-        return [f.name for f in self.features]
-
-    @classmethod
-    def unregistered(
-        cls,
-        name: str,
-        *,
-        target: str,
-        numeric: Sequence[str],
-        categorical: Sequence[str] = (),
-        metrics: HoldoutMetrics | None = None,
-    ) -> ModelCard:
-        """A card for a feature set that is in no registry: the benchmark and the calibration
-        measure the statistics with it."""
-        return cls(
-            name=name,
-            version="v1",
-            created_at="2026-01-01T00:00:00+00:00",
-            target=target,
-            features=tuple(FeatureSpec(n, "numeric") for n in numeric)
-            + tuple(FeatureSpec(c, "categorical") for c in categorical),
-            metrics=metrics or HoldoutMetrics(mae=1.0, rmse=1.0, mape=0.1, r2=0.9),
-            sha256={},
-            libraries={},
-        )
-
-    def to_json(self) -> str:
-        payload = asdict(self)
-        payload["features"] = [
-            {"name": f.name, "kind": f.kind, "categories": list(f.categories)}
-            for f in self.features
-        ]
-        payload["classes"] = list(self.classes)
-        return json.dumps(payload, indent=2, sort_keys=False) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str, *, source: str) -> ModelCard:
-        try:
-            raw = json.loads(text)
-            task = raw.get("task", "regression")
-            holdout = ClassifierHoldoutMetrics if task == "classification" else HoldoutMetrics
-            card = cls(
-                name=raw["name"],
-                version=raw["version"],
-                created_at=raw["created_at"],
-                target=raw["target"],
-                features=tuple(
-                    FeatureSpec(f["name"], f["kind"], tuple(f.get("categories") or ()))
-                    for f in raw["features"]
-                ),
-                metrics=holdout(**raw["metrics"]),
-                sha256=dict(raw["sha256"]),
-                libraries=dict(raw.get("libraries", {})),
-                extra=dict(raw.get("extra", {})),
-                task=task,
-                classes=tuple(str(c) for c in raw.get("classes") or ()),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(
-                f"{source}: not a valid model card ({exc!r}); re-register the model"
-            ) from exc
-        card.check(source=source)
-        return card
-
-    def check(self, *, source: str) -> None:
-        """Names become paths and label values: refuse what cannot be one."""
-        check_name("model", self.name)
-        if not _VERSION.match(str(self.version)):
-            raise InputError(f"{source}: version {self.version!r} is not of the form v1, v2, ...")
-        seen: set[str] = set()
-        for spec in self.features:
-            name = spec.name
-            if not isinstance(name, str) or not name or not _is_utf8(name):
-                raise InputError(
-                    f"{source}: feature name {name!r} is not a non-empty UTF-8 string; "
-                    "rename the column and re-register the model"
-                )
-            if name in seen:
-                raise InputError(f"{source}: feature {name!r} is listed twice; re-register")
-            if spec.kind not in ("numeric", "categorical"):
-                raise InputError(
-                    f"{source}: feature {name!r} has kind {spec.kind!r}, "
-                    "expected numeric or categorical"
-                )
-            seen.add(name)
-        check_task(self.task, self.classes, self.feature_names, source=source)
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate, e.g. from a "\ud800" escape in JSON
-        return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -242,7 +114,7 @@ class Registry:
         try:
             aliases = json.loads(raw)
             ok = isinstance(aliases, dict) and all(
-                isinstance(k, str) and isinstance(v, str) and _VERSION.match(v)
+                isinstance(k, str) and isinstance(v, str) and VERSION_PATTERN.match(v)
                 for k, v in aliases.items()
             )
         except ValueError:
@@ -258,7 +130,7 @@ class Registry:
 
     def resolve(self, model: str, version: str = PRODUCTION) -> str:
         """A version id from a version or an alias."""
-        if _VERSION.match(version) and version in self.versions(model):
+        if VERSION_PATTERN.match(version) and version in self.versions(model):
             return version
         aliases = self.aliases(model)
         if version in aliases:
