@@ -63,8 +63,7 @@ from uuid import UUID
 
 from core.settings import Settings, load_settings, prefect_environment
 from data_lake.lake import Lake
-from driftline.stack import launcher as procs
-from driftline.stack.postgres import Cluster, PrefectServer, postgres, prefect_server, rss_bytes
+from driftline.stack.postgres import Cluster, rss_bytes
 from scripts.fleet import night
 from scripts.fleet.fleet import (
     SOURCE_MODEL,
@@ -83,9 +82,9 @@ from scripts.fleet.processes import (
     Phase,
     database_figures,
     deploy,
-    prometheus,
     prometheus_figures,
     runs_taken,
+    servers,
     wait_for_runs,
     workers,
 )
@@ -268,18 +267,8 @@ def _run(opts: argparse.Namespace, work: Path) -> int:
                                "worker_limit": opts.worker_limit}  # fmt: skip
     total_started = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        cluster = stack.enter_context(
-            postgres(settings={}, preload=["pg_stat_statements"], log=work / "postgres.log")
-        )
-        cluster.psql("CREATE EXTENSION pg_stat_statements")
-        server: PrefectServer = stack.enter_context(prefect_server(cluster, work / "prefect"))
-        gateway = stack.enter_context(procs.pushgateway(work / "pushgateway"))
-        prom = stack.enter_context(prometheus(work / "prometheus", gateway.url))
-        env |= {"PREFECT_API_URL": server.api_url, "PUSHGATEWAY_URL": gateway.url,
-                "PROMETHEUS_URL": prom.url, "PREFECT_HOME": str(work / "prefect" / "client"),
-                # a worker asks for new runs every 2 s (Prefect's default: 10 s)
-                "PREFECT_WORKER_QUERY_SECONDS": "2"}  # fmt: skip
-        os.environ.update(env)  # this process submits runs to the same server
+        # this process submits runs to the same server
+        cluster, server, gateway, prom = stack.enter_context(servers(work, env))
         api = ApiLog(server.log)
         api.read_phase()  # start-up
 

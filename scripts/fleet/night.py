@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import time
 from collections.abc import Sequence
 from datetime import date
@@ -26,7 +25,7 @@ from typing import Any
 from core.settings import Settings
 from data_lake.lake import Lake
 from driftline.stack import launcher as procs
-from driftline.stack.postgres import PrefectServer, postgres, prefect_server, rss_bytes
+from driftline.stack.postgres import rss_bytes
 from scripts.fleet.cpu import TreeCpu, tree_cpu
 from scripts.fleet.fleet import (
     BIN,
@@ -41,8 +40,8 @@ from scripts.fleet.processes import (
     ApiLog,
     database_figures,
     deploy,
-    prometheus,
     runs_taken,
+    servers,
     wait_for_runs,
     workers,
 )
@@ -105,17 +104,7 @@ def run(
     at_start = tree_cpu()
     wall_start = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        cluster = stack.enter_context(
-            postgres(settings={}, preload=["pg_stat_statements"], log=work / "postgres.log")
-        )
-        cluster.psql("CREATE EXTENSION pg_stat_statements")
-        server: PrefectServer = stack.enter_context(prefect_server(cluster, work / "prefect"))
-        gateway = stack.enter_context(procs.pushgateway(work / "pushgateway"))
-        prom = stack.enter_context(prometheus(work / "prometheus", gateway.url))
-        env |= {"PREFECT_API_URL": server.api_url, "PUSHGATEWAY_URL": gateway.url,
-                "PROMETHEUS_URL": prom.url, "PREFECT_HOME": str(work / "prefect" / "client"),
-                "PREFECT_WORKER_QUERY_SECONDS": "2"}  # fmt: skip
-        os.environ.update(env)
+        cluster, server, gateway, _ = stack.enter_context(servers(work, env))
         api = ApiLog(server.log)
         printed = deploy_slices(pool, models, slices, env)
         print(printed, end="", flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sys
 import time
@@ -14,13 +15,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import yaml
 
 from driftline.stack import launcher as procs
-from driftline.stack.postgres import Cluster, rss_bytes
+from driftline.stack.postgres import Cluster, PrefectServer, postgres, prefect_server, rss_bytes
 from scripts.fleet.fleet import BIN, REPO, TERMINAL
 from tasks.export.catalogue import JOB
 from tasks.export.history import scheduled_run_seconds
@@ -231,3 +232,31 @@ def prometheus_figures(server: procs.Server, history: Sequence[date]) -> dict[st
         "block_bytes": prometheus_value(url, "prometheus_tsdb_storage_blocks_bytes"),
         "rss_bytes": float(rss_bytes(server.process.pid)),
     }
+
+
+class Servers(NamedTuple):
+    cluster: Cluster
+    server: PrefectServer
+    gateway: procs.Server
+    prom: procs.Server
+
+
+@contextlib.contextmanager
+def servers(work: Path, env: dict[str, str]) -> Iterator[Servers]:
+    """A private PostgreSQL (with pg_stat_statements), a Prefect server on it, a Pushgateway and
+    a Prometheus scraping it, under `work`; `env` (and this process's environment, which submits
+    the runs) is pointed at them. Each is stopped by its pid on the way out."""
+    with contextlib.ExitStack() as stack:
+        cluster = stack.enter_context(
+            postgres(settings={}, preload=["pg_stat_statements"], log=work / "postgres.log")
+        )
+        cluster.psql("CREATE EXTENSION pg_stat_statements")
+        server: PrefectServer = stack.enter_context(prefect_server(cluster, work / "prefect"))
+        gateway = stack.enter_context(procs.pushgateway(work / "pushgateway"))
+        prom = stack.enter_context(prometheus(work / "prometheus", gateway.url))
+        env |= {"PREFECT_API_URL": server.api_url, "PUSHGATEWAY_URL": gateway.url,
+                "PROMETHEUS_URL": prom.url, "PREFECT_HOME": str(work / "prefect" / "client"),
+                # a worker asks for new runs every 2 s (Prefect's default: 10 s)
+                "PREFECT_WORKER_QUERY_SECONDS": "2"}  # fmt: skip
+        os.environ.update(env)
+        yield Servers(cluster, server, gateway, prom)
