@@ -34,8 +34,7 @@ from tasks.day.quality import quality_of
 from tasks.edge.profile_file import PROFILE_FILE, profile_from_bytes
 from tasks.performance.window import PerformanceOutcome
 from tasks.quality.expectations import NumericExpectation
-from tasks.quality.facts import sorted_facts
-from tasks.stats.batch_drift import drift_report
+from tasks.stats.batch_drift import drift_report, ecdf_facts
 from tasks.stats.columns import as_float
 from tasks.stats.ecdf import ecdf_of
 from tasks.stats.profile import ReferenceProfile
@@ -49,9 +48,7 @@ def facts_seconds(profile: ReferenceProfile, table: pa.Table) -> float:
         if isinstance(expected, NumericExpectation):
             current, missing = ecdf_of(as_float(table.column(name)))
             started = time.perf_counter()
-            sorted_facts(
-                current.values, current.counts_below, missing, (expected.low, expected.high)
-            )
+            ecdf_facts(current, missing, (expected.low, expected.high))
             seconds += time.perf_counter() - started
     return seconds
 

@@ -14,6 +14,7 @@ from tasks.quality.assess import BatchRows, QualityOutcome, assess
 from tasks.quality.expectations import Expectations
 from tasks.quality.facts import NumericFacts
 from tasks.stats.batch_drift import DriftOutcome
+from tasks.stats.ecdf import repeated_values
 from tasks.stats.profile import ReferenceProfile
 
 
@@ -30,13 +31,20 @@ def quality_of(
     took), its rows against each other, its row count against the window's earlier batches."""
     columns = [*(f for f in card.feature_names if f not in policy.exclude_features), PREDICTION]
     # a row can repeat another only where each value is tied in its column: the drift step's
-    # sorts found those ties, so rows with a continuous value are never hashed
+    # sorts found those ties, a sort of the rows left finds them in a bucketed column, so rows
+    # with a continuous value are never hashed
     ties = {
         name: f.tied
         for name, f in drift.facts.items()
-        if name in columns and isinstance(f, NumericFacts) and f.tied is not None
+        if name in columns and isinstance(f, NumericFacts)
     }
-    rows = BatchRows(batch.table.select(columns), batch.scored_at, ties, batch.repeated_copies)
+    rows = BatchRows(
+        batch.table.select(columns),
+        batch.scored_at,
+        ties,
+        batch.repeated_copies,
+        find_repeated=repeated_values,
+    )
     return assess(
         profile.expectations,
         drift.facts,

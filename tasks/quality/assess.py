@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 
@@ -48,10 +48,13 @@ class BatchRows:
 
     table: pa.Table  # the feature columns and the prediction
     scored_at: pa.ChunkedArray | None  # when present, repeated rows must share it too
-    # per numeric column sorted whole by the drift step: its values that occur more than once
-    ties: Mapping[str, np.ndarray] = field(default_factory=dict)
+    # per numeric column: its values that occur more than once, None where the drift step
+    # did not sort the column (`find_repeated` finds them; tasks/quality/batch.py)
+    ties: Mapping[str, np.ndarray | None] = field(default_factory=dict)
     # rows validation left out as whole copies of an earlier row, row_id included
     copies: int = 0
+    # the values occurring more than once in a float array (NaN left out)
+    find_repeated: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def assess(
@@ -102,7 +105,7 @@ def _batch_findings(
     if rows.scored_at is not None:
         table = table.append_column("__scored_at", rows.scored_at)
         by = "features, prediction and scored_at"
-    repeated = repeated_rows(table, rows.ties) + rows.copies
+    repeated = repeated_rows(table, rows.ties, rows.find_repeated) + rows.copies
     if rows.copies:
         by += f" ({rows.copies:,} with their row_id too, left out of the tests)"
     # scored_at, when present, tells a repeated event from two alike: none repeat by chance

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -18,27 +18,53 @@ from tasks.quality.checks import BATCH, Finding, QualityRules, percent
 WEEKDAYS = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays", "Sundays")
 
 
-def repeated_rows(table: pa.Table, ties: Mapping[str, np.ndarray]) -> int:
+def repeated_rows(
+    table: pa.Table,
+    ties: Mapping[str, np.ndarray | None],
+    find_repeated: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> int:
     """Rows whose columns all equal those of an earlier row of the batch.
 
     A row can repeat another only where each of its values is one that occurs more than once
-    in its column (or is missing): `ties` holds those values for the columns the drift step
-    sorted. The rows are narrowed column by column, fewest ties first (a continuous column
-    leaves none), and only those left are grouped.
+    in its column (or is missing). `ties` holds those values per numeric column the drift step
+    sorted, and None for one it did not (a large column of many distinct values): there
+    `find_repeated` finds them among the rows still in question (it returns the values
+    occurring more than once in a float array; without it such a column narrows nothing).
+    The rows are narrowed column by column, a column known to repeat nothing first, then
+    those still to search (a continuous one leaves no row), then the others by fewest ties,
+    and only the rows left are grouped.
     """
-    for name in sorted(ties, key=lambda n: ties[n].size):
+
+    def order(name: str) -> float:
+        tied = ties[name]
+        return 0.5 if tied is None else tied.size
+
+    for name in sorted(ties, key=order):
         if table.num_rows < 2:
             return 0
-        table = table.filter(_tied(table.column(name), ties[name]))
+        tied = ties[name]
+        if tied is None:
+            if find_repeated is None:
+                continue
+            tied = find_repeated(_floats(table.column(name)))
+        table = table.filter(_tied(table.column(name), tied))
     if table.num_rows < 2:
         return 0
     groups = table.group_by(table.column_names).aggregate([])
     return table.num_rows - groups.num_rows
 
 
+def _floats(values: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(
+        pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
+    )
+
+
 def _tied(values: pa.ChunkedArray, tied: np.ndarray) -> pa.ChunkedArray:
-    floats = pc.cast(values, pa.float64())
-    found = pc.is_in(floats, value_set=pa.array(tied, pa.float64()))
+    """Rows whose value is among `tied` or missing. Adding 0.0 turns -0.0 into 0.0 on both
+    sides, so a zero tied with either sign keeps every zero (the grouping then tells them)."""
+    floats = pc.add(pc.cast(values, pa.float64()), 0.0)
+    found = pc.is_in(floats, value_set=pa.array(np.asarray(tied, np.float64) + 0.0))
     return pc.fill_null(pc.or_kleene(found, pc.is_null(floats, nan_is_null=True)), True)
 
 

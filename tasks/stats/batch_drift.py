@@ -11,12 +11,13 @@ import numpy as np
 import pyarrow as pa
 
 from core.settings import DriftRule
-from tasks.quality.expectations import NumericExpectation
-from tasks.quality.facts import CategoricalFacts, ColumnFacts, sorted_facts, unsorted_facts
+from tasks.quality.expectations import SHAPE_LEVELS, NumericExpectation
+from tasks.quality.facts import CategoricalFacts, ColumnFacts, NumericFacts, unsorted_facts
+from tasks.stats.buckets import Bucketed, BucketedSample, bucketing_of
 from tasks.stats.columns import as_float, category_counts
 from tasks.stats.drift import FeatureDrift, chi2_drift, decide, decide_single, ks_drift
-from tasks.stats.ecdf import ecdf_of
-from tasks.stats.ecdf_gap import ecdf_gap
+from tasks.stats.ecdf import Ecdf, Sample, ecdf_of, few_distinct, sample_of
+from tasks.stats.ecdf_gap import BucketGap, EcdfGap, ecdf_gap
 from tasks.stats.normal import normal_upper
 from tasks.stats.profile import (
     PREDICTION,
@@ -25,13 +26,15 @@ from tasks.stats.profile import (
     NumericProfile,
     ReferenceProfile,
 )
-from tasks.stats.sketches import Sketch, categorical_sketch, numeric_sketch
+from tasks.stats.sketches import Sketch, categorical_sketch, numeric_sketch, quantile_positions
 
 # below this many rows a batch is done before threads would pay for themselves
 PARALLEL_MIN_ROWS = 50_000
 # up to this many present values a numeric column is sorted whole, as `ks_drift` would sort it
 # (its own chunk size); larger ones are counted in chunks there, and sketched from a sample
 SORTED_WHOLE_MAX = 2**20
+# from this many present values a column of many distinct values is bucketed, not sorted
+BUCKETED_MIN_N = 65_536
 SKETCH_SAMPLE = 2**18
 
 
@@ -62,36 +65,132 @@ def measured(
     value_range: tuple[float, float] | None = None,
 ) -> tuple[FeatureDrift, Sketch, ColumnFacts]:
     """`feature_drift`, the sketch of both samples and the column's facts for the quality
-    checks (values outside `value_range` counted), from the sort the test makes anyway."""
-    if isinstance(reference, NumericProfile):
-        values = as_float(column)
-        if values.size - int(np.count_nonzero(np.isnan(values))) <= SORTED_WHOLE_MAX:
-            current, missing = ecdf_of(values)
-            # where the ECDFs are furthest apart: D for the test, the marked gap for the picture
-            gap = ecdf_gap(reference.ecdf, current) if reference.ecdf.n and current.n else None
-            drift = ks_drift(
-                reference.ecdf,
-                current,
-                feature=name,
-                min_samples=rule.min_samples,
-                n_current_missing=missing,
-                gap=gap,
-            )
-            facts = sorted_facts(current.values, current.counts_below, missing, value_range)
-            return drift, numeric_sketch(reference.ecdf, current, gap=gap), facts
-        drift = ks_drift(reference.ecdf, values, feature=name, min_samples=rule.min_samples)
-        sample = ecdf_of(values[:: -(-values.size // SKETCH_SAMPLE)])[0]
-        facts = unsorted_facts(values, sample.values, sample.counts_below, value_range)
-        return drift, numeric_sketch(reference.ecdf, sample, sampled=sample.n), facts
-    counts, missing = category_counts(column)
-    drift = chi2_drift(
-        reference.counts,
-        counts,
-        feature=name,
-        n_current_missing=missing,
-        min_samples=rule.min_samples,
+    checks (values outside `value_range` counted), from the one pass the test makes anyway:
+    a large column of many distinct values in buckets (tasks/stats/buckets.py), any other
+    sorted or counted whole; past `SORTED_WHOLE_MAX` values, if the buckets cannot take it,
+    counted in chunks and sketched from a sample."""
+    if not isinstance(reference, NumericProfile):
+        counts, missing = category_counts(column)
+        drift = chi2_drift(
+            reference.counts,
+            counts,
+            feature=name,
+            n_current_missing=missing,
+            min_samples=rule.min_samples,
+        )
+        sketch = categorical_sketch(reference.counts, counts)
+        return drift, sketch, CategoricalFacts(counts, missing)
+    values = as_float(column)
+    bucketed = in_buckets(reference.ecdf, values, value_range)
+    if bucketed is not None:
+        current, missing, gap = bucketed
+        drift = ks_drift(
+            reference.ecdf,
+            current,
+            feature=name,
+            min_samples=rule.min_samples,
+            n_current_missing=missing,
+            gap=gap,
+        )
+        # which values repeat, and how many differ, would take a sort: the row check finds
+        # repeated values itself, and 2 stands for "more than one" as in sampled columns
+        constant = current.order_statistics(np.array([0, current.n - 1]))
+        n_distinct = 1 if constant[0] == constant[1] else 2
+        facts = numeric_facts(current, missing, value_range, n_distinct=n_distinct)
+        return drift, numeric_sketch(reference.ecdf, current, gap=gap), facts
+    if values.size - int(np.count_nonzero(np.isnan(values))) <= SORTED_WHOLE_MAX:
+        ecdf, missing = ecdf_of(values)
+        # where the ECDFs are furthest apart: D for the test, the marked gap for the picture
+        gap = ecdf_gap(reference.ecdf, ecdf) if reference.ecdf.n and ecdf.n else None
+        drift = ks_drift(
+            reference.ecdf,
+            ecdf,
+            feature=name,
+            min_samples=rule.min_samples,
+            n_current_missing=missing,
+            gap=gap,
+        )
+        facts = ecdf_facts(ecdf, missing, value_range)
+        return drift, numeric_sketch(reference.ecdf, ecdf, gap=gap), facts
+    drift = ks_drift(reference.ecdf, values, feature=name, min_samples=rule.min_samples)
+    sample = ecdf_of(values[:: -(-values.size // SKETCH_SAMPLE)])[0]
+    facts = unsorted_facts(values, sample.values, sample.counts_below, value_range)
+    return drift, numeric_sketch(reference.ecdf, sample, sampled=sample.n), facts
+
+
+def in_buckets(
+    reference: Ecdf, values: np.ndarray, value_range: tuple[float, float] | None = None
+) -> tuple[BucketedSample, int, EcdfGap | None] | None:
+    """A large column of many distinct values (NaN missing) in buckets, resolved for the KS
+    gap, the sketch and the facts, with its number of missing values and the gap (None: an
+    empty sample); None when the column is small, of few distinct values (`ecdf_of` counts
+    those), or crowds the buckets it would need (then sorting costs no more)."""
+    if values.size < BUCKETED_MIN_N:
+        return None
+    nan = np.isnan(values)
+    missing = int(np.count_nonzero(nan))
+    present = values[~nan] if missing else values
+    sample = sample_of(present)
+    bucketing = bucketing_of(sample)
+    if present.size < BUCKETED_MIN_N or few_distinct(sample) or bucketing is None:
+        return None
+    bounds = np.array(value_range if value_range is not None else (), dtype=np.float64)
+    if np.isnan(bounds).any():
+        return None
+    current = Bucketed(present, bucketing)
+    search = BucketGap(reference, current) if reference.n else None
+    positions = np.r_[
+        quantile_positions(current.n), [round(lv * (current.n - 1)) for lv in SHAPE_LEVELS]
+    ]
+    needed = [
+        current.buckets_of_positions(positions),
+        current.buckets_of_values(bounds).astype(np.int64),
+    ]
+    resolved = current.resolve(np.concatenate([*needed, search.needed if search else []]))
+    if resolved is None:
+        return None
+    return resolved, missing, search.gap(resolved) if search else None
+
+
+def numeric_facts(
+    sample: Sample,
+    n_missing: int,
+    value_range: tuple[float, float] | None,
+    *,
+    n_distinct: int,
+    tied: np.ndarray | None = None,
+) -> NumericFacts:
+    """The facts the quality checks need of a numeric column's present values, by a few
+    order statistics and counts, none by another pass over the column."""
+    n = sample.n
+    if n == 0:
+        return NumericFacts(0, n_missing, 0, (np.nan,) * len(SHAPE_LEVELS), 0)
+    outside = 0
+    if value_range is not None:
+        low, high = value_range
+        outside = int(sample.count_below(np.array([low]))[0]) + (
+            n - int(sample.count_at_or_below(np.array([high]))[0])
+        )
+    positions = np.array([round(level * (n - 1)) for level in SHAPE_LEVELS])
+    return NumericFacts(
+        n_present=n,
+        n_missing=n_missing,
+        n_distinct=n_distinct,
+        shape=tuple(float(v) for v in sample.order_statistics(positions)),
+        n_outside=outside,
+        tied=tied,
     )
-    return drift, categorical_sketch(reference.counts, counts), CategoricalFacts(counts, missing)
+
+
+def ecdf_facts(ecdf: Ecdf, n_missing: int, value_range: tuple[float, float] | None) -> NumericFacts:
+    """`numeric_facts` of a column sorted or counted whole: also which values repeat."""
+    counts_below = ecdf.counts_below
+    tied = (
+        np.empty(0)
+        if counts_below is None
+        else ecdf.values[np.flatnonzero(np.diff(counts_below) > 1)]
+    )
+    return numeric_facts(ecdf, n_missing, value_range, n_distinct=ecdf.values.size, tied=tied)
 
 
 def _with_normal(profile: ReferenceProfile, drift: FeatureDrift) -> FeatureDrift:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from core.settings import DriftRule
-from tasks.stats.ecdf import Ecdf, ecdf_of, ecdf_of_sorted, sort_floats
+from tasks.stats.ecdf import Ecdf, Sample, ecdf_of, ecdf_of_sorted, sort_floats
 from tasks.stats.ecdf_gap import EcdfGap, ecdf_gap
 
 TestName = Literal["ks", "chi2"]
@@ -216,10 +216,11 @@ def kstwo_sf(d: float, n: float) -> float:
     return float(np.clip(_scipy_stats().kstwo.sf(d, n), 0.0, 1.0))
 
 
-def ks_p_value(statistic: float, reference: Ecdf, current: Ecdf) -> float:
+def ks_p_value(statistic: float, reference: Ecdf, current: Sample) -> float:
     """Two-sided p as `ks_2samp(method="auto")`: exact for small samples, else `kstwo.sf`."""
     n1, n2 = reference.n, current.n
     if max(n1, n2) <= KS_EXACT_MAX_N:
+        assert isinstance(current, Ecdf), "only large samples are bucketed"
         with warnings.catch_warnings():
             # scipy warns when the exact method fails and it falls back to the asymptotic one
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -235,7 +236,7 @@ def _asymptotic_p_value(statistic: float, n1: int, n2: int) -> float:
 
 def ks_drift(
     reference: Ecdf | np.ndarray,
-    current: np.ndarray | Ecdf,
+    current: np.ndarray | Sample,
     *,
     feature: str,
     min_samples: int = 30,
@@ -245,12 +246,13 @@ def ks_drift(
     """KS drift of the current sample against the reference.
 
     `reference` is an `Ecdf` or an ascending NaN-free array. `current` is raw values (NaN =
-    missing) or an `Ecdf` of the present ones with `n_current_missing` counted apart, and
-    then `gap` their `ecdf_gap` when the caller has it (the pictures need it too).
+    missing), or the present ones as an `Ecdf` or in buckets (tasks/stats/buckets.py) with
+    `n_current_missing` counted apart, and then `gap` their `ecdf_gap` (required in buckets;
+    the pictures need it too).
     """
     ref = reference if isinstance(reference, Ecdf) else ecdf_of_sorted(reference)
-    cur: Ecdf | None
-    if isinstance(current, Ecdf):
+    cur: Sample | None
+    if not isinstance(current, np.ndarray):
         cur, n_missing, n2 = current, n_current_missing, current.n
     else:
         values = np.asarray(current, dtype=np.float64)
@@ -269,7 +271,10 @@ def ks_drift(
         d = ks_statistic_of_values(ref, values)
         p = _asymptotic_p_value(d, n1, n2)
     else:
-        d = (gap or ecdf_gap(ref, cur)).statistic
+        if gap is None:
+            assert isinstance(cur, Ecdf), "a bucketed sample comes with its gap"
+            gap = ecdf_gap(ref, cur)
+        d = gap.statistic
         p = ks_p_value(d, ref, cur)
     return FeatureDrift(feature, "ks", d, p, n1, n2, missing_ratio)
 

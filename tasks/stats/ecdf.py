@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tasks.stats.buckets import BUCKETS, bucketing_of
+
 # samples at least this large are sorted through buckets first (see `sort_floats`)
 _BUCKET_SORT_MIN_N = 65_536
-_BUCKETS = 2**16  # numpy's stable argsort of uint16 keys is a radix sort
 _BUCKET_SAMPLE = 16_384  # values drawn (evenly spaced) to place the buckets
 _ROW = 128  # bucketed values sorted a row at a time before the final merge
 # a large sample whose evenly spaced sample holds at most this share of distinct values is
 # counted by hashing (`ecdf_of`) instead of sorted
 _COUNTED_MAX_DISTINCT = 1 / 32
+
+
+class Sample(Protocol):
+    """What the KS gap, the pictures and the quality facts ask of a present (NaN-free) sample:
+    an `Ecdf`, or a large batch in buckets (tasks/stats/buckets.py)."""
+
+    @property
+    def n(self) -> int: ...
+
+    def order_statistics(self, positions: np.ndarray) -> np.ndarray: ...
+
+    def count_below(self, x: np.ndarray) -> np.ndarray: ...
+
+    def count_at_or_below(self, x: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,20 @@ class Ecdf:
     def below_all(self) -> np.ndarray:
         """`counts_below`, materialised."""
         return self.below(np.arange(self.values.size + 1))
+
+    def order_statistics(self, positions: np.ndarray) -> np.ndarray:
+        """The values at 0-based `positions` of the sorted sample."""
+        if self.counts_below is None:
+            return self.values[positions]
+        return self.values[np.searchsorted(self.counts_below, positions, side="right") - 1]
+
+    def count_below(self, x: np.ndarray) -> np.ndarray:
+        """How many values are < each x."""
+        return self.below(np.searchsorted(self.values, x, side="left"))
+
+    def count_at_or_below(self, x: np.ndarray) -> np.ndarray:
+        """How many values are <= each x."""
+        return self.below(np.searchsorted(self.values, x, side="right"))
 
     def sorted_values(self) -> np.ndarray:
         """The sample itself, sorted (ties repeated)."""
@@ -75,10 +104,18 @@ def sort_floats(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if values.size < _BUCKET_SORT_MIN_N:
         return np.sort(values)
-    return _bucket_sort(values, _sample(values))
+    return _bucket_sort(values, sample_of(values))
 
 
-def _sample(values: np.ndarray) -> np.ndarray:
+def repeated_values(values: np.ndarray) -> np.ndarray:
+    """The distinct values occurring more than once, ascending (NaN left out)."""
+    ordered = sort_floats(values)
+    ordered = ordered[: np.searchsorted(ordered, np.nan, side="left")]
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    return repeated[np.r_[True, repeated[1:] != repeated[:-1]]] if repeated.size else repeated
+
+
+def sample_of(values: np.ndarray) -> np.ndarray:
     """An evenly spaced sample of about `_BUCKET_SAMPLE` present values, sorted."""
     sample = np.sort(values[:: max(1, values.size // _BUCKET_SAMPLE)])
     return sample[: np.searchsorted(sample, np.nan, side="left")]
@@ -86,41 +123,31 @@ def _sample(values: np.ndarray) -> np.ndarray:
 
 def _bucket_sort(values: np.ndarray, sample: np.ndarray) -> np.ndarray:
     """`sort_floats` of a large sample, its buckets placed by `sample`."""
-    if sample.size < 2:
+    bucketing = bucketing_of(sample)
+    if bucketing is None:
         return np.sort(values)
-    low = float(sample[(sample.size - 1) // 1000])
-    high = float(sample[(sample.size - 1) - (sample.size - 1) // 1000])
-    scale = (_BUCKETS - 3) / (high - low) if high > low else 0.0
-    if not 0.0 < scale < math.inf:
-        return np.sort(values)
-
-    def buckets(x: np.ndarray) -> np.ndarray:
-        # bucket 0 below the low quantile, _BUCKETS - 1 above the high one; NaN lands anywhere.
-        # Block by block, so the float temporary stays in cache instead of 8 bytes a value
-        keys = np.empty(x.size, dtype=np.uint16)
-        with np.errstate(invalid="ignore", over="ignore"):
-            for start in range(0, x.size, _BUCKETS):
-                position = x[start : start + _BUCKETS] - low
-                position *= scale
-                np.clip(position, -1.0, _BUCKETS - 2, out=position)
-                position += 1.0
-                keys[start : start + _BUCKETS] = position
-        return keys
-
-    sample_buckets = buckets(sample)
-    tallies = np.bincount(sample_buckets, minlength=_BUCKETS)
+    sample_buckets = bucketing.keys(sample)
+    tallies = np.bincount(sample_buckets, minlength=BUCKETS)
     crowded = int(tallies.argmax())
     if tallies[crowded] > sample.size // 100:
         in_crowded = sample[sample_buckets == crowded]
         if in_crowded[0] != in_crowded[-1]:  # equal values in one bucket cost timsort nothing
             return np.sort(values)
-    ordered = np.take(values, np.argsort(buckets(values), kind="stable"))  # faster than []
+    # NaN lands in any bucket: the final sort puts it last
+    ordered = np.take(values, np.argsort(bucketing.keys(values), kind="stable"))  # faster than []
     # rows of _ROW values sorted on their own (numpy's sorting networks, about 2 ns a value)
     # leave out of order only the buckets a row boundary cuts, which timsort merges in passing
     whole = ordered.size - ordered.size % _ROW
     ordered[:whole].reshape(-1, _ROW).sort(axis=1)
     ordered.sort(kind="stable")
     return ordered
+
+
+def few_distinct(sample: np.ndarray) -> bool:
+    """Whether an evenly spaced sample (`sample_of`) shows a column of few distinct values,
+    which `ecdf_of` counts rather than sorts."""
+    distinct = 1 + int(np.count_nonzero(sample[1:] != sample[:-1])) if sample.size else 0
+    return distinct <= sample.size * _COUNTED_MAX_DISTINCT
 
 
 def ecdf_of(values: np.ndarray) -> tuple[Ecdf, int]:
@@ -131,9 +158,8 @@ def ecdf_of(values: np.ndarray) -> tuple[Ecdf, int]:
     """
     values = np.asarray(values, dtype=np.float64)
     if values.size >= _BUCKET_SORT_MIN_N:
-        sample = _sample(values)
-        distinct = 1 + int(np.count_nonzero(sample[1:] != sample[:-1])) if sample.size else 0
-        if distinct <= sample.size * _COUNTED_MAX_DISTINCT:
+        sample = sample_of(values)
+        if few_distinct(sample):
             return _ecdf_by_counting(values)
         ordered = _bucket_sort(values, sample)
     else:

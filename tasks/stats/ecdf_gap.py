@@ -1,5 +1,15 @@
-"""Where two ECDFs are furthest apart: the KS statistic D of scipy's `ks_2samp`, and a point
-that attains it (the pictures mark it)."""
+"""Where two ECDFs are furthest apart: the KS statistic D of scipy's `ks_2samp`, and the first
+point that attains it (the pictures mark it).
+
+Both ECDFs are step functions, so |F_reference - F_current| is constant between consecutive
+values of the two samples. "Reference minus current" peaks just before a current value (the
+current ECDF is flat until it), "current minus reference" at one. Both searches below first
+bound the difference on stretches of the line (from both ECDFs at the stretch's ends, between
+which neither leaves), and evaluate exactly only inside the stretches whose bound reaches the
+largest difference found at the ends: at each current value in them. Differences are exact
+integers (a * n2 - c * n1) divided once, as D is; beyond int64, floats. Of the points with the
+largest difference, the one reported is the first (smallest x), whichever search found it.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.stats.ecdf import Ecdf
+from tasks.stats.buckets import BUCKETS, Bucketed, BucketedSample
+from tasks.stats.ecdf import Ecdf, Sample
 
-# distinct reference values per stretch whose largest difference is first only bounded
+# distinct reference values per stretch of `ecdf_gap`
 _STRETCH = 32
 
 
@@ -27,71 +38,118 @@ def ecdf_gap(reference: Ecdf, current: Ecdf) -> EcdfGap:
     """D of scipy's `ks_2samp` (which evaluates both ECDFs at every value of both samples), and
     where; both samples non-empty.
 
-    The distinct reference values are cut into stretches of `_STRETCH`, starting at r[0],
-    r[32], ...; one search of those starts in the current values gives both ECDFs just before
-    each start, differences that occur. Inside a stretch neither ECDF leaves the range between
-    its values at the two ends, which bounds the difference there; only the stretches whose
-    bound beats the largest difference found are evaluated exactly, at each distinct current
-    value in them: "reference minus current" peaks just before a current value (the current
-    ECDF is flat until it), "current minus reference" at one. Differences are taken in exact
-    integers (a * n2 - c * n1) and divided once, as D is; beyond int64, in floats.
+    The stretches are those of `_STRETCH` distinct reference values, starting at r[0],
+    r[32], ...: one search of those starts in the current values gives both ECDFs just before
+    each start.
     """
-    n1, n2 = reference.n, current.n
-    exact = n1 * n2 < 2**62
+    search = _Search(reference, current.n)
     ref_values = reference.values
     starts = np.arange(0, ref_values.size, _STRETCH)
     # per stretch start, and +inf after the last: distinct current values before it, and
     # how many values of each sample lie below it
     pos = np.append(np.searchsorted(current.values, ref_values[starts], side="left"), 0)
     pos[-1] = current.values.size
-    ref_below = np.append(reference.below(starts), n1)
+    ref_below = np.append(reference.below(starts), search.n1)
     cur_below = current.below(pos)
+    # stretch j holds the current values pos[j] to pos[j + 1]
+    open_ = search.open_stretches(ref_below, cur_below, pos[1:] > pos[:-1])
+    lengths = pos[open_ + 1] - pos[open_]
+    # the distinct current values of the open stretches, ascending
+    first = np.repeat(pos[open_] - np.cumsum(lengths) + lengths, lengths)
+    return search.settle(current, current.values[first + np.arange(first.size)])
 
-    def diff(a: np.ndarray, c: np.ndarray) -> np.ndarray:
+
+class BucketGap:
+    """`ecdf_gap` of a bucketed current sample (tasks/stats/buckets.py): the buckets are the
+    stretches. `needed` lists the buckets to resolve for `gap`: those in which the difference
+    could reach the largest one between buckets, and the last filled bucket before each such
+    point (its values tell where the point is)."""
+
+    def __init__(self, reference: Ecdf, current: Bucketed) -> None:
+        self._search = _Search(reference, current.n)
+        distinct = np.bincount(current.bucketing.keys(reference.values), minlength=BUCKETS)
+        distinct_below = np.zeros(BUCKETS + 1, dtype=np.int64)
+        np.cumsum(distinct, out=distinct_below[1:])
+        self._open = self._search.open_stretches(
+            reference.below(distinct_below), current.below, current.counts > 0
+        )
+        self.needed = np.concatenate(
+            [
+                self._open,
+                current.previous_filled(np.append(self._open, self._search.first_boundary)),
+            ]
+        )
+
+    def gap(self, resolved: BucketedSample) -> EcdfGap:
+        """The gap, from the current sample resolved with (at least) `needed`."""
+        return self._search.settle(resolved, np.unique(resolved.values_in(self._open)))
+
+
+class _Search:
+    """The largest difference of two ECDFs: first at the ends of stretches, then inside."""
+
+    def __init__(self, reference: Ecdf, n_current: int) -> None:
+        self.reference = reference
+        self.n1, self.n2 = reference.n, n_current
+        self.exact = self.n1 * self.n2 < 2**62
+        self.best: float | int = 0
+        self.first_boundary = 0
+        self.pair = (0, 0)
+
+    def diff(self, a: np.ndarray, c: np.ndarray) -> np.ndarray:
         """F_reference - F_current from counts, scaled by n1 * n2 when exact."""
-        return a * n2 - c * n1 if exact else a / n1 - c / n2
+        return a * self.n2 - c * self.n1 if self.exact else a / self.n1 - c / self.n2
 
-    at_starts = np.abs(diff(ref_below, cur_below))
-    i = int(np.argmax(at_starts))
-    best, pair = at_starts[i], (int(ref_below[i]), int(cur_below[i]))
-    # in stretch j the reference ECDF lies within [ref_below[j], ref_below[j + 1]] and the
-    # current one within [cur_below[j], cur_below[j + 1]]; without a current value in it the
-    # current ECDF is flat and the bound is met just before the next start (counted above)
-    up = diff(ref_below[1:], cur_below[:-1])
-    down = -diff(ref_below[:-1], cur_below[1:])
-    open_ = np.flatnonzero((pos[1:] > pos[:-1]) & ((up > best) | (down > best)))
-    if open_.size:
-        lengths = pos[open_ + 1] - pos[open_]
-        # the distinct current values of the open stretches, ascending
-        first = np.repeat(pos[open_] - np.cumsum(lengths) + lengths, lengths)
-        index = first + np.arange(first.size)
-        values = current.values[index]
-        k = np.searchsorted(ref_values, values, side="right")  # >= 1: values >= r[start]
-        ref_at = reference.below(k)
-        tied = ref_values[k - 1] == values
-        ref_before = reference.below(k - tied) if tied.any() else ref_at
-        cur_before, cur_at = current.below(index), current.below(index + 1)
-        ups, downs = diff(ref_before, cur_before), -diff(ref_at, cur_at)
-        iu, idn = int(np.argmax(ups)), int(np.argmax(downs))
-        if ups[iu] > best:
-            best, pair = ups[iu], (int(ref_before[iu]), int(cur_before[iu]))
-        if downs[idn] > best:
-            best, pair = downs[idn], (int(ref_at[idn]), int(cur_at[idn]))
-    if pair == (0, 0):  # D = 0 (equal ECDFs): shown where both reach 1
-        pair = (n1, n2)
-    statistic = float(best) / (n1 * n2) if exact else float(best)
-    x = max(_kth(reference, pair[0]), _kth(current, pair[1]))
-    return EcdfGap(statistic, x, *pair)
+    def open_stretches(
+        self, ref_below: np.ndarray, cur_below: np.ndarray, filled: np.ndarray
+    ) -> np.ndarray:
+        """The stretches whose bound reaches the largest difference at their ends.
+
+        `*_below` count each sample's values below each stretch's start and, last, all of them;
+        `filled` says which stretches hold a current value. In stretch j the reference ECDF
+        lies between ref_below[j] and ref_below[j + 1], the current one between cur_below[j]
+        and cur_below[j + 1]; one without a current value has a flat current ECDF and its
+        largest difference just before the next start (an end already counted).
+        """
+        at_ends = np.abs(self.diff(ref_below, cur_below))
+        i = int(np.argmax(at_ends))
+        self.best, self.first_boundary = at_ends[i], i
+        self.pair = (int(ref_below[i]), int(cur_below[i]))
+        up = self.diff(ref_below[1:], cur_below[:-1])
+        down = -self.diff(ref_below[:-1], cur_below[1:])
+        return np.flatnonzero(filled & ((up >= self.best) | (down >= self.best)))
+
+    def settle(self, current: Sample, values: np.ndarray) -> EcdfGap:
+        """The gap, given the distinct current values of the open stretches (ascending)."""
+        best, pairs = self.best, [self.pair]
+        if values.size:
+            ref_before = self.reference.count_below(values)
+            ref_at = self.reference.count_at_or_below(values)
+            cur_before = current.count_below(values)
+            cur_at = current.count_at_or_below(values)
+            for diffs, ref, cur in (
+                (self.diff(ref_before, cur_before), ref_before, cur_before),
+                (-self.diff(ref_at, cur_at), ref_at, cur_at),
+            ):
+                i = int(np.argmax(diffs))  # the first of the largest: the smallest x
+                if diffs[i] > best:
+                    best, pairs = diffs[i], []
+                if diffs[i] == best:
+                    pairs.append((int(ref[i]), int(cur[i])))
+        statistic = float(best) / (self.n1 * self.n2) if self.exact else float(best)
+        if best == 0:  # D = 0 (equal ECDFs): shown where both reach 1
+            pairs = [(self.n1, self.n2)]
+        x, pair = min((self._x(current, a, c), (a, c)) for a, c in pairs)
+        return EcdfGap(statistic, x, *pair)
+
+    def _x(self, current: Sample, a: int, c: int) -> float:
+        """The point with a reference and c current values at or below it, as the larger of
+        the two samples' a-th and c-th values (both counts hold up to the next value)."""
+        return max(_kth(self.reference, a), _kth(current, c))
 
 
-def _kth(ecdf: Ecdf, k: int) -> float:
-    """The k-th smallest value of the sample (1-based); -inf for k = 0.
-
-    Every pair of counts above is how many values of each sample lie below (or at) one point
-    t, so the larger of the two samples' k-th values is a sample value with the same counts.
-    """
+def _kth(sample: Sample, k: int) -> float:
+    """The k-th smallest value of the sample (1-based); -inf for k = 0."""
     if k == 0:
         return -np.inf
-    if ecdf.counts_below is None:
-        return float(ecdf.values[k - 1])
-    return float(ecdf.values[np.searchsorted(ecdf.counts_below, k, side="left") - 1])
+    return float(sample.order_statistics(np.array([k - 1]))[0])

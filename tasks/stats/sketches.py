@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.stats.ecdf import Ecdf
+from tasks.stats.ecdf import Ecdf, Sample
 from tasks.stats.ecdf_gap import EcdfGap, ecdf_gap
 
 SKETCH_POINTS = 129  # quantile levels 0, 1/128, ..., 1 of each ECDF
@@ -62,43 +62,37 @@ class CategoricalSketch:
 Sketch = NumericSketch | CategoricalSketch
 
 
-def _cdf(ecdf: Ecdf, x: np.ndarray) -> np.ndarray:
-    """The fraction of the sample at or below each x."""
-    below = ecdf.below(np.searchsorted(ecdf.values, x, side="right"))
-    return np.asarray(below, dtype=np.float64) / ecdf.n
-
-
-def _quantiles(ecdf: Ecdf, levels: np.ndarray) -> np.ndarray:
-    """Order statistics at `levels` (values of the sample, never interpolated)."""
-    positions = np.round(levels * (ecdf.n - 1)).astype(np.int64)
-    if ecdf.counts_below is None:
-        return ecdf.values[positions]
-    return ecdf.values[np.searchsorted(ecdf.counts_below, positions, side="right") - 1]
+def quantile_positions(n: int) -> np.ndarray:
+    """The 0-based positions in a sorted sample of n values that a sketch shows."""
+    return np.round(np.linspace(0.0, 1.0, SKETCH_POINTS) * (n - 1)).astype(np.int64)
 
 
 def numeric_sketch(
-    reference: Ecdf, current: Ecdf, *, sampled: int = 0, gap: EcdfGap | None = None
+    reference: Ecdf, current: Sample, *, sampled: int = 0, gap: EcdfGap | None = None
 ) -> NumericSketch:
-    """The sketch of two ECDFs (either may be empty), with `gap` their `ecdf_gap` when the
-    caller has it (the KS test finds it)."""
-    levels = np.linspace(0.0, 1.0, SKETCH_POINTS)
+    """The sketch of two samples (either may be empty), with `gap` their `ecdf_gap` when the
+    caller has it (the KS test finds it; it must when `current` is not an `Ecdf`).
+
+    The quantiles are order statistics (values of the sample, never interpolated).
+    """
     empty = np.empty(0)
-    ref_q = _quantiles(reference, levels) if reference.n else empty
-    cur_q = _quantiles(current, levels) if current.n else empty
     found = (math.nan, math.nan, math.nan)
     if reference.n and current.n:
-        gap = gap or ecdf_gap(reference, current)
+        if gap is None:
+            assert isinstance(current, Ecdf), "a bucketed sample comes with its gap"
+            gap = ecdf_gap(reference, current)
         found = (gap.x, gap.reference_at / reference.n, gap.current_at / current.n)
     extra = np.array([found[0]]) if math.isfinite(found[0]) else empty
 
-    def knots(own: np.ndarray, ecdf: Ecdf) -> tuple[np.ndarray, np.ndarray]:
-        if not ecdf.n:
+    def knots(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+        if not sample.n:
             return empty, empty
+        own = sample.order_statistics(quantile_positions(sample.n))
         x = np.unique(np.concatenate([own, extra]))
-        return x, _cdf(ecdf, x)
+        return x, np.asarray(sample.count_at_or_below(x), dtype=np.float64) / sample.n
 
-    ref_x, ref_f = knots(ref_q, reference)
-    cur_x, cur_f = knots(cur_q, current)
+    ref_x, ref_f = knots(reference)
+    cur_x, cur_f = knots(current)
     return NumericSketch(
         ref_x, ref_f, cur_x, cur_f, reference.n, current.n, *found, sampled=sampled
     )

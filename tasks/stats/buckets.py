@@ -1,0 +1,156 @@
+"""Large samples grouped into 65,536 buckets instead of sorted: every count and order statistic
+the drift step asks of a batch, exact, from a histogram and the few buckets a question falls in.
+
+A bucket is a range of values: `Bucketing.keys` maps values to bucket numbers monotonically
+(a larger value never gets a smaller number), so bucket b holds exactly the values between
+those of buckets b - 1 and b + 1, and how many values lie below bucket b is a cumulative sum of
+the histogram. What a question needs beyond that (the 100th smallest value, how many values are
+at most 0.37) is answered from the values of the one bucket it falls in, about 15 at 1M rows.
+`Bucketed.resolve` gathers and sorts the buckets a list of questions needs, in one pass over the
+batch, and `BucketedSample` answers them. Sorting the whole batch costs far more on this
+project's machines (see `tasks.stats.ecdf.sort_floats`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+BUCKETS = 2**16  # numbers fit uint16: numpy's stable argsort of them is a radix sort
+_BLOCK = 2**16  # values keyed at a time: the float temporary stays in the CPU's cache
+# `Bucketed.resolve` gives up (the caller sorts instead) past this share of the values
+RESOLVE_MAX_SHARE = 1 / 8
+
+
+@dataclass(frozen=True)
+class Bucketing:
+    """Bucket 0 below `low`, `BUCKETS - 1` from `low + (BUCKETS - 2) / scale` up, and equal
+    widths between: a linear map, rounded down, which no rounding can make decrease."""
+
+    low: float
+    scale: float
+
+    def keys(self, values: np.ndarray) -> np.ndarray:
+        """The bucket of each value (NaN lands anywhere: callers leave it out first)."""
+        keys = np.empty(values.size, dtype=np.uint16)
+        with np.errstate(invalid="ignore", over="ignore"):
+            for start in range(0, values.size, _BLOCK):
+                position = values[start : start + _BLOCK] - self.low
+                position *= self.scale
+                np.clip(position, -1.0, BUCKETS - 2, out=position)
+                position += 1.0
+                keys[start : start + _BLOCK] = position
+        return keys
+
+
+def bucketing_of(sample: np.ndarray) -> Bucketing | None:
+    """Buckets spread over an ascending, NaN-free sample's 0.1% to 99.9% quantiles; None when
+    those are equal or too far apart for a finite scale."""
+    if sample.size < 2:
+        return None
+    low = float(sample[(sample.size - 1) // 1000])
+    high = float(sample[(sample.size - 1) - (sample.size - 1) // 1000])
+    with np.errstate(over="ignore"):
+        scale = (BUCKETS - 3) / (high - low) if high > low else 0.0
+    if not 0.0 < scale < math.inf:
+        return None
+    return Bucketing(low, scale)
+
+
+class Bucketed:
+    """A NaN-free sample's histogram over a `Bucketing`: how many values lie below each bucket."""
+
+    def __init__(self, values: np.ndarray, bucketing: Bucketing) -> None:
+        self.values = values
+        self.bucketing = bucketing
+        self.keys = bucketing.keys(values)
+        self.counts = np.bincount(self.keys, minlength=BUCKETS)
+        # below[b]: values in buckets before b; below[BUCKETS] = n
+        self.below = np.zeros(BUCKETS + 1, dtype=np.int64)
+        np.cumsum(self.counts, out=self.below[1:])
+
+    @property
+    def n(self) -> int:
+        return int(self.values.size)
+
+    def buckets_of_positions(self, positions: np.ndarray) -> np.ndarray:
+        """The bucket of each 0-based position in sorted order (0 <= position < n)."""
+        return np.searchsorted(self.below, positions, side="right") - 1
+
+    def buckets_of_values(self, x: np.ndarray) -> np.ndarray:
+        """The bucket each value (NaN-free) would fall in."""
+        return self.bucketing.keys(np.asarray(x, dtype=np.float64))
+
+    def previous_filled(self, buckets: np.ndarray) -> np.ndarray:
+        """Per bucket, the last non-empty bucket before it (-1: none)."""
+        filled = np.flatnonzero(self.counts)
+        found = np.searchsorted(filled, buckets, side="left") - 1
+        return np.where(found >= 0, filled[np.maximum(found, 0)], -1)
+
+    def resolve(self, buckets: np.ndarray) -> BucketedSample | None:
+        """The sample with the values of `buckets` sorted, to answer questions that fall in
+        them; None when those hold more than `RESOLVE_MAX_SHARE` of the values (a few crowded
+        buckets: sorting the whole sample is then no dearer)."""
+        wanted = np.zeros(BUCKETS, dtype=bool)
+        buckets = np.asarray(buckets, dtype=np.int64)
+        wanted[buckets[buckets >= 0]] = True
+        if int(self.counts[wanted].sum()) > max(_BLOCK, self.n * RESOLVE_MAX_SHARE):
+            return None
+        values = np.sort(self.values[wanted[self.keys]])
+        # an empty bucket answers without values
+        return BucketedSample(self, values, wanted | (self.counts == 0))
+
+
+class BucketedSample:
+    """A bucketed sample able to answer, exactly, questions falling in its resolved buckets;
+    one falling elsewhere is a programming error (AssertionError)."""
+
+    def __init__(self, bucketed: Bucketed, resolved: np.ndarray, answerable: np.ndarray) -> None:
+        self._bucketed = bucketed
+        self._resolved = resolved  # the values of the resolved buckets, ascending
+        self._answerable = answerable  # per bucket
+        self._resolved_keys = bucketed.bucketing.keys(resolved)
+
+    @property
+    def n(self) -> int:
+        return self._bucketed.n
+
+    def values_in(self, buckets: np.ndarray) -> np.ndarray:
+        """The values of the given (resolved) buckets, ascending."""
+        self._check(buckets)
+        return self._resolved[np.isin(self._resolved_keys, buckets)]
+
+    def _check(self, buckets: np.ndarray) -> None:
+        if not bool(np.all(self._answerable[buckets])):
+            raise AssertionError("a question fell in a bucket that was not resolved")
+
+    def order_statistics(self, positions: np.ndarray) -> np.ndarray:
+        """The values at 0-based `positions` of the sorted sample."""
+        positions = np.asarray(positions, dtype=np.int64)
+        buckets = self._bucketed.buckets_of_positions(positions)
+        self._check(buckets)
+        # values of buckets before b in `_resolved`: those resolved, as all are ascending
+        first = self._first_resolved(buckets)
+        return self._resolved[first + positions - self._bucketed.below[buckets]]
+
+    def count_below(self, x: np.ndarray) -> np.ndarray:
+        """How many values are < each x (NaN-free)."""
+        return self._count(np.asarray(x, dtype=np.float64), "left")
+
+    def count_at_or_below(self, x: np.ndarray) -> np.ndarray:
+        """How many values are <= each x (NaN-free)."""
+        return self._count(np.asarray(x, dtype=np.float64), "right")
+
+    def _count(self, x: np.ndarray, side: Literal["left", "right"]) -> np.ndarray:
+        buckets = self._bucketed.buckets_of_values(x).astype(np.int64)
+        self._check(buckets)
+        # resolved values of earlier buckets are all < x, of later ones all > x
+        within = np.searchsorted(self._resolved, x, side=side) - self._first_resolved(buckets)
+        return self._bucketed.below[buckets] + within
+
+    def _first_resolved(self, buckets: np.ndarray) -> np.ndarray:
+        """Per bucket, how many resolved values lie in buckets before it."""
+        return np.searchsorted(self._resolved_keys, buckets, side="left")

@@ -1,0 +1,210 @@
+"""Large columns in buckets (tasks/stats/buckets.py): every number the drift step reports of a
+bucketed column equals the one of the same column sorted whole, and scipy's D."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy import stats
+
+from core.settings import DriftRule
+from tasks.quality.batch import repeated_rows
+from tasks.quality.facts import NumericFacts
+from tasks.stats import batch_drift
+from tasks.stats.batch_drift import in_buckets, measured
+from tasks.stats.buckets import Bucketed, bucketing_of
+from tasks.stats.ecdf import ecdf_of, repeated_values, sample_of
+from tasks.stats.profile import NumericProfile, numeric_profile
+from tasks.stats.sketches import NumericSketch
+
+FLOATS = st.one_of(
+    st.sampled_from([0.0, -0.0, 1.0, 1.5, -2.0, 5e-324, 1e300, -1e300, math.inf, -math.inf]),
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.integers(-5, 5),
+)
+RULE = DriftRule(min_samples=1)
+
+
+def both_ways(
+    reference: np.ndarray,
+    current: np.ndarray,
+    value_range: tuple[float, float] | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[tuple, tuple]:
+    """`measured` of one column bucketed and sorted whole (the bucketed one asserted taken)."""
+    profile = numeric_profile(pa.array(reference))
+    column = pa.chunked_array([pa.array(current)])
+    assert in_buckets(profile.ecdf, current, value_range) is not None, "not bucketed"
+    bucketed = measured("x", profile, column, RULE, value_range)
+    monkeypatch.setattr(batch_drift, "in_buckets", lambda *args: None)
+    whole = measured("x", profile, column, RULE, value_range)
+    monkeypatch.undo()
+    return bucketed, whole
+
+
+def assert_same_report(bucketed: tuple, whole: tuple) -> None:
+    (drift_b, sketch_b, facts_b), (drift_w, sketch_w, facts_w) = bucketed, whole
+    assert drift_b == drift_w
+    assert isinstance(sketch_b, NumericSketch) and isinstance(sketch_w, NumericSketch)
+    for field in ("reference_x", "reference_f", "current_x", "current_f"):
+        np.testing.assert_array_equal(getattr(sketch_b, field), getattr(sketch_w, field))
+    assert (sketch_b.n_reference, sketch_b.n_current) == (sketch_w.n_reference, sketch_w.n_current)
+    for field in ("gap_x", "gap_reference", "gap_current"):
+        assert getattr(sketch_b, field) == pytest.approx(getattr(sketch_w, field), nan_ok=True)
+    assert (facts_b.n_present, facts_b.n_missing, facts_b.n_outside) == (
+        facts_w.n_present,
+        facts_w.n_missing,
+        facts_w.n_outside,
+    )
+    np.testing.assert_array_equal(facts_b.shape, facts_w.shape)
+    assert (facts_b.n_distinct == 1) == (facts_w.n_distinct == 1)
+    assert facts_b.tied is None  # found by the row check when needed
+
+
+def large() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(41)
+    n = 120_000
+    normal = rng.normal(size=n)
+    with_nan = rng.normal(size=n)
+    with_nan[rng.random(n) < 0.03] = np.nan
+    return {
+        "same distribution": (normal, rng.normal(size=n)),
+        "shifted a little": (normal, rng.normal(0.01, 1.0, n)),
+        "shifted far": (normal, rng.normal(3.0, 1.0, n)),
+        "current all above": (normal, rng.normal(100.0, 1.0, n)),
+        "missing values": (normal, with_nan),
+        "rounded current (many ties)": (normal, np.round(rng.normal(size=n), 2)),
+        "rounded reference": (np.round(normal, 1), rng.normal(size=n)),
+        "heavy tails": (rng.standard_cauchy(n), rng.standard_cauchy(n)),
+        "a spike among continuous values": (
+            normal,
+            np.where(rng.random(n) < 0.2, 0.0, rng.normal(size=n)),
+        ),
+        "infinities and signed zeros": (
+            np.r_[normal, [np.inf] * 40, [-0.0] * 30],
+            np.r_[rng.normal(size=n), [np.inf] * 7, [-np.inf] * 3, [0.0] * 50, [-0.0] * 50],
+        ),
+        "tiny reference": (rng.normal(size=40), rng.normal(size=n)),
+        "huge and tiny magnitudes": (
+            np.r_[rng.normal(0, 1e-300, 3000), rng.normal(0, 1e300, 3000)],
+            np.r_[rng.normal(0, 1e-300, n // 2), rng.normal(0, 1e300, n // 2)],
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", list(large()))
+def test_bucketed_column_reports_what_the_sorted_column_does(name, monkeypatch):
+    reference, current = large()[name]
+    bucketed, whole = both_ways(reference, current, (-1.5, 2.0), monkeypatch)
+    assert_same_report(bucketed, whole)
+    present = current[~np.isnan(current)]
+    expected = stats.ks_2samp(reference, present)
+    assert bucketed[0].score == pytest.approx(expected.statistic, abs=1e-12)
+
+
+@pytest.mark.parametrize("shape", ["a crowded bucket", "two far clusters"])
+def test_crowded_columns_fall_back_to_the_sort(shape):
+    rng = np.random.default_rng(5)
+    n = 600_000
+    # half the values crowd a bucket or two while differing: resolving would sort half the batch
+    crowded = {
+        "a crowded bucket": np.r_[rng.normal(size=n // 2), 1.0 + rng.random(n // 2) * 1e-12],
+        "two far clusters": np.r_[rng.normal(0, 1e-9, n // 2), rng.normal(1e6, 1, n // 2)],
+    }[shape]
+    profile = numeric_profile(pa.array(rng.normal(size=n)))
+    assert in_buckets(profile.ecdf, crowded) is None
+    # and such a column still gets the exact test, sorted
+    drift, _, facts = measured("x", profile, pa.chunked_array([crowded]), RULE, None)
+    assert drift.score == pytest.approx(
+        stats.ks_2samp(profile.values_sorted, crowded).statistic, abs=1e-12
+    )
+    assert isinstance(facts, NumericFacts) and facts.tied is not None
+
+
+def test_small_and_few_valued_columns_are_not_bucketed():
+    rng = np.random.default_rng(6)
+    reference = numeric_profile(pa.array(rng.normal(size=1000))).ecdf
+    assert in_buckets(reference, rng.normal(size=1000)) is None
+    assert in_buckets(reference, rng.poisson(3.0, 200_000).astype(float)) is None
+    assert in_buckets(reference, rng.normal(size=200_000)) is not None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    reference=hnp.arrays(np.float64, st.integers(1, 200), elements=FLOATS),
+    current=hnp.arrays(np.float64, st.integers(2, 400), elements=FLOATS),
+    low=st.one_of(st.none(), FLOATS.filter(lambda v: not math.isnan(v))),
+)
+def test_bucketed_equals_sorted_on_any_input(reference, current, low):
+    """Small samples bucketed on purpose: ties, infinities, signed zeros, NaN, extremes."""
+    reference = reference[~np.isnan(reference)]
+    assume(reference.size and np.count_nonzero(~np.isnan(current)) >= 2)
+    value_range = None if low is None else (low, low + 1.0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batch_drift, "BUCKETED_MIN_N", 2)
+        patch.setattr(batch_drift, "few_distinct", lambda sample: False)
+        # exact p-values need the sorted sample, which large (bucketed) samples never use
+        patch.setattr("tasks.stats.drift.KS_EXACT_MAX_N", 0)
+        profile = numeric_profile(pa.array(reference))
+        assume(in_buckets(profile.ecdf, current, value_range) is not None)
+        assert_same_report(*both_ways(reference, current, value_range, patch))
+
+
+def test_questions_outside_the_resolved_buckets_are_refused():
+    rng = np.random.default_rng(8)
+    values = rng.normal(size=100_000)
+    bucketing = bucketing_of(sample_of(values))
+    assert bucketing is not None
+    bucketed = Bucketed(values, bucketing)
+    median = bucketed.buckets_of_positions(np.array([50_000]))
+    resolved = bucketed.resolve(median)
+    assert resolved is not None
+    assert resolved.order_statistics(np.array([50_000]))[0] == np.sort(values)[50_000]
+    with pytest.raises(AssertionError, match="not resolved"):
+        resolved.order_statistics(np.array([10]))
+
+
+def test_repeated_rows_are_found_in_columns_the_drift_step_did_not_sort():
+    rng = np.random.default_rng(12)
+    n = 100_000
+    table = pa.table(
+        {
+            "a": rng.normal(size=n),
+            "b": np.round(rng.normal(size=n), 1),
+            "c": rng.integers(0, 3, n),
+        }
+    )
+    repeats = rng.choice(n, 700, replace=False)
+    copied = table.take(pa.array(repeats))
+    near = copied.set_column(0, "a", pa.array(copied.column("a").to_numpy() + 1e-9))
+    table = pa.concat_tables([table, copied, near])  # 700 repeats; 700 rows alike but for a
+    expected = table.num_rows - table.group_by(table.column_names).aggregate([]).num_rows
+    assert expected == 700
+    # rounding made zeros of both signs in b: a tie at either keeps every zero in question
+    b = table.column("b").to_numpy()
+    assert np.signbit(b[b == 0]).any() and not np.signbit(b[b == 0]).all()
+    b_tied = ecdf_of(table.column("b").to_numpy())[0]
+    ties_b = b_tied.values[np.diff(b_tied.below_all()) > 1]
+    assert repeated_rows(table, {"a": None, "b": ties_b}, repeated_values) == 700
+    assert repeated_rows(table, {"a": None, "b": None}, repeated_values) == 700
+    # without a way to find them, an unsorted column narrows nothing: still exact
+    assert repeated_rows(table, {"a": None, "b": None}) == 700
+
+
+def test_a_million_row_column_is_bucketed_exactly():
+    rng = np.random.default_rng(2)
+    reference = rng.normal(size=1_000_000)
+    current = rng.normal(0.003, 1.0, 1_000_000)
+    profile = numeric_profile(pa.array(reference))
+    assert isinstance(profile, NumericProfile)
+    found = in_buckets(profile.ecdf, current)
+    assert found is not None
+    gap = found[2]
+    assert gap is not None
+    assert gap.statistic == pytest.approx(stats.ks_2samp(reference, current).statistic, abs=1e-12)
