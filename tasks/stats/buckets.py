@@ -45,6 +45,13 @@ class Bucketing:
                 keys[start : start + _BLOCK] = position
         return keys
 
+    def starts_in(self, ascending: np.ndarray) -> np.ndarray:
+        """Per bucket b (and, last, BUCKETS), how many values of an ascending NaN-free array
+        lie in buckets before b."""
+        starts = np.zeros(BUCKETS + 1, dtype=np.int64)
+        np.cumsum(np.bincount(self.keys(ascending), minlength=BUCKETS), out=starts[1:])
+        return starts
+
 
 def bucketing_of(sample: np.ndarray) -> Bucketing | None:
     """Buckets spread over an ascending, NaN-free sample's 0.1% to 99.9% quantiles; None when

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.stats.buckets import BUCKETS, Bucketed, BucketedSample
+from tasks.stats.buckets import Bucketed, BucketedSample
 from tasks.stats.ecdf import Ecdf, Sample
 
 # distinct reference values per stretch of `ecdf_gap`
@@ -67,9 +67,7 @@ class BucketGap:
 
     def __init__(self, reference: Ecdf, current: Bucketed) -> None:
         self._search = _Search(reference, current.n)
-        distinct = np.bincount(current.bucketing.keys(reference.values), minlength=BUCKETS)
-        distinct_below = np.zeros(BUCKETS + 1, dtype=np.int64)
-        np.cumsum(distinct, out=distinct_below[1:])
+        distinct_below = current.bucketing.starts_in(reference.values)
         self._open = self._search.open_stretches(
             reference.below(distinct_below), current.below, current.counts > 0
         )
@@ -82,7 +80,8 @@ class BucketGap:
 
     def gap(self, resolved: BucketedSample) -> EcdfGap:
         """The gap, from the current sample resolved with (at least) `needed`."""
-        return self._search.settle(resolved, np.unique(resolved.values_in(self._open)))
+        values = resolved.values_in(self._open)  # ascending: its distinct values are
+        return self._search.settle(resolved, values[np.r_[True, values[1:] != values[:-1]]])
 
 
 class _Search:
