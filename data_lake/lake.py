@@ -6,7 +6,7 @@ Paths are built here and nowhere else.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -111,9 +111,15 @@ class Lake(Storage):
 
     # reading -------------------------------------------------------------------------------
     def read_scored(
-        self, model: str, batch_date: date, columns: Sequence[str] | None = None
+        self,
+        model: str,
+        batch_date: date,
+        columns: Sequence[str] | None = None,
+        *,
+        dictionary: Collection[str] = (),
     ) -> pa.Table:
-        """All files of one scored batch, concatenated; a missing partition is a failed run."""
+        """All files of one scored batch, concatenated; a missing partition is a failed run.
+        String columns named in `dictionary` are read dictionary-encoded."""
         directory = self.scored_dir(model, batch_date)
         files = self.files(directory, ".parquet")
         if not files:
@@ -133,18 +139,22 @@ class Lake(Storage):
                 f"no scored batch for model={model} batch_date={batch_date}: "
                 f"no *.parquet under {self.uri_of(directory)} ({known})"
             )
-        return self.read_batch_files(files, columns)
+        return self.read_batch_files(files, columns, dictionary=dictionary)
 
     def read_batch_files(
-        self, files: Sequence[str | FileStamp], columns: Sequence[str] | None = None
+        self,
+        files: Sequence[str | FileStamp],
+        columns: Sequence[str] | None = None,
+        *,
+        dictionary: Collection[str] = (),
     ) -> pa.Table:
         """The files of one scored batch, concatenated; they must share one schema. Files given
         with their listing's stamps are read without asking their size again."""
         paths = [f.path if isinstance(f, FileStamp) else f for f in files]
         tables = [
-            self.read_parquet(f.path, columns, size=f.size)
+            self.read_parquet(f.path, columns, size=f.size, dictionary=dictionary)
             if isinstance(f, FileStamp)
-            else self.read_parquet(f, columns)
+            else self.read_parquet(f, columns, dictionary=dictionary)
             for f in files
         ]
         first = tables[0].schema

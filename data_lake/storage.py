@@ -13,7 +13,7 @@ one upload instead of an upload, a copy and a delete.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,7 +106,12 @@ class Storage:
             raise
 
     def read_parquet(
-        self, path: str, columns: Sequence[str] | None = None, *, size: int | None = None
+        self,
+        path: str,
+        columns: Sequence[str] | None = None,
+        *,
+        size: int | None = None,
+        dictionary: Collection[str] = (),
     ) -> pa.Table:
         """Read one Parquet file; unreadable content is bad input that names the file.
 
@@ -114,14 +119,17 @@ class Storage:
         The columns' byte ranges are fetched together (pre-buffered), not one request each.
         An I/O failure (storage unreachable, permission, timeout) stays an `OSError`, which the
         Prefect tasks retry; pyarrow reports some corrupt footers as `OSError` too, so those are
-        told apart by whether the file's bytes themselves can be read.
+        told apart by whether the file's bytes themselves can be read. String columns named in
+        `dictionary` come dictionary-encoded, as Parquet stores them: no string is decoded.
         """
         try:
             if size is not None:
-                table = _read_fragment(self.fs, path, size, columns)
+                table = _read_fragment(self.fs, path, size, columns, dictionary)
             else:
                 with self.fs.open_input_file(path) as handle:
-                    parquet = pq.ParquetFile(handle, pre_buffer=True)
+                    parquet = pq.ParquetFile(
+                        handle, pre_buffer=True, read_dictionary=list(dictionary) or None
+                    )
                     # a column the file lacks is for the caller's validation to name, not a
                     # damaged file: read those it has
                     present = parquet.schema_arrow.names
@@ -211,18 +219,23 @@ def _shown(uri: str) -> str:
 
 
 def _read_fragment(
-    fs: pafs.FileSystem, path: str, size: int, columns: Sequence[str] | None
+    fs: pafs.FileSystem,
+    path: str,
+    size: int,
+    columns: Sequence[str] | None,
+    dictionary: Collection[str] = (),
 ) -> pa.Table:
     """One Parquet file of known size through pyarrow's dataset reader, which then asks an
     object store only for its byte ranges: the footer, then the columns' ranges together."""
     fragment = pads.ParquetFileFormat(
-        default_fragment_scan_options=pads.ParquetFragmentScanOptions(pre_buffer=True)
+        read_options=pads.ParquetReadOptions(dictionary_columns=set(dictionary)),
+        default_fragment_scan_options=pads.ParquetFragmentScanOptions(pre_buffer=True),
     ).make_fragment(path, filesystem=fs, file_size=size)
     present = fragment.physical_schema.names
     if len(set(present)) != len(present):
         # a name written twice: read as a file, so that validation names the column
         with fs.open_input_file(path) as handle:
-            return pq.ParquetFile(handle).read(columns=None)
+            return pq.ParquetFile(handle, read_dictionary=list(dictionary) or None).read()
     wanted = [c for c in columns if c in present] if columns else present
     return fragment.to_table(columns=wanted, use_threads=False)
 

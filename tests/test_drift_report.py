@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pyarrow as pa
 import pytest
 from scipy import stats
 
 from core.settings import DriftRule
+from data_lake.lake import Lake
+from tasks.day.inputs import read_batch
+from tasks.quality.facts import NumericFacts
+from tasks.stats import batch_drift
 from tasks.stats.batch_drift import drift_report
 from tasks.stats.profile import build_profile
 from tests.builders import batch, card
@@ -73,3 +79,36 @@ def test_missing_values_are_reported_per_feature(profile):
     outcome = drift_report(profile, current, DriftRule())
     assert outcome.features[0].missing_ratio == pytest.approx(0.25)
     assert outcome.features[0].n_current == 300
+
+
+def test_the_nightly_read_keeps_categories_encoded_and_reports_what_a_plain_read_does(
+    profile, tmp_path
+):
+    """Two files of a 100,000-row batch: categorical strings read as Parquet's dictionary codes
+    (no string decoded), numeric columns bucketed, every reported number as from plain strings
+    sorted whole."""
+    day = date(2026, 3, 2)
+    lake = Lake.open(str(tmp_path / "lake"))
+    rows = batch(100_000, seed=5, shift=0.02)
+    for i, part in enumerate((rows.slice(0, 60_000), rows.slice(60_000))):
+        lake.write_table(f"{lake.scored_dir('toy', day)}/part-{i}.parquet", part)
+
+    read = read_batch(lake, card(), day).table
+    assert pa.types.is_dictionary(read.column("cut").type)
+    assert read.column("carat").type == pa.float64()
+    nightly = drift_report(profile, read, DriftRule())
+    assert nightly.facts["carat"].tied is None  # bucketed
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batch_drift, "in_buckets", lambda *args: None)
+        plain = drift_report(profile, rows, DriftRule())
+    assert nightly == plain
+    assert nightly.facts["cut"] == plain.facts["cut"]
+    for name in ("carat", "depth", "prediction"):
+        got, expected = nightly.facts[name], plain.facts[name]
+        assert isinstance(got, NumericFacts) and isinstance(expected, NumericFacts)
+        assert (got.n_present, got.n_missing, got.shape, got.n_outside) == (
+            expected.n_present,
+            expected.n_missing,
+            expected.shape,
+            expected.n_outside,
+        )

@@ -168,6 +168,23 @@ def test_numeric_ecdf_reads_nulls_and_nan_as_missing():
             ),
             ({"a": 2, "b": 1}, 0),
         ),
+        (  # a missing code, a dictionary holding null, a float dictionary with NaN
+            pa.chunked_array(
+                [
+                    pa.DictionaryArray.from_arrays(
+                        pa.array([0, None, 1, 0], pa.int32()), pa.array(["x", None])
+                    ),
+                    pa.array(["x", "y", None]).dictionary_encode(),
+                ]
+            ),
+            ({"x": 3, "y": 1}, 3),
+        ),
+        (
+            pa.DictionaryArray.from_arrays(
+                pa.array([0, 1, 1, 2]), pa.array([1.0, float("nan"), 2])
+            ),
+            ({"1": 1, "2": 1}, 2),
+        ),
     ],
 )
 def test_categories_of_any_type_are_counted_by_their_string_form(column, expected):

@@ -12,7 +12,7 @@ from datetime import date
 from core.errors import DriftlineError
 from data_lake.lake import Lake
 from model_registry.registry import ModelCard
-from tasks.edge.validation import validate_batch
+from tasks.day.inputs import read_batch
 from tasks.performance.band_check import check_band
 from tasks.performance.estimate import LossEstimator, PerformanceEstimate, estimate_performance
 from tasks.results.day import MonitoringResult
@@ -25,9 +25,8 @@ def batch_estimate(
     through the version's estimator; None when the batch cannot be read or validated."""
     if estimator is None:
         return None
-    source = f"batch {batch_date} ({lake.uri_of(lake.scored_dir(card.name, batch_date))})"
     try:
-        batch = validate_batch(lake.read_scored(card.name, batch_date), card, source=source)
+        batch = read_batch(lake, card, batch_date)
     except DriftlineError:
         return None  # its own night failed and said why; later nights have no band to check
     return estimate_performance(estimator, batch.table)

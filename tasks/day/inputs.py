@@ -96,7 +96,10 @@ def load_model_context(registry: Registry, model: str, version: str = "productio
 
 
 def read_batch(lake: Lake, card: ModelCard, batch_date: date) -> ValidatedBatch:
-    table = lake.read_scored(card.name, batch_date)
+    """The day's scored batch, read and validated; its categorical features' strings stay
+    dictionary-encoded as Parquet stores them (counting them counts codes)."""
+    categorical = [f.name for f in card.features if f.kind == "categorical"]
+    table = lake.read_scored(card.name, batch_date, dictionary=categorical)
     source = f"batch {batch_date} ({lake.uri_of(lake.scored_dir(card.name, batch_date))})"
     return validate_batch(table, card, source=source)
 

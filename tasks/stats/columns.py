@@ -35,16 +35,30 @@ def as_categories(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Ar
 def category_counts(column: pa.ChunkedArray | pa.Array) -> tuple[dict[str, int], int]:
     """Counts per category (keyed by its string form) and the number of missing values.
 
-    Counting happens on the column's own type (dictionary codes, integers, booleans), and only
-    the distinct values are turned into strings, so `1`, `1.0` and `"1"` are one category.
+    Counting happens on the column's own type (integers, booleans; a dictionary column's codes,
+    chunk by chunk, as each chunk has its own dictionary), and only the distinct values are
+    turned into strings, so `1`, `1.0` and `"1"` are one category.
     """
-    tallies = pc.value_counts(column)
-    keys = as_categories(tallies.field("values")).to_pylist()
     counts: dict[str, int] = {}
     missing = 0
-    for key, n in zip(keys, tallies.field("counts").to_pylist(), strict=True):
-        if key is None:
-            missing += n
-        else:
-            counts[key] = counts.get(key, 0) + n
+    for keys, tallies in _tallies(column):
+        for key, n in zip(as_categories(keys).to_pylist(), tallies.to_pylist(), strict=True):
+            if key is None:
+                missing += n
+            else:
+                counts[key] = counts.get(key, 0) + n
     return counts, missing
+
+
+def _tallies(column: pa.ChunkedArray | pa.Array) -> list[tuple[pa.Array, pa.Array]]:
+    """(distinct values, how often each occurs) of the column, or of each dictionary chunk."""
+    if pa.types.is_dictionary(column.type):
+        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+        found = []
+        for chunk in chunks:
+            tallies = pc.value_counts(chunk.indices)
+            # a missing code takes the dictionary's null
+            found.append((chunk.dictionary.take(tallies.field("values")), tallies.field("counts")))
+        return found
+    tallies = pc.value_counts(column)
+    return [(tallies.field("values"), tallies.field("counts"))]
