@@ -21,6 +21,8 @@ import numpy as np
 
 BUCKETS = 2**16  # numbers fit uint16: numpy's stable argsort of them is a radix sort
 _BLOCK = 2**16  # values keyed at a time: the float temporary stays in the CPU's cache
+# bucket numbers counted or looked up at a time (numpy widens them to 8 bytes to do either)
+_PASS = 2**20
 # `Bucketed.resolve` gives up (the caller sorts instead) past this share of the values
 RESOLVE_MAX_SHARE = 1 / 8
 
@@ -49,7 +51,7 @@ class Bucketing:
         """Per bucket b (and, last, BUCKETS), how many values of an ascending NaN-free array
         lie in buckets before b."""
         starts = np.zeros(BUCKETS + 1, dtype=np.int64)
-        np.cumsum(np.bincount(self.keys(ascending), minlength=BUCKETS), out=starts[1:])
+        np.cumsum(_tally(self.keys(ascending)), out=starts[1:])
         return starts
 
 
@@ -74,7 +76,7 @@ class Bucketed:
         self.values = values
         self.bucketing = bucketing
         self.keys = bucketing.keys(values)
-        self.counts = np.bincount(self.keys, minlength=BUCKETS)
+        self.counts = _tally(self.keys)
         # below[b]: values in buckets before b; below[BUCKETS] = n
         self.below = np.zeros(BUCKETS + 1, dtype=np.int64)
         np.cumsum(self.counts, out=self.below[1:])
@@ -106,7 +108,15 @@ class Bucketed:
         wanted[buckets[buckets >= 0]] = True
         if int(self.counts[wanted].sum()) > max(_BLOCK, self.n * RESOLVE_MAX_SHARE):
             return None
-        values = np.sort(self.values[wanted[self.keys]])
+        values = np.sort(
+            np.concatenate(
+                [
+                    self.values[start : start + _PASS][wanted[self.keys[start : start + _PASS]]]
+                    for start in range(0, self.n, _PASS)
+                ]
+                or [np.empty(0)]
+            )
+        )
         # an empty bucket answers without values
         return BucketedSample(self, values, wanted | (self.counts == 0))
 
@@ -161,3 +171,11 @@ class BucketedSample:
     def _first_resolved(self, buckets: np.ndarray) -> np.ndarray:
         """Per bucket, how many resolved values lie in buckets before it."""
         return np.searchsorted(self._resolved_keys, buckets, side="left")
+
+
+def _tally(keys: np.ndarray) -> np.ndarray:
+    """How many keys fall in each bucket."""
+    counts = np.zeros(BUCKETS, dtype=np.int64)
+    for start in range(0, keys.size, _PASS):
+        counts += np.bincount(keys[start : start + _PASS], minlength=BUCKETS)
+    return counts
