@@ -30,11 +30,12 @@ from tasks.stats.sketches import Sketch, categorical_sketch, numeric_sketch, qua
 
 # below this many rows a batch is done before threads would pay for themselves
 PARALLEL_MIN_ROWS = 50_000
-# up to this many present values a numeric column is sorted whole, as `ks_drift` would sort it
-# (its own chunk size); larger ones are counted in chunks there, and sketched from a sample
-SORTED_WHOLE_MAX = 2**20
 # from this many present values a column of many distinct values is bucketed, not sorted
 BUCKETED_MIN_N = 65_536
+# a column the buckets cannot take is sorted whole up to this many present values, as
+# `ks_drift` would sort it (its own chunk size); a larger one is counted in chunks there, and
+# sketched from a sample
+SORTED_WHOLE_MAX = 2**20
 SKETCH_SAMPLE = 2**18
 
 
