@@ -127,12 +127,18 @@ class Storage:
                 table = _read_fragment(self.fs, path, size, columns, dictionary)
             else:
                 with self.fs.open_input_file(path) as handle:
-                    parquet = pq.ParquetFile(
-                        handle, pre_buffer=True, read_dictionary=list(dictionary) or None
-                    )
+                    parquet = pq.ParquetFile(handle, pre_buffer=True)
                     # a column the file lacks is for the caller's validation to name, not a
                     # damaged file: read those it has
                     present = parquet.schema_arrow.names
+                    encoded = [c for c in dictionary if c in present]
+                    if encoded:  # the footer already read is reused
+                        parquet = pq.ParquetFile(
+                            handle,
+                            pre_buffer=True,
+                            metadata=parquet.metadata,
+                            read_dictionary=encoded,
+                        )
                     wanted = [c for c in columns if c in present] if columns else None
                     table = parquet.read(columns=wanted)
             _decode_names(list(table.schema))  # a damaged file may hold names that are not UTF-8
@@ -235,7 +241,7 @@ def _read_fragment(
     if len(set(present)) != len(present):
         # a name written twice: read as a file, so that validation names the column
         with fs.open_input_file(path) as handle:
-            return pq.ParquetFile(handle, read_dictionary=list(dictionary) or None).read()
+            return pq.ParquetFile(handle).read(columns=None)
     wanted = [c for c in columns if c in present] if columns else present
     return fragment.to_table(columns=wanted, use_threads=False)
 
