@@ -82,41 +82,35 @@ def measured(
         sketch = categorical_sketch(reference.counts, counts)
         return drift, sketch, CategoricalFacts(counts, missing)
     values = as_float(column)
+    current: Sample
     bucketed = in_buckets(reference.ecdf, values, value_range)
     if bucketed is not None:
         current, missing, gap = bucketed
-        drift = ks_drift(
-            reference.ecdf,
-            current,
-            feature=name,
-            min_samples=rule.min_samples,
-            n_current_missing=missing,
-            gap=gap,
-        )
         # which values repeat, and how many differ, would take a sort: the row check finds
         # repeated values itself, and 2 stands for "more than one" as in sampled columns
-        constant = current.order_statistics(np.array([0, current.n - 1]))
-        n_distinct = 1 if constant[0] == constant[1] else 2
-        facts = numeric_facts(current, missing, value_range, n_distinct=n_distinct)
-        return drift, numeric_sketch(reference.ecdf, current, gap=gap), facts
-    if values.size - int(np.count_nonzero(np.isnan(values))) <= SORTED_WHOLE_MAX:
+        ends = current.order_statistics(np.array([0, current.n - 1]))
+        facts = numeric_facts(
+            current, missing, value_range, n_distinct=1 if ends[0] == ends[1] else 2
+        )
+    elif values.size - int(np.count_nonzero(np.isnan(values))) <= SORTED_WHOLE_MAX:
         ecdf, missing = ecdf_of(values)
         # where the ECDFs are furthest apart: D for the test, the marked gap for the picture
         gap = ecdf_gap(reference.ecdf, ecdf) if reference.ecdf.n and ecdf.n else None
-        drift = ks_drift(
-            reference.ecdf,
-            ecdf,
-            feature=name,
-            min_samples=rule.min_samples,
-            n_current_missing=missing,
-            gap=gap,
-        )
-        facts = ecdf_facts(ecdf, missing, value_range)
-        return drift, numeric_sketch(reference.ecdf, ecdf, gap=gap), facts
-    drift = ks_drift(reference.ecdf, values, feature=name, min_samples=rule.min_samples)
-    sample = ecdf_of(values[:: -(-values.size // SKETCH_SAMPLE)])[0]
-    facts = unsorted_facts(values, sample.values, sample.counts_below, value_range)
-    return drift, numeric_sketch(reference.ecdf, sample, sampled=sample.n), facts
+        current, facts = ecdf, ecdf_facts(ecdf, missing, value_range)
+    else:
+        drift = ks_drift(reference.ecdf, values, feature=name, min_samples=rule.min_samples)
+        sample = ecdf_of(values[:: -(-values.size // SKETCH_SAMPLE)])[0]
+        facts = unsorted_facts(values, sample.values, sample.counts_below, value_range)
+        return drift, numeric_sketch(reference.ecdf, sample, sampled=sample.n), facts
+    drift = ks_drift(
+        reference.ecdf,
+        current,
+        feature=name,
+        min_samples=rule.min_samples,
+        n_current_missing=missing,
+        gap=gap,
+    )
+    return drift, numeric_sketch(reference.ecdf, current, gap=gap), facts
 
 
 def in_buckets(
