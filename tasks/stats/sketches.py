@@ -1,4 +1,4 @@
-"""What a picture needs of a sample, kept small while the drift step has the sorted batch in hand.
+"""What a picture needs of a sample, kept small while the drift step has the batch in hand.
 
 `numeric_sketch`: 129 quantiles of each ECDF with the exact ECDF values there, and where the two
 ECDFs are furthest apart (tasks/stats/ecdf_gap.py); `categorical_sketch`: the shares of the most
