@@ -19,7 +19,8 @@ from tasks.quality.facts import NumericFacts
 from tasks.stats import batch_drift
 from tasks.stats.batch_drift import in_buckets, measured
 from tasks.stats.buckets import Bucketed, bucketing_of
-from tasks.stats.ecdf import ecdf_of, repeated_values, sample_of
+from tasks.stats.columns import repeated_values
+from tasks.stats.ecdf import ecdf_of, sample_of
 from tasks.stats.profile import NumericProfile, numeric_profile
 from tasks.stats.sketches import NumericSketch
 

@@ -14,7 +14,7 @@ from tasks.quality.assess import BatchRows, QualityOutcome, assess
 from tasks.quality.expectations import Expectations
 from tasks.quality.facts import NumericFacts
 from tasks.stats.batch_drift import DriftOutcome
-from tasks.stats.ecdf import repeated_values
+from tasks.stats.columns import repeated_values
 from tasks.stats.profile import ReferenceProfile
 
 

@@ -53,8 +53,8 @@ class BatchRows:
     ties: Mapping[str, np.ndarray | None] = field(default_factory=dict)
     # rows validation left out as whole copies of an earlier row, row_id included
     copies: int = 0
-    # the values occurring more than once in a float array (NaN left out)
-    find_repeated: Callable[[np.ndarray], np.ndarray] | None = None
+    # a numeric column's values occurring more than once (missing ones left out)
+    find_repeated: Callable[[pa.ChunkedArray], np.ndarray] | None = None
 
 
 def assess(

@@ -21,15 +21,15 @@ WEEKDAYS = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturd
 def repeated_rows(
     table: pa.Table,
     ties: Mapping[str, np.ndarray | None],
-    find_repeated: Callable[[np.ndarray], np.ndarray] | None = None,
+    find_repeated: Callable[[pa.ChunkedArray], np.ndarray] | None = None,
 ) -> int:
     """Rows whose columns all equal those of an earlier row of the batch.
 
     A row can repeat another only where each of its values is one that occurs more than once
     in its column (or is missing). `ties` holds those values per numeric column the drift step
     sorted, and None for one it did not (a large column of many distinct values): there
-    `find_repeated` finds them among the rows still in question (it returns the values
-    occurring more than once in a float array; without it such a column narrows nothing).
+    `find_repeated` finds them among the rows still in question (it returns a numeric column's
+    values occurring more than once; without it such a column narrows nothing).
     The rows are narrowed column by column, a column known to repeat nothing first, then
     those still to search (a continuous one leaves no row), then the others by fewest ties,
     and only the rows left are grouped.
@@ -46,18 +46,12 @@ def repeated_rows(
         if tied is None:
             if find_repeated is None:
                 continue
-            tied = find_repeated(_floats(table.column(name)))
+            tied = find_repeated(table.column(name))
         table = table.filter(_tied(table.column(name), tied))
     if table.num_rows < 2:
         return 0
     groups = table.group_by(table.column_names).aggregate([])
     return table.num_rows - groups.num_rows
-
-
-def _floats(values: pa.ChunkedArray) -> np.ndarray:
-    return np.asarray(
-        pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
-    )
 
 
 def _tied(values: pa.ChunkedArray, tied: np.ndarray) -> pa.ChunkedArray:

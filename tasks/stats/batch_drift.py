@@ -179,13 +179,9 @@ def numeric_facts(
 
 def ecdf_facts(ecdf: Ecdf, n_missing: int, value_range: tuple[float, float] | None) -> NumericFacts:
     """`numeric_facts` of a column sorted or counted whole: also which values repeat."""
-    counts_below = ecdf.counts_below
-    tied = (
-        np.empty(0)
-        if counts_below is None
-        else ecdf.values[np.flatnonzero(np.diff(counts_below) > 1)]
+    return numeric_facts(
+        ecdf, n_missing, value_range, n_distinct=ecdf.values.size, tied=ecdf.repeated()
     )
-    return numeric_facts(ecdf, n_missing, value_range, n_distinct=ecdf.values.size, tied=tied)
 
 
 def _with_normal(profile: ReferenceProfile, drift: FeatureDrift) -> FeatureDrift:

@@ -15,6 +15,11 @@ def as_float(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(floats.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
+def repeated_values(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A numeric column's present values that occur more than once, ascending."""
+    return numeric_ecdf(column)[0].repeated()
+
+
 def numeric_ecdf(column: pa.ChunkedArray | pa.Array) -> tuple[Ecdf, int]:
     """The ECDF of a numeric column's present values and its number of missing ones."""
     ordered = sort_floats(as_float(column))

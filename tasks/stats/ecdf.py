@@ -69,6 +69,12 @@ class Ecdf:
         """How many values are <= each x."""
         return self.below(np.searchsorted(self.values, x, side="right"))
 
+    def repeated(self) -> np.ndarray:
+        """The values that occur more than once."""
+        if self.counts_below is None:
+            return np.empty(0)
+        return self.values[np.flatnonzero(np.diff(self.counts_below) > 1)]
+
     def sorted_values(self) -> np.ndarray:
         """The sample itself, sorted (ties repeated)."""
         if self.counts_below is None:
@@ -105,14 +111,6 @@ def sort_floats(values: np.ndarray) -> np.ndarray:
     if values.size < _BUCKET_SORT_MIN_N:
         return np.sort(values)
     return _bucket_sort(values, sample_of(values))
-
-
-def repeated_values(values: np.ndarray) -> np.ndarray:
-    """The distinct values occurring more than once, ascending (NaN left out)."""
-    ordered = sort_floats(values)
-    ordered = ordered[: np.searchsorted(ordered, np.nan, side="left")]
-    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
-    return repeated[np.r_[True, repeated[1:] != repeated[:-1]]] if repeated.size else repeated
 
 
 def sample_of(values: np.ndarray) -> np.ndarray:
