@@ -50,9 +50,7 @@ class Bucketing:
     def starts_in(self, ascending: np.ndarray) -> np.ndarray:
         """Per bucket b (and, last, BUCKETS), how many values of an ascending NaN-free array
         lie in buckets before b."""
-        starts = np.zeros(BUCKETS + 1, dtype=np.int64)
-        np.cumsum(_tally(self.keys(ascending)), out=starts[1:])
-        return starts
+        return _below(_tally(self.keys(ascending)))
 
 
 def bucketing_of(sample: np.ndarray) -> Bucketing | None:
@@ -77,9 +75,7 @@ class Bucketed:
         self.bucketing = bucketing
         self.keys = bucketing.keys(values)
         self.counts = _tally(self.keys)
-        # below[b]: values in buckets before b; below[BUCKETS] = n
-        self.below = np.zeros(BUCKETS + 1, dtype=np.int64)
-        np.cumsum(self.counts, out=self.below[1:])
+        self.below = _below(self.counts)  # below[BUCKETS] = n
 
     @property
     def n(self) -> int:
@@ -179,3 +175,10 @@ def _tally(keys: np.ndarray) -> np.ndarray:
     for start in range(0, keys.size, _PASS):
         counts += np.bincount(keys[start : start + _PASS], minlength=BUCKETS)
     return counts
+
+
+def _below(counts: np.ndarray) -> np.ndarray:
+    """Per bucket b, and last BUCKETS, how many values lie in the buckets before b."""
+    below = np.zeros(BUCKETS + 1, dtype=np.int64)
+    np.cumsum(counts, out=below[1:])
+    return below
