@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
@@ -203,7 +204,13 @@ def _export_flags(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    with terminal.noting_interrupts() as interrupted:
+        return _main(build_parser(), argv, interrupted)
+
+
+def _main(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, interrupted: threading.Event
+) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command is None:
@@ -212,12 +219,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         _export_flags(args)
         prefect_environment()
         return COMMANDS[args.command](args)
-    except DriftlineError as exc:
-        print(f"driftline: error: {exc}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # the traceback is in Prefect's log; the user gets one line
+    except Exception as exc:
+        if interrupted.is_set():  # Ctrl-C, raised as something else by the code it stopped
+            return 130
+        if isinstance(exc, DriftlineError):
+            print(f"driftline: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        # the traceback is in Prefect's log; the user gets one line
         unreachable = terminal.prefect_unreachable(exc)
         if unreachable is not None:
             print(f"driftline: error: {unreachable}", file=sys.stderr)

@@ -1,12 +1,17 @@
 """How a command meets the terminal once Prefect runs it: the Prefect server to use, a failed
 run told as one line (Prefect's own account of it stays in its API log, where the UI shows it),
-and the one line for a Prefect API that does not answer."""
+the one line for a Prefect API that does not answer, and Ctrl-C told as Ctrl-C."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
 
 
 def flow_environment() -> None:
@@ -71,3 +76,28 @@ def prefect_unreachable(exc: BaseException) -> str | None:
         f"the Prefect server at {api_url} does not answer ({reason}); start it with "
         f"`{hints.command('stack up')}` or unset PREFECT_API_URL, then run the command again"
     )
+
+
+@contextlib.contextmanager
+def noting_interrupts() -> Iterator[threading.Event]:
+    """An event set when Ctrl-C arrives while the block runs. Ctrl-C raises KeyboardInterrupt
+    wherever the main thread is, and a library may catch it there and raise something else
+    (pydantic turns it into a ValidationError while Prefect serialises its settings): with the
+    event, such a run is still told as interrupted (exit 130), not as failed."""
+    seen = threading.Event()
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):  # someone else's handler: theirs to tell
+        yield seen
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        seen.set()
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
 
 import pytest
 
+from driftline import cli
 from driftline.cli import build_parser, main
 
 
@@ -41,3 +43,30 @@ def test_a_usage_error_is_one_line_naming_the_command_and_its_help(
         "driftline: error: argument --date: '2026-13-01' is not a date (expected YYYY-MM-DD) "
         "(see 'driftline monitor --help')\n"
     )
+
+
+def _policy_that_is_interrupted(args: argparse.Namespace) -> int:
+    """Ctrl-C where a library catches KeyboardInterrupt and raises its own error (pydantic does,
+    inside a serializer), as Prefect's settings can be when the signal lands there."""
+    try:
+        signal.raise_signal(signal.SIGINT)
+    except KeyboardInterrupt as interrupt:
+        raise ValueError(f"Error calling function `_ser_model`: {interrupt!r}") from None
+    raise AssertionError("SIGINT raised no KeyboardInterrupt")
+
+
+def _policy_that_fails(args: argparse.Namespace) -> int:
+    raise ValueError("Error calling function `_ser_model`")
+
+
+def test_ctrl_c_is_exit_130_even_when_the_code_it_stopped_raised_something_else(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(cli.COMMANDS, "policy", _policy_that_is_interrupted)
+    assert main(["policy", "show"]) == 130
+    assert capsys.readouterr().err == ""
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's, restored
+    # the same error without Ctrl-C is a failed run
+    monkeypatch.setitem(cli.COMMANDS, "policy", _policy_that_fails)
+    assert main(["policy", "show"]) == 1
+    assert "the run failed: ValueError" in capsys.readouterr().err
