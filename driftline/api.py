@@ -9,6 +9,7 @@ the command line shares with it.
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
@@ -37,6 +38,7 @@ Frame: TypeAlias = pd.DataFrame | pa.Table
 # every day driftline writes is this one file: writing the day again replaces it
 PARTITION_FILE = "part-0.parquet"
 TASKS = ("regression", "classification")
+_LOG = logging.getLogger("driftline")
 
 
 def register_model(
@@ -160,19 +162,24 @@ def monitor_day(
 ) -> MonitoringResult:
     """Monitor one batch day as the nightly run does, without Prefect: result.json and
     report.html written to the lake, the gauges pushed once when `push` (a failed push raises
-    RunError). Returns the day's result."""
+    RunError). With `push`, a day that fails adds its failure to the model's group as the
+    nightly run's does (a warning on the `driftline` logger when the Pushgateway does not take
+    it). Returns the day's result."""
     from tasks.day.engine import monitor_and_write
+    from tasks.day.failure import failure_pushed
     from tasks.day.inputs import load_model_context
 
     settings = _settings(lake=lake, registry=registry, push=push)
     check_name("model", model)
     day = _day(batch_date)
-    context = load_model_context(
-        Registry.open(settings.model_registry_uri, cache_dir=settings.cache_dir), model
-    )
-    written = monitor_and_write(
-        Lake.open(settings.data_lake_uri), context, day, settings, push=push
-    )
+    with failure_pushed(settings, model, day, push=push, warn=_LOG.warning) as attempt:
+        context = load_model_context(
+            Registry.open(settings.model_registry_uri, cache_dir=settings.cache_dir), model
+        )
+        attempt.model_version = context.card.version
+        written = monitor_and_write(
+            Lake.open(settings.data_lake_uri), context, day, settings, push=push
+        )
     return written.result
 
 

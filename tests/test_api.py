@@ -28,6 +28,7 @@ from tasks.day.backfill import replay, write_replayed
 from tasks.day.inputs import load_model_context, read_batch, read_window
 from tasks.edge.validation import validate_labels
 from tests import builders
+from tests.pushgateway_recorder import only_failure, recording_pushgateway
 from tests.test_second_model import energy_table, write_energy_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -301,6 +302,35 @@ def test_monitor_day_writes_the_result_json_the_backfill_writes_for_that_day(
     assert written is not None and written == lake.read_bytes(
         lake.result_path("diamonds-price", day)
     )
+
+
+def test_monitor_day_with_push_says_a_failed_day_in_the_models_group_as_the_nightly_run_does(
+    energy_env: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    card = Registry.open(load_settings().model_registry_uri).card(ENERGY)
+    bad = scored_energy(50, seed=3).drop(columns="region")
+    energy_env.write_table(
+        f"{energy_env.scored_dir(ENERGY, DAY)}/by-hand.parquet",
+        pa.Table.from_pandas(bad, preserve_index=False),
+    )
+    with recording_pushgateway() as pushgateway:
+        monkeypatch.setenv("PUSHGATEWAY_URL", pushgateway.url)
+        with pytest.raises(InputError, match="lacks column 'region'"):
+            driftline.monitor_day(ENERGY, DAY, push=True)
+        assert only_failure(pushgateway) == {
+            "model": ENERGY, "model_version": card.version, "reason": "input"
+        }  # fmt: skip
+        assert not energy_env.exists(energy_env.result_path(ENERGY, DAY))
+
+        pushgateway.requests.clear()  # without push, a failed day pushes nothing
+        with pytest.raises(InputError):
+            driftline.monitor_day(ENERGY, DAY)
+        assert pushgateway.requests == []
+
+        driftline.write_batch(ENERGY, DAY, scored_energy(50, seed=3))  # the day fixed
+        driftline.monitor_day(ENERGY, DAY, push=True)
+        ((method, path, _),) = pushgateway.requests  # the good day's PUT replaces the group
+        assert (method, path) == ("PUT", f"/metrics/job/ml_monitoring/model/{ENERGY}")
 
 
 # --- the package -----------------------------------------------------------------------------

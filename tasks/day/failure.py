@@ -12,12 +12,14 @@ so, and a POST taken now would hide the first.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 
 from core.errors import InputError, PushError, UnknownModelError
 from core.names import is_valid_name
-from core.settings import PushSettings
+from core.settings import PushSettings, Settings
 from tasks.export import pushgateway
 from tasks.export.catalogue import UNKNOWN_VERSION, FailureReason
 
@@ -69,3 +71,27 @@ def push_failure(
             f"({pushgateway.failure_reason(exc)}); the run's own error follows"
         )
     return None
+
+
+@contextmanager
+def failure_pushed(
+    settings: Settings,
+    model: str,
+    batch_date: date,
+    *,
+    push: bool,
+    warn: Callable[[str], object],
+    tried_again: Callable[[BaseException], bool] = lambda _: False,
+) -> Iterator[Attempt]:
+    """A night that fails (and is not `tried_again`) adds its failure to the model's group on
+    the Pushgateway, `warn`s when that push is not taken, then fails as it would have; set the
+    yielded attempt's version once known."""
+    attempt = Attempt(model, batch_date)
+    try:
+        yield attempt
+    except Exception as exc:
+        if push and not tried_again(exc):
+            problem = push_failure(settings.push, attempt, exc)
+            if problem is not None:
+                warn(problem)
+        raise

@@ -150,17 +150,16 @@ def failure_pushed(
     push: bool,
     tried_again: Callable[[BaseException], bool] = lambda _: False,
 ) -> Iterator[failure.Attempt]:
-    """A night that fails (and is not `tried_again`) adds its failure to the model's group on
-    the Pushgateway, then fails as it would have; set the yielded attempt's version once known."""
-    attempt = failure.Attempt(model, batch_date)
-    try:
+    """`failure.failure_pushed`, warning in the run's log."""
+    with failure.failure_pushed(
+        settings,
+        model,
+        batch_date,
+        push=push,
+        warn=lambda problem: get_run_logger().warning(problem),
+        tried_again=tried_again,
+    ) as attempt:
         yield attempt
-    except Exception as exc:
-        if push and not tried_again(exc):
-            problem = failure.push_failure(settings.push, attempt, exc)
-            if problem is not None:
-                get_run_logger().warning(problem)
-        raise
 
 
 @contextmanager
