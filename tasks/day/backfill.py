@@ -20,6 +20,7 @@ from data_lake.lake import Lake
 from tasks.day.engine import ComputedDay, run_day, write_day
 from tasks.day.inputs import ModelContext
 from tasks.day.persistence import earlier_days, stored_verdicts
+from tasks.day.window_read import remember_estimates
 from tasks.performance.window import Window
 from tasks.results.backfill import DayOutcome
 
@@ -84,6 +85,11 @@ def write_replayed(
             continue
         seconds = item.duration_seconds + time.perf_counter() - started
         outcomes.append(DayOutcome(result.batch_date, written.result, None, seconds))
+    # the state the range's window read left, given the batches' estimates for later nights
+    context = next((r.day.context for r in replayed if r.day.context is not None), None)
+    if context is not None:
+        estimates = {r.day.result.batch_date: r.day.result.estimate for r in replayed}
+        remember_estimates(lake, context.card, estimates)
     return outcomes
 
 

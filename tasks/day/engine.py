@@ -125,9 +125,10 @@ def compute_day(
         exclude=policy.exclude_features,
         mute=policy.mute_features,
     )
-    # a classifier's version has no loss estimator (its estimate is CBPE): None here
-    estimate = estimate_performance(context.loss_estimator, batch.table)
-    context.estimates[batch_date] = estimate
+    for day, remembered in window.estimates.items():  # as the batches' own nights made them
+        if day not in context.estimates:
+            context.estimates[day] = remembered
+    estimate = own_estimate(context, batch_date, batch)
     class_estimate = estimate_batch(context.calibration, context.card.classes, batch.table)
     performance = window.performance(batch_date)
     quality = quality_of(
@@ -139,6 +140,17 @@ def compute_day(
     # the earlier days' verdicts are the lake's: `write_day` counts them in
     result = sustain(result, policy.drift_persistence, {})
     return ComputedDay(result, drift.sketches, rule, policy.drift_persistence, context)
+
+
+def own_estimate(
+    context: ModelContext, batch_date: date, batch: ValidatedBatch
+) -> PerformanceEstimate | None:
+    """The day's estimate before labels, made once per version and day (the window read takes
+    it for the state, the compute step reports it); a classifier's version has no loss
+    estimator (its estimate is CBPE): None."""
+    if batch_date not in context.estimates:
+        context.estimates[batch_date] = estimate_performance(context.loss_estimator, batch.table)
+    return context.estimates[batch_date]
 
 
 def _estimate_of(lake: Lake, context: ModelContext, batch_date: date) -> PerformanceEstimate | None:
@@ -227,7 +239,12 @@ def run_day(
     batch = read_batch(lake, context.card, batch_date)
     if window is None:
         window = day_window(
-            lake, context.card, batch_date, settings, current=batch.without_features().table
+            lake,
+            context.card,
+            batch_date,
+            settings,
+            current=batch.without_features().table,
+            current_estimate=own_estimate(context, batch_date, batch),
         )
     return compute_day(context, batch_date, batch, window, settings)
 

@@ -105,10 +105,16 @@ def read_batch(lake: Lake, card: ModelCard, batch_date: date) -> ValidatedBatch:
 
 
 def day_window(
-    lake: Lake, card: ModelCard, batch_date: date, settings: Settings, *, current: pa.Table
+    lake: Lake,
+    card: ModelCard,
+    batch_date: date,
+    settings: Settings,
+    *,
+    current: pa.Table,
+    current_estimate: PerformanceEstimate | None,
 ) -> Window:
     """The window the nightly run for `batch_date` reads: a range of one day, its own batch
-    (row_id, prediction) already in hand."""
+    (row_id, prediction) already in hand, and the estimate the run made of it."""
     return read_window(
         lake,
         card,
@@ -116,4 +122,5 @@ def day_window(
         batch_date,
         window_days=settings.performance_window_days,
         current=current,
+        current_estimate=current_estimate,
     )

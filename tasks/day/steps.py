@@ -80,6 +80,7 @@ def load_window(
         end,
         window_days=settings.performance_window_days,
         current=None if current is None else current.without_features().table,
+        current_estimate=None if current is None else engine.own_estimate(context, end, current),
     )
     logger = get_run_logger()
     logger.info(

@@ -6,6 +6,7 @@ lake; then the state of the range's last night written for the next one."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -22,6 +23,7 @@ from model_registry.registry import ModelCard
 from tasks.edge import window_file
 from tasks.edge.class_columns import probability_columns
 from tasks.edge.validation import validate_labels, validate_scored_ids
+from tasks.performance.estimate import PerformanceEstimate
 from tasks.performance.window import Window, as_of, window_start
 from tasks.performance.window_pieces import (
     LabelPiece,
@@ -49,12 +51,15 @@ def read_window(
     *,
     window_days: int,
     current: pa.Table | None = None,
+    current_estimate: PerformanceEstimate | None = None,
 ) -> Window:
     """The predictions and labels that the runs for start..end need, each file read once, and
     none that the last night's state holds unchanged.
 
-    `current` is the batch of `end` (row_id, prediction) when the run already holds it. A file
-    that is bad input fails only the days whose window reads it; an I/O error fails the read.
+    `current` is the batch of `end` (row_id, prediction) when the run already holds it, and
+    `current_estimate` the estimate before labels the run made of it: the state remembers it
+    for the later nights that check that batch's band. A file that is bad input fails only the
+    days whose window reads it; an I/O error fails the read.
     """
     first, last_arrival = window_start(start, window_days), as_of(end)
     scored_files = {d: f for d, f in lake.scored_files(card.name).items() if first <= d <= end}
@@ -63,7 +68,7 @@ def read_window(
     }
     key = state_key(card)
     old = window_file.read_state(lake, key)
-    reader = _PartitionReader(lake, card, end, current)
+    reader = _PartitionReader(lake, card, end, current, current_estimate)
     # the run's own batch, when in hand, is taken as read now rather than as remembered
     scored = _partitions(old, "scored", scored_files, reader.scored, fresh=reader.in_hand)
     labels = _partitions(old, "labels", label_files, reader.labels)
@@ -77,6 +82,7 @@ def read_window(
         scored_errors=scored_errors,
         label_errors=label_errors,
         classes=card.classes,
+        estimates={d: p.estimate for d, p in scored.items() if p.estimate is not None},
     )
     new = WindowState(key, end, scored, labels).trimmed(window_start(end, window_days), as_of(end))
     if worth_writing(new, old):
@@ -84,6 +90,29 @@ def read_window(
         with contextlib.suppress(OSError, NoSpaceError):
             window_file.write_state(lake, new)
     return window
+
+
+def remember_estimates(
+    lake: Lake, card: ModelCard, estimates: Mapping[date, PerformanceEstimate | None]
+) -> None:
+    """Give the model's state the estimates a range's runs made of batches it holds without
+    one (a backfill reads its window's batches from their files before estimating them), so
+    that a later night's band check does not read those batches again. A cache, as the state:
+    storage failing here leaves it as it was."""
+    with contextlib.suppress(OSError, NoSpaceError):
+        old = window_file.read_state(lake, state_key(card))
+        if old is None:
+            return
+        scored = {
+            day: dataclasses.replace(part, estimate=estimate)
+            if part.estimate is None
+            and part.error is None
+            and (estimate := estimates.get(day)) is not None
+            else part
+            for day, part in old.scored.items()
+        }
+        if any(scored[day] is not part for day, part in old.scored.items()):
+            window_file.write_state(lake, WindowState(old.key, old.run_day, scored, old.labels))
 
 
 def _partitions(
@@ -113,14 +142,23 @@ class _PartitionReader:
     """Reads one partition of the window from its listed files; bad input is kept as the
     partition's error, so that it fails only the runs that need it."""
 
-    def __init__(self, lake: Lake, card: ModelCard, end: date, current: pa.Table | None) -> None:
+    def __init__(
+        self,
+        lake: Lake,
+        card: ModelCard,
+        end: date,
+        current: pa.Table | None,
+        estimate: PerformanceEstimate | None,
+    ) -> None:
         self.lake, self.card, self.end, self.current = lake, card, end, current
+        self.estimate = estimate
         self.in_hand = end if current is not None else None
 
     def scored(self, day: date, files: tuple[FileStamp, ...]) -> Partition:
         card, lake = self.card, self.lake
         if self.current is not None and day == self.end:
-            return Partition(files, (scored_piece(self.current, card.classes),))
+            piece = scored_piece(self.current, card.classes)
+            return Partition(files, (piece,), estimate=self.estimate)
         columns = [ROW_ID, PREDICTION, *probability_columns(card.classes)]
         source = f"batch {day} ({lake.uri_of(lake.scored_dir(card.name, day))})"
         try:

@@ -3,13 +3,15 @@
 One Arrow IPC file, zstd-compressed: the rows of every piece one after the other (`row_id`, `value`
 and a classifier's `proba_<i>`), and in the schema's metadata, as JSON, the state's key, its run
 day and, per partition in order, its files (path, size, modification time) and the number of rows
-of each of its pieces, or the error its files met. A file that is missing, unreadable, of another
+of each of its pieces, or the error its files met, and a scored batch's estimate before labels
+when its own night made it. A file that is missing, unreadable, of another
 format or of another model version is no state: the night reads its window from the raw files and
 writes a new one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import date
 from typing import Any
@@ -20,6 +22,7 @@ import pyarrow as pa
 from core.errors import DriftlineError, InputError, RunError
 from data_lake.lake import Lake
 from data_lake.storage import FileStamp
+from tasks.performance.estimate import PerformanceEstimate
 from tasks.performance.window_pieces import LabelPiece, Partition, ScoredPiece
 from tasks.performance.window_state import STATE_FORMAT, StateKey, WindowState
 
@@ -30,6 +33,7 @@ _ERRORS: dict[str, type[DriftlineError]] = {
     "DriftlineError": DriftlineError,
 }
 _KINDS = ("scored", "labels")
+_ESTIMATE_FIELDS = tuple(f.name for f in dataclasses.fields(PerformanceEstimate))
 
 
 def read_state(lake: Lake, key: StateKey) -> WindowState | None:
@@ -63,6 +67,8 @@ def to_bytes(state: WindowState) -> bytes:
                 "day": day.isoformat(),
                 "files": [[f.path, f.size, f.mtime_ns] for f in part.files],
             }
+            if part.estimate is not None:
+                entry["estimate"] = [getattr(part.estimate, f) for f in _ESTIMATE_FIELDS]
             if part.error is not None:
                 entry["error"] = [type(part.error).__name__, str(part.error)]
             else:
@@ -122,6 +128,7 @@ def from_bytes(raw: bytes, key: StateKey) -> WindowState | None:
     for entry in meta["partitions"]:
         files = tuple(FileStamp(str(p), int(s), int(m)) for p, s, m in entry["files"])
         day = date.fromisoformat(entry["day"])
+        estimate = _estimate(entry.get("estimate"))
         if "error" in entry:
             kind_name, message = entry["error"]
             found[entry["kind"]][day] = Partition(files, error=_ERRORS[kind_name](message))
@@ -135,7 +142,15 @@ def from_bytes(raw: bytes, key: StateKey) -> WindowState | None:
             else:
                 pieces.append(LabelPiece(row_ids, piece_values))
             offset += n
-        found[entry["kind"]][day] = Partition(files, tuple(pieces))
+        found[entry["kind"]][day] = Partition(files, tuple(pieces), estimate=estimate)
     if offset != table.num_rows:
         raise ValueError(f"the state holds {table.num_rows} rows, its partitions {offset}")
     return WindowState(key, date.fromisoformat(meta["run_day"]), found["scored"], found["labels"])
+
+
+def _estimate(values: list[Any] | None) -> PerformanceEstimate | None:
+    """A scored partition's estimate from its fields in order (JSON keeps each number exactly);
+    a list of another length raises ValueError."""
+    if values is None:
+        return None
+    return PerformanceEstimate(**dict(zip(_ESTIMATE_FIELDS, values, strict=True)))

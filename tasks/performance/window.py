@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from core.errors import DriftlineError, InputError
 from tasks.performance.classification import ClassificationMetrics, classification_metrics
+from tasks.performance.estimate import PerformanceEstimate
 from tasks.performance.window_pieces import LabelPiece, ScoredPiece, label_piece, scored_piece
 
 
@@ -116,6 +117,7 @@ class Window:
         scored_errors: Mapping[date, DriftlineError],
         label_errors: Mapping[date, DriftlineError],
         classes: Sequence[str] = (),
+        estimates: Mapping[date, PerformanceEstimate] | None = None,
     ) -> None:
         self.model = model
         self.classes = tuple(classes)  # a classifier's: its metrics are classification metrics
@@ -126,6 +128,8 @@ class Window:
         self.label_batches = label_batches  # ordinal of the row's batch, -1 when unknown
         self.scored_errors = dict(scored_errors)
         self.label_errors = dict(label_errors)
+        # the estimates before labels that the batches' own nights made, where remembered
+        self.estimates = dict(estimates or {})
         # per batch and set of arrivals: its performance, and its labelled rows with no prediction
         self._memo: dict[tuple[date, tuple[int, ...]], tuple[BatchPerformance, int]] = {}
 
@@ -166,9 +170,11 @@ class Window:
         scored_errors: Mapping[date, DriftlineError] | None = None,
         label_errors: Mapping[date, DriftlineError] | None = None,
         classes: Sequence[str] = (),
+        estimates: Mapping[date, PerformanceEstimate] | None = None,
     ) -> Window:
         """As `build`, from what each file gave (tasks/performance/window_pieces.py), read now
-        or remembered from an earlier night: the same pieces make the same window."""
+        or remembered from an earlier night: the same pieces make the same window. `estimates`:
+        the batches' estimates before labels that their own nights made, where known."""
         ids: list[pa.Array] = []  # row_ids of the scored rows, then of the label events
         predictions: dict[date, np.ndarray] = {}
         probabilities: dict[date, np.ndarray] = {}
@@ -199,6 +205,7 @@ class Window:
                 scored_errors={**(scored_errors or {}), **repeated},
                 label_errors=label_errors,
                 classes=classes,
+                estimates=estimates,
             )
         scored_codes, label_codes = codes[: batch_of_row.size], codes[batch_of_row.size :]
         row_in_batch = np.concatenate(
@@ -234,6 +241,7 @@ class Window:
             scored_errors=scored_errors or {},
             label_errors=label_errors or {},
             classes=classes,
+            estimates=estimates,
         )
 
     def performance(self, batch_date: date) -> PerformanceOutcome:

@@ -21,6 +21,7 @@ from core.errors import DriftlineError
 from data_lake.columns import PREDICTION, ROW_ID
 from data_lake.storage import FileStamp
 from tasks.performance.classification import class_codes, probability_matrix
+from tasks.performance.estimate import PerformanceEstimate
 from tasks.stats.columns import as_float
 
 
@@ -49,6 +50,9 @@ class Partition:
     files: tuple[FileStamp, ...]
     pieces: tuple[ScoredPiece | LabelPiece, ...] = ()
     error: DriftlineError | None = None
+    # a scored batch's estimate before labels, as its own night made it (with the state's model
+    # version); None when not known: a later night's band check then makes it again
+    estimate: PerformanceEstimate | None = None
 
     def same_files(self, files: Sequence[FileStamp]) -> bool:
         """Whether a new listing of the partition shows the very files this was read from."""

@@ -16,7 +16,8 @@ from datetime import date
 from data_lake.storage import FileStamp
 from tasks.performance.window_pieces import Partition
 
-STATE_FORMAT = 1  # raised whenever what a piece holds, or how a file is read, changes
+# raised whenever what a piece holds, how a file is read or how a batch is estimated changes
+STATE_FORMAT = 2
 
 
 @dataclass(frozen=True)
