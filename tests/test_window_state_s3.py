@@ -98,6 +98,7 @@ def test_a_night_after_the_night_before_stays_within_its_budget_and_reads_only_n
         monitor_and_write(world.lake, context, night(n), world.settings)
         return world.lake.read_bytes(world.lake.result_path(MODEL, night(n))) or b""
 
+    nightly(29)  # its estimate of batch 29 is what night 31 checks that batch's band against
     nightly(30)
     recorder.take()
     incremental = nightly(31)
@@ -105,6 +106,11 @@ def test_a_night_after_the_night_before_stays_within_its_budget_and_reads_only_n
     assert len(requests) <= LAKE_BUDGET, sorted(requests)
     label_reads = {path for method, path, _ in requests if method == "GET" and "/labels/" in path}
     assert label_reads and all(f"arrival_date={night(32)}/" in p for p in label_reads), label_reads
+    # of the scored batches its own only: the one whose band it checks has its estimate
+    scored_reads = {path for method, path, _ in requests if method == "GET" and "/scored/" in path}
+    assert scored_reads == {
+        f"/window/lake/scored/model={MODEL}/batch_date={night(31)}/part-0.parquet"
+    }
     listings = [q for method, _, q in requests if method == "GET" and "list-type" in q]
     assert not any("arrival_date" in q for q in listings), (
         "one listing of the labels, not one per day"
