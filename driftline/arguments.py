@@ -145,7 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     put.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help=model_help)
     put.add_argument("file", type=Path, metavar="FILE", help="the policy, JSON or YAML")
 
-    sub.add_parser("serve", help="run the Prefect deployments on their schedules (02:00 UTC)")
+    p = sub.add_parser("serve", help="run the Prefect deployments on their schedules (02:00 UTC)")
+    p.add_argument(
+        "--slices",
+        type=int,
+        metavar="N",
+        help="run the models (DRIFTLINE_MODELS) as N nightly fleet runs, one task per model "
+        "(default: one nightly run per model)",
+    )
 
     p = sub.add_parser(
         "stack",

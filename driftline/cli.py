@@ -149,7 +149,7 @@ def _serve(args: argparse.Namespace) -> int:
     terminal.flow_environment()
     from flows.deployments import serve
 
-    serve()
+    serve(slices=args.slices)
     return 0
 
 

@@ -9,10 +9,10 @@ once (scheduling; what keeps a day's result whole is the lake's day lock). A lon
 out as one flow run per chunk of days (`submit_backfill_chunks`), each with an idempotency key.
 
 With `slices=N` (`deploy --slices N`) the served models are dealt into N slices in name order
-(`tasks.day.fleet.split`) and each slice gets one nightly fleet deployment,
-`fleet/fleet-1-of-N` ...: one flow run a night maps the slice's models as tasks, instead of one
-flow run per model. The per-model deployments are then not registered (each model would run
-twice a night); `driftline monitor --model` still runs one model.
+(`tasks.day.fleet.split`) and each slice gets one nightly fleet deployment, `fleet/fleet-1-of-N`
+...: one flow run a night maps the slice's models as tasks, instead of one flow run per model
+(`driftline serve --slices N` serves the same). The per-model deployments are then not registered
+(each model would run twice a night); `driftline monitor --model` still runs one model.
 """
 
 from __future__ import annotations
@@ -98,9 +98,10 @@ def fleet_deployments(models: Sequence[str], slices: int) -> list[Any]:
     ]
 
 
-def serve(models: Sequence[str] | None = None) -> None:
-    """Run the deployments on their schedules in this process until interrupted."""
-    prefect_serve(*deployments(models or served_models()))
+def serve(models: Sequence[str] | None = None, *, slices: int | None = None) -> None:
+    """Run the deployments on their schedules in this process until interrupted: each
+    model's nightly monitor, or with `slices` one nightly fleet run per slice of the models."""
+    prefect_serve(*deployments(models or served_models(), slices=slices))
 
 
 @dataclass(frozen=True)

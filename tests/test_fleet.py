@@ -17,6 +17,7 @@ import pytest
 from core.errors import InputError
 from core.settings import NIGHTLY_CRON, load_settings
 from data_lake.lake import Lake
+from driftline.cli import main
 from flows.deployments import NIGHTLY_CONCURRENCY_LIMIT, deployments
 from scripts.fleet.fleet import (
     START,
@@ -60,6 +61,26 @@ def test_a_slice_count_below_one_or_a_bad_name_is_bad_input() -> None:
         split(["a"], 0)
     with pytest.raises(InputError, match="model name 'a b' is not allowed"):
         split(["a b"], 2)
+
+
+def test_driftline_serve_with_slices_serves_the_fleet_deployments(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served: list[list[str]] = []
+    monkeypatch.setattr("driftline.terminal.flow_environment", lambda: None)  # no server here
+    monkeypatch.setattr(
+        "flows.deployments.prefect_serve", lambda *found: served.append([d.name for d in found])
+    )
+    monkeypatch.setenv("DRIFTLINE_MODELS", "gem-c,gem-a,gem-b")
+    assert main(["serve", "--slices", "2"]) == 0
+    assert main(["serve"]) == 0
+    assert served == [
+        ["fleet-1-of-2", "fleet-2-of-2", "backfill"],
+        ["monitor-gem-c", "monitor-gem-a", "monitor-gem-b", "backfill"],  # as configured
+    ]
+    assert main(["serve", "--slices", "0"]) == 2
+    assert "slices must be at least 1 (got 0)" in capsys.readouterr().err
+    assert len(served) == 2  # nothing served
 
 
 def test_fleet_deployments_run_each_slice_nightly_one_at_a_time_instead_of_each_model() -> None:
