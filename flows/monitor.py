@@ -10,6 +10,7 @@ from prefect.runtime import flow_run
 
 from core.settings import DEFAULT_MODEL, load_settings
 from tasks.day import steps
+from tasks.day.failure import failure_pushed
 from tasks.edge.validation import check_batch_date
 from tasks.results.day import MonitoringResult
 
@@ -34,7 +35,7 @@ def monitor(
     day = check_batch_date(batch_date or yesterday_utc())
     settings = load_settings(push=push)
     with (
-        steps.failure_pushed(settings, model, day, push=push) as attempt,
+        failure_pushed(settings, model, day, push=push, warn=steps.run_warning) as attempt,
         steps.io_failures_reported(settings, model, day),
     ):
         context = steps.load_model(settings, model)

@@ -19,7 +19,8 @@ from prefect.states import Completed, Failed
 from core.errors import DriftlineError
 from core.settings import IO_RETRY_DELAYS_SECONDS, Settings
 from tasks.day import fleet
-from tasks.day.steps import failure_pushed, io_failure
+from tasks.day.failure import failure_pushed
+from tasks.day.steps import io_failure, run_warning
 from tasks.day.wrappers import artifact_key, compute_task
 from tasks.reports.fleet import fleet_head, fleet_markdown, fleet_message
 from tasks.results.fleet import FleetReport, ModelNight
@@ -64,7 +65,7 @@ def monitor_model(
     logger = get_run_logger()
     try:
         with failure_pushed(
-            settings, model, batch_date, push=push, tried_again=_tried_again
+            settings, model, batch_date, push=push, warn=run_warning, tried_again=_tried_again
         ) as attempt:
             night = fleet.monitor_model(settings, model, batch_date, push=push, attempt=attempt)
     except DriftlineError as exc:

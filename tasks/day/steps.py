@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -19,7 +19,7 @@ from core.settings import IO_RETRY_DELAYS_SECONDS, PushSettings, Settings
 from data_lake.lake import Lake
 from data_lake.lock import LockOwner
 from model_registry.registry import Registry
-from tasks.day import engine, failure, inputs
+from tasks.day import engine, inputs
 from tasks.day.engine import ComputedDay, WrittenDay
 from tasks.day.inputs import ModelContext
 from tasks.day.wrappers import artifact_key, compute_task, io_task, transient
@@ -142,25 +142,9 @@ def compute_day(
     return day
 
 
-@contextmanager
-def failure_pushed(
-    settings: Settings,
-    model: str,
-    batch_date: date,
-    *,
-    push: bool,
-    tried_again: Callable[[BaseException], bool] = lambda _: False,
-) -> Iterator[failure.Attempt]:
-    """`failure.failure_pushed`, warning in the run's log."""
-    with failure.failure_pushed(
-        settings,
-        model,
-        batch_date,
-        push=push,
-        warn=lambda problem: get_run_logger().warning(problem),
-        tried_again=tried_again,
-    ) as attempt:
-        yield attempt
+def run_warning(message: str) -> None:
+    """A warning in the run's log (where the UI shows it)."""
+    get_run_logger().warning(message)
 
 
 @contextmanager
