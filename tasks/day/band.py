@@ -1,7 +1,8 @@
 """The reported batch's realized MAE against the band estimated for it on its own night
-(tasks/performance/band_check.py). That band is made again from the batch's rows by the same
-estimator, so a day's result depends on the lake's inputs only, never on which earlier nights
-have run."""
+(tasks/performance/band_check.py). That band is the estimate the window state remembers for the
+batch's files (its own night's, or a backfill's), or else made again from the batch's rows by the
+same estimator: the same numbers either way, so a day's result depends on the lake's inputs
+only, never on which earlier nights have run."""
 
 from __future__ import annotations
 

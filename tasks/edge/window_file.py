@@ -3,10 +3,9 @@
 One Arrow IPC file, zstd-compressed: the rows of every piece one after the other (`row_id`, `value`
 and a classifier's `proba_<i>`), and in the schema's metadata, as JSON, the state's key, its run
 day and, per partition in order, its files (path, size, modification time) and the number of rows
-of each of its pieces, or the error its files met, and a scored batch's estimate before labels
-when its own night made it. A file that is missing, unreadable, of another
-format or of another model version is no state: the night reads its window from the raw files and
-writes a new one.
+of each of its pieces, or the error its files met, and a scored batch's estimate before labels when
+its own night made it. A file that is missing, unreadable, of another format or of another model
+version is no state: the night reads its window from the raw files and writes a new one.
 """
 
 from __future__ import annotations
