@@ -10,6 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.errors import InputError
 from model_registry.registry import FeatureSpec, HoldoutMetrics, ModelCard, Registry
@@ -189,3 +191,33 @@ def test_numeric_ecdf_reads_nulls_and_nan_as_missing():
 )
 def test_categories_of_any_type_are_counted_by_their_string_form(column, expected):
     assert category_counts(column) == expected
+
+
+_INT_TYPES = [pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint32()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    chunks=st.lists(
+        st.lists(st.one_of(st.none(), st.integers(-3, 127)), max_size=40), min_size=1, max_size=3
+    ),
+    type_index=st.integers(0, len(_INT_TYPES) - 1),
+    dictionary=st.booleans(),
+)
+def test_integer_and_dictionary_counts_match_counting_each_value(chunks, type_index, dictionary):
+    """Small non-negative integers and dictionary codes are counted by position (`np.bincount`),
+    the rest hashed: either way each value's string form once, missing values apart."""
+    kind = _INT_TYPES[type_index]
+    if kind.id in (pa.uint8().id, pa.uint32().id):
+        chunks = [[v if v is None else abs(v) for v in c] for c in chunks]
+    column = pa.chunked_array([pa.array(c, kind) for c in chunks], kind)
+    if dictionary:
+        column = pa.chunked_array(
+            [c.dictionary_encode() for c in column.chunks], pa.dictionary(pa.int32(), kind)
+        )
+    values = [v for c in chunks for v in c]
+    expected: dict[str, int] = {}
+    for v in values:
+        if v is not None:
+            expected[str(v)] = expected.get(str(v), 0) + 1
+    assert category_counts(column) == (expected, values.count(None))
