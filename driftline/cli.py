@@ -205,12 +205,11 @@ def _export_flags(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     with terminal.noting_interrupts() as interrupted:
-        return _main(build_parser(), argv, interrupted)
+        return _main(argv, interrupted)
 
 
-def _main(
-    parser: argparse.ArgumentParser, argv: Sequence[str] | None, interrupted: threading.Event
-) -> int:
+def _main(argv: Sequence[str] | None, interrupted: threading.Event) -> int:
+    parser = build_parser()
     try:
         args = parser.parse_args(argv)
         if args.command is None:
