@@ -26,6 +26,7 @@ from tasks.stats.profile import (
     NumericProfile,
     ReferenceProfile,
 )
+from tasks.stats.scratch import scratch
 from tasks.stats.sketches import Sketch, categorical_sketch, numeric_sketch, quantile_positions
 
 # below this many rows a batch is done before threads would pay for themselves
@@ -122,9 +123,9 @@ def in_buckets(
     those), or crowds the buckets it would need (then sorting costs no more)."""
     if values.size < BUCKETED_MIN_N:
         return None
-    nan = np.isnan(values)
+    nan = np.isnan(values, out=scratch("nan", values.size, np.bool_))
     missing = int(np.count_nonzero(nan))
-    present = values[~nan] if missing else values
+    present = values[np.logical_not(nan, out=nan)] if missing else values
     sample = sample_of(present)
     bucketing = bucketing_of(sample)
     if present.size < BUCKETED_MIN_N or few_distinct(sample) or bucketing is None:

@@ -19,10 +19,12 @@ from typing import Literal
 
 import numpy as np
 
+from tasks.stats.scratch import scratch
+
 BUCKETS = 2**16  # numbers fit uint16: numpy's stable argsort of them is a radix sort
 _BLOCK = 2**16  # values keyed at a time: the float temporary stays in the CPU's cache
-# bucket numbers counted or looked up at a time (numpy widens them to 8 bytes to do either)
-_PASS = 2**20
+# bucket numbers counted or looked up at a time (widened to 8 bytes to count them)
+_PASS = 2**17
 # `Bucketed.resolve` gives up (the caller sorts instead) past this share of the values
 RESOLVE_MAX_SHARE = 1 / 8
 
@@ -30,7 +32,9 @@ RESOLVE_MAX_SHARE = 1 / 8
 @dataclass(frozen=True)
 class Bucketing:
     """Bucket 0 below `low`, `BUCKETS - 1` from `low + (BUCKETS - 2) / scale` up, and equal
-    widths between: a linear map, rounded down, which no rounding can make decrease."""
+    widths between: a linear map, rounded down, which no rounding can make decrease. The
+    edges are where the map puts them, a rounding either side of these: `starts_of` asks the
+    map itself."""
 
     low: float
     scale: float
@@ -38,19 +42,54 @@ class Bucketing:
     def keys(self, values: np.ndarray) -> np.ndarray:
         """The bucket of each value (NaN lands anywhere: callers leave it out first)."""
         keys = np.empty(values.size, dtype=np.uint16)
+        block = scratch("position", min(values.size, _BLOCK), np.float64)
+        origin = self.low - 1.0 / self.scale  # where bucket 1 starts, but for rounding
         with np.errstate(invalid="ignore", over="ignore"):
             for start in range(0, values.size, _BLOCK):
-                position = values[start : start + _BLOCK] - self.low
+                part = values[start : start + _BLOCK]
+                position = np.subtract(part, origin, out=block[: part.size])
                 position *= self.scale
-                np.clip(position, -1.0, BUCKETS - 2, out=position)
-                position += 1.0
+                np.clip(position, 0.0, BUCKETS - 1, out=position)
                 keys[start : start + _BLOCK] = position
         return keys
 
-    def starts_in(self, ascending: np.ndarray) -> np.ndarray:
-        """Per bucket b (and, last, BUCKETS), how many values of an ascending NaN-free array
-        lie in buckets before b."""
-        return _below(_tally(self.keys(ascending)))
+    def starts_of(self, ascending: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+        """Per bucket b of `buckets` (0 <= b <= BUCKETS), how many values of an ascending,
+        NaN-free array lie in buckets before b, without keying the array: a search for b's
+        lower edge, checked against `keys` of the values either side of the position found.
+        Where rounding put the edge a value off, a search on the values' buckets themselves
+        settles it (exact either way: `keys` never decreases)."""
+        buckets = np.asarray(buckets, dtype=np.int64)
+        n = ascending.size
+        if n == 0:
+            return np.zeros(buckets.size, dtype=np.int64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            edges = self.low + (buckets - 1) / self.scale
+        found = np.searchsorted(ascending, edges, side="left")
+        found[buckets <= 0], found[buckets >= BUCKETS] = 0, n
+        inside = (buckets > 0) & (buckets < BUCKETS)
+        after_last_below = (found == 0) | (self._key_at(ascending, found - 1) < buckets)
+        at_first_in = (found == n) | (self._key_at(ascending, found) >= buckets)
+        off = np.flatnonzero(inside & ~(after_last_below & at_first_in))
+        if off.size:
+            found[off] = self._first_at_or_after(ascending, buckets[off])
+        return found
+
+    def _key_at(self, ascending: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """The bucket of the value at each position (clamped to the array)."""
+        return self.keys(ascending[np.clip(positions, 0, ascending.size - 1)])
+
+    def _first_at_or_after(self, ascending: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+        """Per bucket, the position of the first value in it or a later bucket: a binary
+        search on the values' buckets, all buckets at once."""
+        low = np.zeros(buckets.size, dtype=np.int64)
+        high = np.full(buckets.size, ascending.size, dtype=np.int64)
+        while (active := np.flatnonzero(low < high)).size:
+            middle = (low[active] + high[active]) // 2
+            before = self.keys(ascending[middle]) < buckets[active]
+            low[active] = np.where(before, middle + 1, low[active])
+            high[active] = np.where(before, high[active], middle)
+        return low
 
 
 def bucketing_of(sample: np.ndarray) -> Bucketing | None:
@@ -104,15 +143,12 @@ class Bucketed:
         wanted[buckets[buckets >= 0]] = True
         if int(self.counts[wanted].sum()) > max(_BLOCK, self.n * RESOLVE_MAX_SHARE):
             return None
-        values = np.sort(
-            np.concatenate(
-                [
-                    self.values[start : start + _PASS][wanted[self.keys[start : start + _PASS]]]
-                    for start in range(0, self.n, _PASS)
-                ]
-                or [np.empty(0)]
-            )
-        )
+        parts = [np.empty(0)]
+        for start in range(0, self.n, _PASS):
+            keys = _widened(self.keys[start : start + _PASS])
+            mask = wanted.take(keys, out=scratch("wanted", keys.size, np.bool_))
+            parts.append(self.values[start : start + _PASS][mask])
+        values = np.sort(np.concatenate(parts))
         # an empty bucket answers without values
         return BucketedSample(self, values, wanted | (self.counts == 0))
 
@@ -173,8 +209,16 @@ def _tally(keys: np.ndarray) -> np.ndarray:
     """How many keys fall in each bucket."""
     counts = np.zeros(BUCKETS, dtype=np.int64)
     for start in range(0, keys.size, _PASS):
-        counts += np.bincount(keys[start : start + _PASS], minlength=BUCKETS)
+        counts += np.bincount(_widened(keys[start : start + _PASS]), minlength=BUCKETS)
     return counts
+
+
+def _widened(keys: np.ndarray) -> np.ndarray:
+    """Bucket numbers as the indices numpy counts and looks up with, in this thread's scratch
+    array rather than the new one `np.bincount` or `take` would make of them."""
+    wide = scratch("wide keys", keys.size, np.intp)
+    np.copyto(wide, keys)
+    return wide
 
 
 def _below(counts: np.ndarray) -> np.ndarray:

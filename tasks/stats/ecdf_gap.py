@@ -17,11 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.stats.buckets import Bucketed, BucketedSample
+from tasks.stats.buckets import BUCKETS, Bucketed, BucketedSample
 from tasks.stats.ecdf import Ecdf, Sample
 
 # distinct reference values per stretch of `ecdf_gap`
 _STRETCH = 32
+# buckets per stretch of `BucketGap`'s first round, and how much finer each next round is
+_COARSEST = 256
+_SPLIT = 4
 
 
 @dataclass(frozen=True)
@@ -63,19 +66,38 @@ class BucketGap:
     """`ecdf_gap` of a bucketed current sample (tasks/stats/buckets.py): the buckets are the
     stretches. `needed` lists the buckets to resolve for `gap`: those in which the difference
     could reach the largest one between buckets, and the last filled bucket before each such
-    point (its values tell where the point is)."""
+    point (its values tell where the point is).
+
+    The reference is counted at a bucket's start only where that could matter: first at
+    every `_COARSEST`-th bucket, then, `_SPLIT` times finer each round, inside the stretches
+    still open. A stretch closed stays closed (the largest difference found only grows), so
+    the last round's open stretches are the single buckets the full search would open.
+    """
 
     def __init__(self, reference: Ecdf, current: Bucketed) -> None:
         self._search = _Search(reference, current.n)
-        distinct_below = current.bucketing.starts_in(reference.values)
-        self._open = self._search.open_stretches(
-            reference.below(distinct_below), current.below, current.counts > 0
-        )
+        starts_of = current.bucketing.starts_of
+        bounds = np.arange(0, BUCKETS + 1, _COARSEST)
+        ref_below = reference.below(starts_of(reference.values, bounds))
+        width = _COARSEST
+        while True:
+            cur_below = current.below[bounds]
+            open_ = self._search.open_stretches(
+                ref_below, cur_below, cur_below[1:] > cur_below[:-1]
+            )
+            if width == 1:
+                break
+            width //= _SPLIT
+            split = (bounds[open_, None] + np.arange(width, width * _SPLIT, width)).ravel()
+            at = np.searchsorted(bounds, split)
+            bounds = np.insert(bounds, at, split)
+            ref_below = np.insert(
+                ref_below, at, reference.below(starts_of(reference.values, split))
+            )
+        self._open = bounds[open_]
+        first = bounds[self._search.first_boundary]
         self.needed = np.concatenate(
-            [
-                self._open,
-                current.previous_filled(np.append(self._open, self._search.first_boundary)),
-            ]
+            [self._open, current.previous_filled(np.append(self._open, first))]
         )
 
     def gap(self, resolved: BucketedSample) -> EcdfGap:
