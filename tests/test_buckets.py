@@ -4,6 +4,7 @@ bucketed column equals the one of the same column sorted whole, and scipy's D.""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +21,7 @@ from tasks.stats import batch_drift, ecdf_gap
 from tasks.stats.batch_drift import in_buckets, measured
 from tasks.stats.buckets import BUCKETS, Bucketed, Bucketing, bucketing_of
 from tasks.stats.columns import repeated_values
-from tasks.stats.ecdf import ecdf_of, sample_of
+from tasks.stats.ecdf import Ecdf, ecdf_of, sample_of
 from tasks.stats.ecdf_gap import BucketGap
 from tasks.stats.profile import NumericProfile, numeric_profile
 from tasks.stats.sketches import NumericSketch
@@ -280,3 +281,61 @@ def test_the_coarse_to_fine_search_opens_the_buckets_a_search_of_every_bucket_do
         assert gap == every_bucket.gap(resolved)
         expected = stats.ks_2samp(reference, current).statistic
         assert gap.statistic == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "name, on_the_references",
+    [
+        ("same distribution", True),
+        ("shifted a little", True),
+        ("missing values", True),
+        ("heavy tails", True),
+        ("shifted far", False),
+        ("current all above", False),
+    ],
+)
+def test_a_batch_spread_like_the_reference_is_bucketed_on_the_references_own_buckets(
+    name, on_the_references, monkeypatch
+):
+    """The reference's stored buckets serve a batch spread like it, the batch's own serve one
+    that is not, and either way the report is the one of the batch's own buckets."""
+    reference, current = large()[name]
+    profile = numeric_profile(pa.array(reference))
+    assert profile.buckets is not None
+    column = pa.chunked_array([pa.array(current)])
+    bare = replace(profile, buckets=None)
+    used: list[bool] = []
+
+    def spy(ref: Ecdf, cur: Bucketed, starts: np.ndarray | None = None) -> BucketGap:
+        used.append(starts is not None)
+        return BucketGap(ref, cur, starts)
+
+    monkeypatch.setattr(batch_drift, "BucketGap", spy)
+    theirs = measured("x", profile, column, RULE, (-1.5, 2.0))
+    assert used == ([True] if on_the_references else [False])
+    assert_same_report(theirs, measured("x", bare, column, RULE, (-1.5, 2.0)))
+    assert used[-1] is False
+
+
+def test_a_batch_crowding_buckets_its_sample_did_not_show_is_sorted_after_both_tries(
+    monkeypatch,
+):
+    """Half a batch in one bucket, between the values its sample drew: the reference's buckets
+    are tried, then the batch's own, and the sort serves, exactly."""
+    rng = np.random.default_rng(21)
+    reference = rng.normal(size=200_000)
+    profile = numeric_profile(pa.array(reference))
+    assert profile.buckets is not None
+    current = rng.normal(size=200_000)
+    current[1::2] = 0.25 + rng.random(100_000) * 1e-9  # the sample takes every 12th value
+    tried: list[bool] = []
+
+    def spy(ref: Ecdf, cur: Bucketed, starts: np.ndarray | None = None) -> BucketGap:
+        tried.append(starts is not None)
+        return BucketGap(ref, cur, starts)
+
+    monkeypatch.setattr(batch_drift, "BucketGap", spy)
+    assert in_buckets(profile.ecdf, current, None, profile.buckets) is None
+    assert tried == [True, False]
+    drift = measured("x", profile, pa.chunked_array([current]), RULE, None)[0]
+    assert drift.score == pytest.approx(stats.ks_2samp(reference, current).statistic, abs=1e-12)

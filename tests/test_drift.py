@@ -200,7 +200,7 @@ def test_sort_floats_buckets_sort_any_input_exactly(values):
     # the bucket path, on small adversarial inputs (it normally starts at 65,536 values)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("tasks.stats.ecdf._BUCKET_SORT_MIN_N", 0)
-        patch.setattr("tasks.stats.ecdf._BUCKET_SAMPLE", 16)
+        patch.setattr("tasks.stats.ecdf.SAMPLE_SIZE", 16)
         ordered = sort_floats(values)
     np.testing.assert_array_equal(ordered, np.sort(values))
 

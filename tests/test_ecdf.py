@@ -72,7 +72,7 @@ def test_large_samples_of_many_values_are_sorted():
 def test_counting_gives_the_sorted_ecdf_on_any_input(values):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("tasks.stats.ecdf._BUCKET_SORT_MIN_N", 0)
-        patch.setattr("tasks.stats.ecdf._BUCKET_SAMPLE", 16)
+        patch.setattr("tasks.stats.ecdf.SAMPLE_SIZE", 16)
         patch.setattr("tasks.stats.ecdf._COUNTED_MAX_DISTINCT", 2.0)  # always counted
         got = ecdf_of(values)
     assert_same(got, sorted_ecdf(values))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from tasks.edge.profile_file import (
     profile_from_bytes,
     profile_to_bytes,
 )
+from tasks.stats.buckets import BUCKETS, ReferenceBuckets
 from tasks.stats.columns import category_counts, numeric_ecdf
 from tasks.stats.profile import NumericProfile, ReferenceProfile, build_profile
 from tests.builders import batch, card
@@ -221,3 +223,55 @@ def test_integer_and_dictionary_counts_match_counting_each_value(chunks, type_in
         if v is not None:
             expected[str(v)] = expected.get(str(v), 0) + 1
     assert category_counts(column) == (expected, values.count(None))
+
+
+def large_reference() -> pa.Table:
+    """A reference large enough for its numeric columns to keep their buckets."""
+    table = batch(70_000, seed=9, target="price")
+    carat = np.round(table.column("carat").to_numpy(), 1)  # few distinct values: no buckets
+    return table.set_column(table.schema.get_field_index("carat"), "carat", pa.array(carat))
+
+
+def test_a_large_reference_keeps_its_buckets_exactly_through_its_file():
+    profile = build_profile(large_reference(), card())
+    prediction = profile.prediction
+    assert isinstance(prediction, NumericProfile) and prediction.buckets is not None
+    carat = profile.features["carat"]
+    assert isinstance(carat, NumericProfile) and carat.buckets is None, "few distinct values"
+    keys = prediction.buckets.bucketing.keys(prediction.values_sorted)
+    np.testing.assert_array_equal(
+        np.diff(prediction.buckets.starts), np.bincount(keys, minlength=BUCKETS)
+    )
+    read = profile_from_bytes(profile_to_bytes(profile), source="p").prediction
+    assert isinstance(read, NumericProfile) and read.buckets is not None
+    assert read.buckets.bucketing == prediction.buckets.bucketing
+    np.testing.assert_array_equal(read.buckets.starts, prediction.buckets.starts)
+
+
+def test_buckets_that_do_not_add_up_are_refused_and_a_format_3_file_reads_without_them():
+    profile = build_profile(large_reference(), card())
+    prediction = profile.prediction
+    assert isinstance(prediction, NumericProfile) and prediction.buckets is not None
+    starts = prediction.buckets.starts.copy()
+    starts[30_000:30_100] = starts[40_000]  # counts that run backwards
+    broken = ReferenceBuckets(prediction.buckets.bucketing, starts)
+    damaged = replace(profile, prediction=replace(prediction, buckets=broken))
+    with pytest.raises(InputError, match=r"p: not a valid.*do not add up"):
+        profile_from_bytes(profile_to_bytes(damaged), source="p")
+    bare = {
+        name: replace(f, buckets=None) if isinstance(f, NumericProfile) else f
+        for name, f in profile.features.items()
+    }
+    old = replace(profile, features=bare, prediction=replace(prediction, buckets=None))
+    payload = profile_to_bytes(old)
+    table = pa.ipc.open_file(pa.py_buffer(payload)).read_all()
+    meta = json.loads(table.schema.metadata[b"driftline.profile"])
+    assert all("buckets" not in entry for entry in meta["features"].values())
+    meta["format"] = 3
+    sink = pa.BufferOutputStream()
+    table = table.replace_schema_metadata({b"driftline.profile": json.dumps(meta).encode()})
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    read = profile_from_bytes(sink.getvalue().to_pybytes(), source="p")
+    assert_same(read, profile)
+    assert isinstance(read.prediction, NumericProfile) and read.prediction.buckets is None

@@ -13,7 +13,12 @@ ones, the category counts, and, where the reference's days taught one, the norma
 (`normal`: days and between-day shift, tasks/stats/normal.py); format 1 files have none. From
 format 3 it also holds the data-quality expectations learned from the reference rows (`quality`,
 tasks/quality/expectations.py); a format 1 or 2 file has them derived from its profile on reading,
-without the reference's share of repeated rows.
+without the reference's share of repeated rows. From format 4, a large numeric feature of many
+distinct values also has its buckets (tasks/stats/buckets.py `ReferenceBuckets`): `buckets` in
+its entry gives where they are placed (`low`, `scale`) and the row range that follows its ECDF,
+one row per bucket start and one closing (`value` = where the bucket starts, about; `below` =
+how many reference values lie before it). A format 1 to 3 file has none: its batches are
+bucketed on their own.
 Plain Arrow and JSON: nothing in it is ever unpickled.
 """
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +36,7 @@ from core.errors import InputError
 from data_lake.columns import PREDICTION
 from model_registry.registry import REFERENCE_FILE, ModelCard, Registry
 from tasks.quality.expectations import from_mapping, to_mapping
+from tasks.stats.buckets import BUCKETS, Bucketing, ReferenceBuckets
 from tasks.stats.ecdf import Ecdf
 from tasks.stats.normal import with_normal_ranges
 from tasks.stats.profile import (
@@ -44,8 +51,9 @@ from tasks.stats.profile import (
 )
 
 PROFILE_FILE = "profile.arrow"
-PROFILE_FORMAT = 3
-READABLE_FORMATS = (1, 2, PROFILE_FORMAT)  # 1: before normal ranges; 2: before quality
+PROFILE_FORMAT = 4
+# 1: before normal ranges; 2: before quality; 3: before the reference's buckets
+READABLE_FORMATS = (1, 2, 3, PROFILE_FORMAT)
 _METADATA_KEY = b"driftline.profile"
 _CACHE_DIR = ".cache/profiles"
 
@@ -70,6 +78,17 @@ def profile_to_bytes(profile: ReferenceProfile) -> bytes:
             length = feature.ecdf.values.size + 1
             layout[name] = {"kind": "numeric", "offset": offset, "rows": length}
             offset += length
+            if feature.buckets is not None:
+                bucketing, starts = feature.buckets.bucketing, feature.buckets.starts
+                values.append(_bucket_edges(bucketing))
+                below.append(starts)
+                layout[name]["buckets"] = {
+                    "offset": offset,
+                    "rows": starts.size,
+                    "low": bucketing.low,
+                    "scale": bucketing.scale,
+                }
+                offset += starts.size
         else:
             layout[name] = {"kind": "categorical", "counts": feature.counts}
         layout[name]["n_missing"] = feature.n_missing
@@ -96,6 +115,27 @@ def profile_to_bytes(profile: ReferenceProfile) -> bytes:
     with pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
+
+
+def _bucket_edges(bucketing: Bucketing) -> np.ndarray:
+    """Where each bucket starts, about (-inf for bucket 0, the last row the end): the `value`
+    of a bucket's row, for a reader of the file; driftline reads only its `below`."""
+    with np.errstate(over="ignore"):
+        edges = bucketing.low + (np.arange(BUCKETS + 1) - 1) / bucketing.scale
+    edges[0] = -np.inf
+    return edges
+
+
+def _buckets(entry: dict[str, float], below: np.ndarray, n: int) -> ReferenceBuckets:
+    """A feature's stored buckets, checked: they start at 0 and count every value, in order."""
+    start, rows = int(entry["offset"]), int(entry["rows"])
+    starts = below[start : start + rows].copy()
+    if rows != BUCKETS + 1 or starts[0] != 0 or starts[-1] != n or (np.diff(starts) < 0).any():
+        raise ValueError("bucket counts that do not add up to the reference")
+    bucketing = Bucketing(float(entry["low"]), float(entry["scale"]))
+    if not (math.isfinite(bucketing.low) and 0.0 < bucketing.scale < math.inf):
+        raise ValueError(f"buckets placed at {bucketing}")
+    return ReferenceBuckets(bucketing, starts)
 
 
 def _as_numpy(column: pa.ChunkedArray, dtype: type[np.generic]) -> np.ndarray:
@@ -143,9 +183,9 @@ def profile_from_bytes(payload: bytes, *, source: str) -> ReferenceProfile:
                 )
             if entry["kind"] == "numeric":
                 start, stop = entry["offset"], entry["offset"] + entry["rows"]
-                parsed[name] = NumericProfile(
-                    _ecdf(value[start : stop - 1], below[start:stop]), n_missing
-                )
+                ecdf = _ecdf(value[start : stop - 1], below[start:stop])
+                buckets = _buckets(entry["buckets"], below, ecdf.n) if "buckets" in entry else None
+                parsed[name] = NumericProfile(ecdf, n_missing, buckets)
             else:
                 counts = {str(k): int(v) for k, v in entry["counts"].items()}
                 parsed[name] = CategoricalProfile(counts, n_missing)

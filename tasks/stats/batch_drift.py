@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -13,7 +13,13 @@ import pyarrow as pa
 from core.settings import DriftRule
 from tasks.quality.expectations import SHAPE_LEVELS, NumericExpectation
 from tasks.quality.facts import CategoricalFacts, ColumnFacts, NumericFacts, unsorted_facts
-from tasks.stats.buckets import Bucketed, BucketedSample, bucketing_of
+from tasks.stats.buckets import (
+    Bucketed,
+    BucketedSample,
+    Bucketing,
+    ReferenceBuckets,
+    bucketing_of,
+)
 from tasks.stats.columns import as_float, category_counts
 from tasks.stats.drift import FeatureDrift, chi2_drift, decide, decide_single, ks_drift
 from tasks.stats.ecdf import Ecdf, Sample, ecdf_of, few_distinct, sample_of
@@ -84,7 +90,7 @@ def measured(
         return drift, sketch, CategoricalFacts(counts, missing)
     values = as_float(column)
     current: Sample
-    bucketed = in_buckets(reference.ecdf, values, value_range)
+    bucketed = in_buckets(reference.ecdf, values, value_range, reference.buckets)
     if bucketed is not None:
         current, missing, gap = bucketed
         # which values repeat, and how many differ, would take a sort: the row check finds
@@ -115,37 +121,54 @@ def measured(
 
 
 def in_buckets(
-    reference: Ecdf, values: np.ndarray, value_range: tuple[float, float] | None = None
+    reference: Ecdf,
+    values: np.ndarray,
+    value_range: tuple[float, float] | None = None,
+    buckets: ReferenceBuckets | None = None,
 ) -> tuple[BucketedSample, int, EcdfGap | None] | None:
     """A large column of many distinct values (NaN missing) in buckets, resolved for the KS
     gap, the sketch and the facts, with its number of missing values and the gap (None: an
     empty sample); None when the column is small, of few distinct values (`ecdf_of` counts
-    those), or crowds the buckets it would need (then sorting costs no more)."""
+    those), or crowds the buckets it would need (then sorting costs no more). The buckets are
+    the reference's own (`buckets`) when the column spreads over them, else the column's."""
     if values.size < BUCKETED_MIN_N:
         return None
     nan = np.isnan(values, out=scratch("nan", values.size, np.bool_))
     missing = int(np.count_nonzero(nan))
     present = values[np.logical_not(nan, out=nan)] if missing else values
     sample = sample_of(present)
-    bucketing = bucketing_of(sample)
-    if present.size < BUCKETED_MIN_N or few_distinct(sample) or bucketing is None:
+    if present.size < BUCKETED_MIN_N or few_distinct(sample):
         return None
     bounds = np.array(value_range if value_range is not None else (), dtype=np.float64)
     if np.isnan(bounds).any():
         return None
-    current = Bucketed(present, bucketing)
-    search = BucketGap(reference, current) if reference.n else None
-    positions = np.r_[
-        quantile_positions(current.n), [round(lv * (current.n - 1)) for lv in SHAPE_LEVELS]
-    ]
-    needed = [
-        current.buckets_of_positions(positions),
-        current.buckets_of_values(bounds).astype(np.int64),
-    ]
-    resolved = current.resolve(np.concatenate([*needed, search.needed if search else []]))
-    if resolved is None:
-        return None
-    return resolved, missing, search.gap(resolved) if search else None
+    for bucketing, starts in bucketings(sample, buckets):
+        current = Bucketed(present, bucketing)
+        search = BucketGap(reference, current, starts) if reference.n else None
+        positions = np.r_[
+            quantile_positions(current.n), [round(lv * (current.n - 1)) for lv in SHAPE_LEVELS]
+        ]
+        needed = [
+            current.buckets_of_positions(positions),
+            current.buckets_of_values(bounds).astype(np.int64),
+        ]
+        resolved = current.resolve(np.concatenate([*needed, search.needed if search else []]))
+        if resolved is not None:
+            return resolved, missing, search.gap(resolved) if search else None
+    return None
+
+
+def bucketings(
+    sample: np.ndarray, buckets: ReferenceBuckets | None
+) -> Iterator[tuple[Bucketing, np.ndarray | None]]:
+    """The buckets to try, in turn, for a column of this sample, each with the reference's
+    values before each bucket when they are the reference's own: those first, when the
+    column spreads over them, then the column's own."""
+    own = bucketing_of(sample)
+    if buckets is not None and buckets.spreads(sample, own):
+        yield buckets.bucketing, buckets.starts
+    if own is not None:
+        yield own, None
 
 
 def numeric_facts(

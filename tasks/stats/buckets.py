@@ -92,6 +92,32 @@ class Bucketing:
         return low
 
 
+@dataclass(frozen=True)
+class ReferenceBuckets:
+    """A large reference's histogram over buckets placed from its own quantiles, made once
+    when the version is registered: a batch spread like the reference is bucketed the same
+    way, and the reference side of its KS search is read here instead of searched
+    (tasks/stats/ecdf_gap.py)."""
+
+    bucketing: Bucketing
+    starts: np.ndarray  # int64, BUCKETS + 1: how many reference values lie before bucket b
+
+    def spreads(self, sample: np.ndarray, own: Bucketing | None) -> bool:
+        """Whether a batch's evenly spaced sample spreads over these buckets about as over its
+        `own` (its fullest bucket here holding at most twice what it holds in its own, give
+        or take 8 values): a batch narrower than the reference, or beyond its range, gets
+        buckets of its own."""
+        if not sample.size:
+            return False
+        fullest = _fullest(self.bucketing, sample)
+        return own is None or fullest <= 2 * _fullest(own, sample) + 8
+
+
+def _fullest(bucketing: Bucketing, sample: np.ndarray) -> int:
+    """How many of the sample's values share its fullest bucket."""
+    return int(np.bincount(bucketing.keys(sample), minlength=BUCKETS).max())
+
+
 def bucketing_of(sample: np.ndarray) -> Bucketing | None:
     """Buckets spread over an ascending, NaN-free sample's 0.1% to 99.9% quantiles; None when
     those are equal or too far apart for a finite scale."""

@@ -13,7 +13,7 @@ from tasks.stats.buckets import BUCKETS, bucketing_of
 
 # samples at least this large are sorted through buckets first (see `sort_floats`)
 _BUCKET_SORT_MIN_N = 65_536
-_BUCKET_SAMPLE = 16_384  # values drawn (evenly spaced) to place the buckets
+SAMPLE_SIZE = 16_384  # values drawn (evenly spaced) to place the buckets
 _ROW = 128  # bucketed values sorted a row at a time before the final merge
 # a large sample whose evenly spaced sample holds at most this share of distinct values is
 # counted by hashing (`ecdf_of`) instead of sorted
@@ -114,8 +114,8 @@ def sort_floats(values: np.ndarray) -> np.ndarray:
 
 
 def sample_of(values: np.ndarray) -> np.ndarray:
-    """An evenly spaced sample of about `_BUCKET_SAMPLE` present values, sorted."""
-    sample = np.sort(values[:: max(1, values.size // _BUCKET_SAMPLE)])
+    """An evenly spaced sample of about `SAMPLE_SIZE` present values, sorted."""
+    sample = np.sort(values[:: max(1, values.size // SAMPLE_SIZE)])
     return sample[: np.searchsorted(sample, np.nan, side="left")]
 
 

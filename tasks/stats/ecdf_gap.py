@@ -68,18 +68,26 @@ class BucketGap:
     could reach the largest one between buckets, and the last filled bucket before each such
     point (its values tell where the point is).
 
-    The reference is counted at a bucket's start only where that could matter: first at
-    every `_COARSEST`-th bucket, then, `_SPLIT` times finer each round, inside the stretches
-    still open. A stretch closed stays closed (the largest difference found only grows), so
-    the last round's open stretches are the single buckets the full search would open.
+    Unless the buckets are the reference's own, whose counts it stored, the reference is
+    counted at a bucket's start only where that could matter: first at every `_COARSEST`-th
+    bucket, then, `_SPLIT` times finer each round, inside the stretches still open. A stretch
+    closed stays closed (the largest difference found only grows), so the last round's open
+    stretches are the single buckets the full search would open.
     """
 
-    def __init__(self, reference: Ecdf, current: Bucketed) -> None:
+    def __init__(
+        self, reference: Ecdf, current: Bucketed, starts: np.ndarray | None = None
+    ) -> None:
+        """`starts`: the reference's values before each bucket, when the buckets are the
+        reference's own (`ReferenceBuckets`): read at every bucket at once."""
         self._search = _Search(reference, current.n)
         starts_of = current.bucketing.starts_of
-        bounds = np.arange(0, BUCKETS + 1, _COARSEST)
-        ref_below = reference.below(starts_of(reference.values, bounds))
-        width = _COARSEST
+        if starts is None:
+            width = _COARSEST
+            bounds = np.arange(0, BUCKETS + 1, width)
+            ref_below = reference.below(starts_of(reference.values, bounds))
+        else:
+            width, bounds, ref_below = 1, np.arange(BUCKETS + 1), starts
         while True:
             cur_below = current.below[bounds]
             open_ = self._search.open_stretches(

@@ -19,14 +19,20 @@ from tasks.quality.expectations import (
     learn_categorical,
     learn_numeric,
 )
+from tasks.stats.buckets import BUCKETS, ReferenceBuckets, bucketing_of
 from tasks.stats.columns import category_counts, numeric_ecdf
-from tasks.stats.ecdf import Ecdf
+from tasks.stats.ecdf import SAMPLE_SIZE, Ecdf, few_distinct
+
+# references this large keep their buckets (a smaller one is searched in a few ms)
+REFERENCE_BUCKETS_MIN_N = 2**16
 
 
 @dataclass(frozen=True)
 class NumericProfile:
     ecdf: Ecdf  # NaN-free
     n_missing: int
+    # a large reference of many distinct values: its histogram over buckets of its own
+    buckets: ReferenceBuckets | None = field(default=None, compare=False)
 
     @property
     def values_sorted(self) -> np.ndarray:
@@ -72,7 +78,24 @@ class HasFeatures(Protocol):
 
 
 def numeric_profile(column: pa.ChunkedArray | pa.Array) -> NumericProfile:
-    return NumericProfile(*numeric_ecdf(column))
+    ecdf, n_missing = numeric_ecdf(column)
+    return NumericProfile(ecdf, n_missing, reference_buckets(ecdf))
+
+
+def reference_buckets(ecdf: Ecdf) -> ReferenceBuckets | None:
+    """The reference's buckets, placed from its quantiles as a batch's are from its sample,
+    with how many of its values lie before each; None for a reference smaller than
+    `REFERENCE_BUCKETS_MIN_N` or of few distinct values (the batch's own serve then)."""
+    if ecdf.n < REFERENCE_BUCKETS_MIN_N:
+        return None
+    positions = np.linspace(0, ecdf.n - 1, min(ecdf.n, SAMPLE_SIZE)).round().astype(np.int64)
+    sample = ecdf.order_statistics(positions)
+    bucketing = bucketing_of(sample)
+    if bucketing is None or few_distinct(sample):
+        return None
+    # the distinct values ascend, so their bucket numbers do: a search finds each start
+    first = np.searchsorted(bucketing.keys(ecdf.values), np.arange(BUCKETS + 1), side="left")
+    return ReferenceBuckets(bucketing, np.asarray(ecdf.below(first), dtype=np.int64))
 
 
 def build_profile(reference: pa.Table, card: HasFeatures) -> ReferenceProfile:
