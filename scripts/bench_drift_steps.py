@@ -8,7 +8,8 @@ numeric and 3 categorical features and the prediction), read as a nightly run re
 column is measured on one thread, each step `--repeats` times in this one process, and the
 fastest kept (the steps' own cost, without page faults or the other thread): for a bucketed
 numeric column the histogram (`Bucketed`), the reference at the buckets' boundaries
-(`BucketGap`), the buckets the questions need resolved (`resolve`), then D and its point, the
+(`BucketGap`: read from the profile when the buckets are the reference's own, else searched), the
+buckets the questions need resolved (`resolve`), then D and its point, the
 p-value, the sketch and the facts (`rest`); a counted or sorted one whole (`measured`); a
 categorical one its counts and test. Milliseconds, summed over the columns.
 """
@@ -31,8 +32,8 @@ from data_lake.lake import Lake
 from scripts.bench_workload import DAY, card, write_workload
 from tasks.day.inputs import read_batch
 from tasks.edge.profile_file import PROFILE_FILE, profile_from_bytes
-from tasks.stats.batch_drift import in_buckets, measured
-from tasks.stats.buckets import Bucketed, bucketing_of
+from tasks.stats.batch_drift import bucketings, in_buckets, measured
+from tasks.stats.buckets import Bucketed
 from tasks.stats.columns import as_float
 from tasks.stats.ecdf import sample_of
 from tasks.stats.ecdf_gap import BucketGap
@@ -76,13 +77,12 @@ def column_steps(
         return "categorical", {"categorical: counts and chi-square": whole}
     values = as_float(column)
     timed = {"numeric: to float64": fastest(lambda: as_float(column), repeats)[0]}
-    if in_buckets(reference.ecdf, values) is None:
+    if in_buckets(reference.ecdf, values, None, reference.buckets) is None:
         return "counted or sorted", {**timed, "numeric, counted or sorted: all steps": whole}
     present = values[~np.isnan(values)]
-    bucketing = bucketing_of(sample_of(present))
-    assert bucketing is not None
+    bucketing, starts = next(bucketings(sample_of(present), reference.buckets))
     timed["bucketed: histogram"], current = fastest(lambda: Bucketed(present, bucketing), repeats)
-    seconds, search = fastest(lambda: BucketGap(reference.ecdf, current), repeats)
+    seconds, search = fastest(lambda: BucketGap(reference.ecdf, current, starts), repeats)
     timed["bucketed: the reference at the boundaries"] = seconds
     asked = current.buckets_of_positions(quantile_positions(current.n))
     needed = np.concatenate([asked, search.needed])

@@ -71,6 +71,7 @@ def chunk(rows: int, rng: np.random.Generator, *, current: bool, start: int) -> 
 def write_workload(directory: Path, rows: int, reference_rows: int, seed: int) -> None:
     """The reference (raw rows and stored profile) and the batch, written chunk by chunk."""
     rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
     reference = pa.concat_tables(
         [
             chunk(min(CHUNK_ROWS, reference_rows - s), rng, current=False, start=s)
