@@ -81,20 +81,29 @@ class BucketGap:
         """`starts`: the reference's values before each bucket, when the buckets are the
         reference's own (`ReferenceBuckets`): read at every bucket at once."""
         self._search = _Search(reference, current.n)
-        starts_of = current.bucketing.starts_of
-        if starts is None:
-            width = _COARSEST
-            bounds = np.arange(0, BUCKETS + 1, width)
-            ref_below = reference.below(starts_of(reference.values, bounds))
+        if starts is not None:
+            self._open = self._search.open_stretches(starts, current.below, current.counts > 0)
+            first = self._search.first_boundary
         else:
-            width, bounds, ref_below = 1, np.arange(BUCKETS + 1), starts
+            self._open, first = self._coarse_to_fine(reference, current)
+        self.needed = np.concatenate(
+            [self._open, current.previous_filled(np.append(self._open, first))]
+        )
+
+    def _coarse_to_fine(self, reference: Ecdf, current: Bucketed) -> tuple[np.ndarray, int]:
+        """The open buckets and the first boundary with the largest difference, the
+        reference searched at the starts of the stretches still open, finer each round."""
+        starts_of = current.bucketing.starts_of
+        width = _COARSEST
+        bounds = np.arange(0, BUCKETS + 1, width)
+        ref_below = reference.below(starts_of(reference.values, bounds))
         while True:
             cur_below = current.below[bounds]
             open_ = self._search.open_stretches(
                 ref_below, cur_below, cur_below[1:] > cur_below[:-1]
             )
             if width == 1:
-                break
+                return bounds[open_], int(bounds[self._search.first_boundary])
             width //= _SPLIT
             split = (bounds[open_, None] + np.arange(width, width * _SPLIT, width)).ravel()
             at = np.searchsorted(bounds, split)
@@ -102,11 +111,6 @@ class BucketGap:
             ref_below = np.insert(
                 ref_below, at, reference.below(starts_of(reference.values, split))
             )
-        self._open = bounds[open_]
-        first = bounds[self._search.first_boundary]
-        self.needed = np.concatenate(
-            [self._open, current.previous_filled(np.append(self._open, first))]
-        )
 
     def gap(self, resolved: BucketedSample) -> EcdfGap:
         """The gap, from the current sample resolved with (at least) `needed`."""
@@ -140,12 +144,20 @@ class _Search:
         and cur_below[j + 1]; one without a current value has a flat current ECDF and its
         largest difference just before the next start (an end already counted).
         """
-        at_ends = np.abs(self.diff(ref_below, cur_below))
+        signed = self.diff(ref_below, cur_below)
+        at_ends = np.abs(signed)
         i = int(np.argmax(at_ends))
         self.best, self.first_boundary = at_ends[i], i
         self.pair = (int(ref_below[i]), int(cur_below[i]))
-        up = self.diff(ref_below[1:], cur_below[:-1])
-        down = -self.diff(ref_below[:-1], cur_below[1:])
+        if not self.exact:
+            up = self.diff(ref_below[1:], cur_below[:-1])
+            down = -self.diff(ref_below[:-1], cur_below[1:])
+            return np.flatnonzero(filled & ((up >= self.best) | (down >= self.best)))
+        # the same bounds from the differences at the ends: in integers, with mass the
+        # stretch's current values times n1, up = signed[j + 1] + mass and down = mass - signed[j]
+        mass = np.diff(cur_below) * self.n1
+        up = signed[1:] + mass
+        down = np.subtract(mass, signed[:-1], out=mass)
         return np.flatnonzero(filled & ((up >= self.best) | (down >= self.best)))
 
     def settle(self, current: Sample, values: np.ndarray) -> EcdfGap:
