@@ -106,7 +106,8 @@ class ReferenceBuckets:
         """Whether a batch's evenly spaced sample spreads over these buckets about as over its
         `own` (its fullest bucket here holding at most twice what it holds in its own, give
         or take 8 values): a batch narrower than the reference, or beyond its range, gets
-        buckets of its own."""
+        buckets of its own. A batch with none of its own (its sample's quantiles equal) tries
+        these; resolving then says whether they serve."""
         if not sample.size:
             return False
         fullest = _fullest(self.bucketing, sample)
