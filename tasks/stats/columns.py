@@ -7,7 +7,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.stats.ecdf import Ecdf, ecdf_of_sorted, sort_floats
-from tasks.stats.scratch import scratch
 
 # integer categories up to this (or up to the column's length) are counted by position
 _CODES_MAX = 2**16
@@ -84,7 +83,7 @@ def _code_tallies(codes: pa.ChunkedArray | pa.Array, values: pa.Array) -> tuple[
         codes = pc.fill_null(codes, 0)  # fits any integer type; taken back below
     if isinstance(codes, pa.ChunkedArray):
         codes = codes.combine_chunks() if codes.num_chunks != 1 else codes.chunk(0)
-    found = np.bincount(_as_intp(codes.to_numpy()), minlength=size)
+    found = np.bincount(codes.to_numpy(), minlength=size)
     counts = np.zeros(size + 1, dtype=np.int64)  # the last: the missing codes
     counts[: found.size] += found
     counts[0] -= missing
@@ -92,13 +91,3 @@ def _code_tallies(codes: pa.ChunkedArray | pa.Array, values: pa.Array) -> tuple[
     present = np.flatnonzero(counts)
     keys = pa.concat_arrays([values, pa.nulls(1, values.type)]).take(pa.array(present))
     return keys, pa.array(counts[present], pa.int64())
-
-
-def _as_intp(codes: np.ndarray) -> np.ndarray:
-    """Codes as the index type `np.bincount` counts, widened into this thread's scratch array
-    (tasks/stats/scratch.py) rather than the new one `np.bincount` would make."""
-    if codes.dtype == np.intp:
-        return codes
-    wide = scratch("wide codes", codes.size, np.intp)
-    np.copyto(wide, codes, casting="unsafe")  # non-negative: checked by the caller
-    return wide
