@@ -19,7 +19,7 @@ from tasks.quality.batch import repeated_rows
 from tasks.quality.facts import NumericFacts
 from tasks.stats import batch_drift, ecdf_gap
 from tasks.stats.batch_drift import in_buckets, measured
-from tasks.stats.buckets import BUCKETS, Bucketed, Bucketing, bucketing_of
+from tasks.stats.buckets import BUCKETS, NAN_BUCKET, Bucketed, Bucketing, bucketing_of
 from tasks.stats.columns import repeated_values
 from tasks.stats.ecdf import Ecdf, ecdf_of, sample_of
 from tasks.stats.ecdf_gap import BucketGap
@@ -339,3 +339,24 @@ def test_a_batch_crowding_buckets_its_sample_did_not_show_is_sorted_after_both_t
     assert tried == [True, False]
     drift = measured("x", profile, pa.chunked_array([current]), RULE, None)[0]
     assert drift.score == pytest.approx(stats.ks_2samp(reference, current).statistic, abs=1e-12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=hnp.arrays(np.float64, st.integers(1, 300), elements=FLOATS),
+    low=st.floats(-1e6, 1e6),
+    spread=st.floats(1e-9, 1e9),
+)
+def test_nan_and_only_nan_lands_in_the_nan_bucket(values, low, spread):
+    """A batch's missing values are counted in the pass that buckets it, apart from every
+    value, infinities and the extremes included."""
+    bucketing = Bucketing(low, (BUCKETS - 4) / spread)
+    keys = bucketing.keys(values)
+    np.testing.assert_array_equal(keys == NAN_BUCKET, np.isnan(values))
+    bucketed = Bucketed(values, bucketing)
+    assert bucketed.missing == np.count_nonzero(np.isnan(values))
+    assert bucketed.n == values.size - bucketed.missing
+    resolved = bucketed.resolve(np.arange(NAN_BUCKET))
+    if resolved is not None:
+        present = np.sort(values[~np.isnan(values)])
+        np.testing.assert_array_equal(resolved.order_statistics(np.arange(present.size)), present)

@@ -32,7 +32,6 @@ from tasks.stats.profile import (
     NumericProfile,
     ReferenceProfile,
 )
-from tasks.stats.scratch import scratch
 from tasks.stats.sketches import Sketch, categorical_sketch, numeric_sketch, quantile_positions
 
 # below this many rows a batch is done before threads would pay for themselves
@@ -133,17 +132,16 @@ def in_buckets(
     the reference's own (`buckets`) when the column spreads over them, else the column's."""
     if values.size < BUCKETED_MIN_N:
         return None
-    nan = np.isnan(values, out=scratch("nan", values.size, np.bool_))
-    missing = int(np.count_nonzero(nan))
-    present = values[np.logical_not(nan, out=nan)] if missing else values
-    sample = sample_of(present)
-    if present.size < BUCKETED_MIN_N or few_distinct(sample):
-        return None
+    sample = sample_of(values)  # of the present values
     bounds = np.array(value_range if value_range is not None else (), dtype=np.float64)
-    if np.isnan(bounds).any():
+    if few_distinct(sample) or np.isnan(bounds).any():
         return None
     for bucketing, starts in bucketings(sample, buckets):
-        current = Bucketed(present, bucketing)
+        # NaN is counted and left out in the pass that buckets the column: no copy without it
+        current = Bucketed(values, bucketing)
+        if current.n < BUCKETED_MIN_N:
+            return None
+        missing = current.missing
         search = BucketGap(reference, current, starts) if reference.n else None
         positions = np.r_[
             quantile_positions(current.n), [round(lv * (current.n - 1)) for lv in SHAPE_LEVELS]

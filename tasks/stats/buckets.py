@@ -22,6 +22,9 @@ import numpy as np
 from tasks.stats.scratch import scratch
 
 BUCKETS = 2**16  # numbers fit uint16: numpy's stable argsort of them is a radix sort
+# the last bucket takes NaN, and only NaN: a batch's missing values are counted, and left out,
+# in the pass that buckets it
+NAN_BUCKET = BUCKETS - 1
 _BLOCK = 2**16  # values keyed at a time: the float temporary stays in the CPU's cache
 # bucket numbers counted or looked up at a time (widened to 8 bytes to count them)
 _PASS = 2**17
@@ -31,16 +34,16 @@ RESOLVE_MAX_SHARE = 1 / 8
 
 @dataclass(frozen=True)
 class Bucketing:
-    """Bucket 0 below `low`, `BUCKETS - 1` from `low + (BUCKETS - 2) / scale` up, and equal
+    """Bucket 0 below `low`, `BUCKETS - 2` from `low + (BUCKETS - 3) / scale` up, and equal
     widths between: a linear map, rounded down, which no rounding can make decrease. The
     edges are where the map puts them, a rounding either side of these: `starts_of` asks the
-    map itself."""
+    map itself. NaN goes to `NAN_BUCKET`, after every value."""
 
     low: float
     scale: float
 
     def keys(self, values: np.ndarray) -> np.ndarray:
-        """The bucket of each value (NaN lands anywhere: callers leave it out first)."""
+        """The bucket of each value; `NAN_BUCKET` for NaN."""
         keys = np.empty(values.size, dtype=np.uint16)
         block = scratch("position", min(values.size, _BLOCK), np.float64)
         origin = self.low - 1.0 / self.scale  # where bucket 1 starts, but for rounding
@@ -49,7 +52,8 @@ class Bucketing:
                 part = values[start : start + _BLOCK]
                 position = np.subtract(part, origin, out=block[: part.size])
                 position *= self.scale
-                np.clip(position, 0.0, BUCKETS - 1, out=position)
+                np.clip(position, 0.0, NAN_BUCKET - 1, out=position)  # NaN stays NaN
+                np.fmin(position, NAN_BUCKET, out=position)  # and only NaN becomes NAN_BUCKET
                 keys[start : start + _BLOCK] = position
         return keys
 
@@ -66,8 +70,9 @@ class Bucketing:
         with np.errstate(over="ignore", invalid="ignore"):
             edges = self.low + (buckets - 1) / self.scale
         found = np.searchsorted(ascending, edges, side="left")
-        found[buckets <= 0], found[buckets >= BUCKETS] = 0, n
-        inside = (buckets > 0) & (buckets < BUCKETS)
+        # no value is in NAN_BUCKET: all lie before it
+        found[buckets <= 0], found[buckets >= NAN_BUCKET] = 0, n
+        inside = (buckets > 0) & (buckets < NAN_BUCKET)
         after_last_below = (found == 0) | (self._key_at(ascending, found - 1) < buckets)
         at_first_in = (found == n) | (self._key_at(ascending, found) >= buckets)
         off = np.flatnonzero(inside & ~(after_last_below & at_first_in))
@@ -127,25 +132,30 @@ def bucketing_of(sample: np.ndarray) -> Bucketing | None:
     low = float(sample[(sample.size - 1) // 1000])
     high = float(sample[(sample.size - 1) - (sample.size - 1) // 1000])
     with np.errstate(over="ignore"):
-        scale = (BUCKETS - 3) / (high - low) if high > low else 0.0
+        scale = (BUCKETS - 4) / (high - low) if high > low else 0.0
     if not 0.0 < scale < math.inf:
         return None
     return Bucketing(low, scale)
 
 
 class Bucketed:
-    """A NaN-free sample's histogram over a `Bucketing`: how many values lie below each bucket."""
+    """A sample's histogram over a `Bucketing`: how many present values lie below each bucket.
+    NaN is missing: counted (`missing`) in the same pass, and left out of everything else."""
 
     def __init__(self, values: np.ndarray, bucketing: Bucketing) -> None:
-        self.values = values
+        self.values = values  # NaN included: resolving leaves it out
         self.bucketing = bucketing
         self.keys = bucketing.keys(values)
-        self.counts = _tally(self.keys)
+        counts = _tally(self.keys)
+        self.missing = int(counts[NAN_BUCKET])
+        counts[NAN_BUCKET] = 0
+        self.counts = counts
         self.below = _below(self.counts)  # below[BUCKETS] = n
 
     @property
     def n(self) -> int:
-        return int(self.values.size)
+        """How many values are present (not NaN)."""
+        return int(self.below[-1])
 
     def buckets_of_positions(self, positions: np.ndarray) -> np.ndarray:
         """The bucket of each 0-based position in sorted order (0 <= position < n)."""
@@ -171,7 +181,7 @@ class Bucketed:
         if int(self.counts[wanted].sum()) > max(_BLOCK, self.n * RESOLVE_MAX_SHARE):
             return None
         parts = [np.empty(0)]
-        for start in range(0, self.n, _PASS):
+        for start in range(0, self.values.size, _PASS):
             keys = _widened(self.keys[start : start + _PASS])
             mask = wanted.take(keys, out=scratch("wanted", keys.size, np.bool_))
             parts.append(self.values[start : start + _PASS][mask])

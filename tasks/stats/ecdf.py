@@ -131,7 +131,7 @@ def _bucket_sort(values: np.ndarray, sample: np.ndarray) -> np.ndarray:
         in_crowded = sample[sample_buckets == crowded]
         if in_crowded[0] != in_crowded[-1]:  # equal values in one bucket cost timsort nothing
             return np.sort(values)
-    # NaN lands in any bucket: the final sort puts it last
+    # NaN lands in the last bucket, after every value, as np.sort puts it
     ordered = np.take(values, np.argsort(bucketing.keys(values), kind="stable"))  # faster than []
     # rows of _ROW values sorted on their own (numpy's sorting networks, about 2 ns a value)
     # leave out of order only the buckets a row boundary cuts, which timsort merges in passing
