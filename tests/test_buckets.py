@@ -32,6 +32,10 @@ FLOATS = st.one_of(
     st.integers(-5, 5),
 )
 RULE = DriftRule(min_samples=1)
+# small arrays of any floats, and buckets placed anywhere over any spread
+SMALL = hnp.arrays(np.float64, st.integers(1, 300), elements=FLOATS)
+LOWS = st.floats(-1e6, 1e6)
+SPREADS = st.floats(1e-9, 1e9)
 
 
 def both_ways(
@@ -215,9 +219,9 @@ def test_a_million_row_column_is_bucketed_exactly():
 
 @settings(max_examples=300, deadline=None)
 @given(
-    values=hnp.arrays(np.float64, st.integers(1, 300), elements=FLOATS),
-    low=st.floats(-1e6, 1e6),
-    spread=st.floats(1e-9, 1e9),
+    values=SMALL,
+    low=LOWS,
+    spread=SPREADS,
     buckets=st.lists(st.integers(-3, BUCKETS + 3), min_size=1, max_size=50),
 )
 def test_starts_of_counts_what_keying_every_value_counts(values, low, spread, buckets):
@@ -283,6 +287,18 @@ def test_the_coarse_to_fine_search_opens_the_buckets_a_search_of_every_bucket_do
         assert gap.statistic == pytest.approx(expected, abs=1e-12)
 
 
+def buckets_tried(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Per bucketing the drift step tries from now on: whether it was the reference's own."""
+    tried: list[bool] = []
+
+    def spy(ref: Ecdf, cur: Bucketed, starts: np.ndarray | None = None) -> BucketGap:
+        tried.append(starts is not None)
+        return BucketGap(ref, cur, starts)
+
+    monkeypatch.setattr(batch_drift, "BucketGap", spy)
+    return tried
+
+
 @pytest.mark.parametrize(
     "name, on_the_references",
     [
@@ -304,13 +320,7 @@ def test_a_batch_spread_like_the_reference_is_bucketed_on_the_references_own_buc
     assert profile.buckets is not None
     column = pa.chunked_array([pa.array(current)])
     bare = replace(profile, buckets=None)
-    used: list[bool] = []
-
-    def spy(ref: Ecdf, cur: Bucketed, starts: np.ndarray | None = None) -> BucketGap:
-        used.append(starts is not None)
-        return BucketGap(ref, cur, starts)
-
-    monkeypatch.setattr(batch_drift, "BucketGap", spy)
+    used = buckets_tried(monkeypatch)
     theirs = measured("x", profile, column, RULE, (-1.5, 2.0))
     assert used == ([True] if on_the_references else [False])
     assert_same_report(theirs, measured("x", bare, column, RULE, (-1.5, 2.0)))
@@ -328,13 +338,7 @@ def test_a_batch_crowding_buckets_its_sample_did_not_show_is_sorted_after_both_t
     assert profile.buckets is not None
     current = rng.normal(size=200_000)
     current[1::2] = 0.25 + rng.random(100_000) * 1e-9  # the sample takes every 12th value
-    tried: list[bool] = []
-
-    def spy(ref: Ecdf, cur: Bucketed, starts: np.ndarray | None = None) -> BucketGap:
-        tried.append(starts is not None)
-        return BucketGap(ref, cur, starts)
-
-    monkeypatch.setattr(batch_drift, "BucketGap", spy)
+    tried = buckets_tried(monkeypatch)
     assert in_buckets(profile.ecdf, current, None, profile.buckets) is None
     assert tried == [True, False]
     drift = measured("x", profile, pa.chunked_array([current]), RULE, None)[0]
@@ -342,11 +346,7 @@ def test_a_batch_crowding_buckets_its_sample_did_not_show_is_sorted_after_both_t
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    values=hnp.arrays(np.float64, st.integers(1, 300), elements=FLOATS),
-    low=st.floats(-1e6, 1e6),
-    spread=st.floats(1e-9, 1e9),
-)
+@given(values=SMALL, low=LOWS, spread=SPREADS)
 def test_nan_and_only_nan_lands_in_the_nan_bucket(values, low, spread):
     """A batch's missing values are counted in the pass that buckets it, apart from every
     value, infinities and the extremes included."""
