@@ -321,7 +321,13 @@ def test_ctrl_c_stops_the_command_the_runner_runs(
         caller.send_signal(signal.SIGINT)
         _, stderr = caller.communicate(timeout=120)
     assert caller.returncode == 130, stderr
-    assert not Path(f"/proc/{child}").exists()
+    # the child reports its exit status, then ends: the kernel reaps it a moment after the reply
+    wait_for(
+        lambda: not Path(f"/proc/{child}").exists(),
+        timeout_seconds=60,
+        what=f"the runner's child {child} to end",
+        interval=0.05,
+    )
     assert served(local, " ".join(argv))[-1].split(": exit ")[1].startswith("130 in")
 
 
