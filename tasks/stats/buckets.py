@@ -26,7 +26,7 @@ BUCKETS = 2**16  # numbers fit uint16: numpy's stable argsort of them is a radix
 # in the pass that buckets it
 NAN_BUCKET = BUCKETS - 1
 _BLOCK = 2**16  # values keyed at a time: the float temporary stays in the CPU's cache
-# bucket numbers counted or looked up at a time (widened to 8 bytes to count them)
+# bucket numbers looked up at a time (widened to 8 bytes for `take`)
 _PASS = 2**17
 # `Bucketed.resolve` gives up (the caller sorts instead) past this share of the values
 RESOLVE_MAX_SHARE = 1 / 8
@@ -243,16 +243,16 @@ class BucketedSample:
 
 
 def _tally(keys: np.ndarray) -> np.ndarray:
-    """How many keys fall in each bucket."""
+    """How many keys fall in each bucket: `np.add.at` takes the 2-byte bucket numbers as
+    they are, where `np.bincount` would want them widened to 8 bytes first."""
     counts = np.zeros(BUCKETS, dtype=np.int64)
-    for start in range(0, keys.size, _PASS):
-        counts += np.bincount(_widened(keys[start : start + _PASS]), minlength=BUCKETS)
+    np.add.at(counts, keys, 1)
     return counts
 
 
 def _widened(keys: np.ndarray) -> np.ndarray:
-    """Bucket numbers as the indices numpy counts and looks up with, in this thread's scratch
-    array rather than the new one `np.bincount` or `take` would make of them."""
+    """Bucket numbers as the indices numpy looks up with, in this thread's scratch array
+    rather than the new one `take` would make of them."""
     wide = scratch("wide keys", keys.size, np.intp)
     np.copyto(wide, keys)
     return wide

@@ -3,7 +3,7 @@
 A fresh array of megabytes is memory the process has not touched yet: each 4 KiB page of it
 costs a page fault on first use, which on a virtual machine, with the drift step's threads
 faulting at once, costs more than the arithmetic done in it (docs/statistics.md). The drift
-step's temporaries (bucket numbers widened for `np.bincount`, a look-up mask, a block of floats)
+step's temporaries (bucket numbers widened for `take`, a look-up mask, a block of floats)
 have the same sizes column after column, so each thread keeps one array per name and hands out
 views of it. A view is valid until the same thread asks for the same name again: only for
 temporaries that do not leave the function that asked. A thread's arrays go with it; they are
