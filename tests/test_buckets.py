@@ -19,6 +19,7 @@ from tasks.quality.batch import repeated_rows
 from tasks.quality.facts import NumericFacts
 from tasks.stats import batch_drift, ecdf_gap
 from tasks.stats.batch_drift import in_buckets, measured
+from tasks.stats import buckets
 from tasks.stats.buckets import BUCKETS, NAN_BUCKET, Bucketed, Bucketing, bucketing_of
 from tasks.stats.columns import repeated_values
 from tasks.stats.ecdf import Ecdf, ecdf_of, sample_of
@@ -360,3 +361,17 @@ def test_nan_and_only_nan_lands_in_the_nan_bucket(values, low, spread):
     if resolved is not None:
         present = np.sort(values[~np.isnan(values)])
         np.testing.assert_array_equal(resolved.order_statistics(np.arange(present.size)), present)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=SMALL, low=LOWS, spread=SPREADS)
+def test_the_fullest_bucket_of_a_sample_is_the_largest_count_of_its_histogram(
+    values, low, spread
+):
+    """`ReferenceBuckets.spreads` compares the fullest buckets of a batch's sample (ascending,
+    without NaN); it counts the longest run of one bucket instead of a histogram."""
+    sample = np.sort(values[~np.isnan(values)])
+    assume(sample.size)
+    bucketing = Bucketing(low, (BUCKETS - 4) / spread)
+    histogram = np.bincount(bucketing.keys(sample), minlength=BUCKETS)
+    assert buckets._fullest(bucketing, sample) == histogram.max()

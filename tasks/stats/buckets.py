@@ -120,8 +120,11 @@ class ReferenceBuckets:
 
 
 def _fullest(bucketing: Bucketing, sample: np.ndarray) -> int:
-    """How many of the sample's values share its fullest bucket."""
-    return int(np.bincount(bucketing.keys(sample), minlength=BUCKETS).max())
+    """How many of an ascending sample's values share its fullest bucket: the longest run of
+    one bucket number, as `keys` never decreases (no histogram of every bucket)."""
+    keys = bucketing.keys(sample)
+    ends = np.flatnonzero(keys[1:] != keys[:-1])
+    return int(np.diff(ends, prepend=-1, append=keys.size - 1).max())
 
 
 def bucketing_of(sample: np.ndarray) -> Bucketing | None:
