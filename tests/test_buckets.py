@@ -17,9 +17,8 @@ from scipy import stats
 from core.settings import DriftRule
 from tasks.quality.batch import repeated_rows
 from tasks.quality.facts import NumericFacts
-from tasks.stats import batch_drift, ecdf_gap
+from tasks.stats import batch_drift, buckets, ecdf_gap
 from tasks.stats.batch_drift import in_buckets, measured
-from tasks.stats import buckets
 from tasks.stats.buckets import BUCKETS, NAN_BUCKET, Bucketed, Bucketing, bucketing_of
 from tasks.stats.columns import repeated_values
 from tasks.stats.ecdf import Ecdf, ecdf_of, sample_of
