@@ -364,9 +364,7 @@ def test_nan_and_only_nan_lands_in_the_nan_bucket(values, low, spread):
 
 @settings(max_examples=300, deadline=None)
 @given(values=SMALL, low=LOWS, spread=SPREADS)
-def test_the_fullest_bucket_of_a_sample_is_the_largest_count_of_its_histogram(
-    values, low, spread
-):
+def test_the_fullest_bucket_of_a_sample_is_the_largest_count_of_its_histogram(values, low, spread):
     """`ReferenceBuckets.spreads` compares the fullest buckets of a batch's sample (ascending,
     without NaN); it counts the longest run of one bucket instead of a histogram."""
     sample = np.sort(values[~np.isnan(values)])
