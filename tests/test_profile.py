@@ -23,7 +23,7 @@ from tasks.edge.profile_file import (
     profile_from_bytes,
     profile_to_bytes,
 )
-from tasks.stats.buckets import BUCKETS, ReferenceBuckets
+from tasks.stats.buckets import BUCKETS, NAN_BUCKET, ReferenceBuckets
 from tasks.stats.columns import category_counts, numeric_ecdf
 from tasks.stats.profile import NumericProfile, ReferenceProfile, build_profile
 from tests.builders import batch, card
@@ -246,6 +246,33 @@ def test_a_large_reference_keeps_its_buckets_exactly_through_its_file():
     assert isinstance(read, NumericProfile) and read.buckets is not None
     assert read.buckets.bucketing == prediction.buckets.bucketing
     np.testing.assert_array_equal(read.buckets.starts, prediction.buckets.starts)
+
+
+@pytest.mark.parametrize(
+    "moved",
+    [
+        "the top values counted in the NaN bucket",  # the key map of an earlier version
+        "a start a few values off",
+    ],
+)
+def test_buckets_that_map_values_otherwise_than_this_version_are_refused(moved: str) -> None:
+    """Counts that add up but disagree with where this version's buckets put the reference's
+    values would give a wrong D: the file is refused, naming it."""
+    profile = build_profile(large_reference(), card())
+    prediction = profile.prediction
+    assert isinstance(prediction, NumericProfile) and prediction.buckets is not None
+    starts = prediction.buckets.starts.copy()
+    if moved == "a start a few values off":
+        # the first of the checked buckets (every 4,096th) that holds values: its start moved
+        # past them, still in order
+        b = next(b for b in range(4096, BUCKETS, 4096) if starts[b + 1] > starts[b])
+        starts[b] = starts[b + 1]
+    else:
+        starts[NAN_BUCKET] -= 50
+    broken = ReferenceBuckets(prediction.buckets.bucketing, starts)
+    damaged = replace(profile, prediction=replace(prediction, buckets=broken))
+    with pytest.raises(InputError, match=r"p: not a valid.*do not match the reference's values"):
+        profile_from_bytes(profile_to_bytes(damaged), source="p")
 
 
 def test_buckets_that_do_not_add_up_are_refused_and_a_format_3_file_reads_without_them():

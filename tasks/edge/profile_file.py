@@ -36,7 +36,7 @@ from core.errors import InputError
 from data_lake.columns import PREDICTION
 from model_registry.registry import REFERENCE_FILE, ModelCard, Registry
 from tasks.quality.expectations import from_mapping, to_mapping
-from tasks.stats.buckets import BUCKETS, Bucketing, ReferenceBuckets
+from tasks.stats.buckets import BUCKETS, NAN_BUCKET, Bucketing, ReferenceBuckets
 from tasks.stats.ecdf import Ecdf
 from tasks.stats.normal import with_normal_ranges
 from tasks.stats.profile import (
@@ -55,6 +55,8 @@ PROFILE_FORMAT = 4
 # 1: before normal ranges; 2: before quality; 3: before the reference's buckets
 READABLE_FORMATS = (1, 2, 3, PROFILE_FORMAT)
 _METADATA_KEY = b"driftline.profile"
+# stored buckets are checked against the reference's values at every this many buckets
+_BUCKETS_CHECKED_EVERY = 4096
 _CACHE_DIR = ".cache/profiles"
 
 
@@ -126,15 +128,21 @@ def _bucket_edges(bucketing: Bucketing) -> np.ndarray:
     return edges
 
 
-def _buckets(entry: dict[str, float], below: np.ndarray, n: int) -> ReferenceBuckets:
-    """A feature's stored buckets, checked: they start at 0 and count every value, in order."""
+def _buckets(entry: dict[str, float], below: np.ndarray, ecdf: Ecdf) -> ReferenceBuckets:
+    """A feature's stored buckets, checked: they start at 0, count every value, in order, none
+    in the NaN bucket, and where the reference's own values put them (at every 4,096th
+    bucket: a file whose buckets map values otherwise than this version does is refused)."""
     start, rows = int(entry["offset"]), int(entry["rows"])
     starts = below[start : start + rows].copy()
+    n = ecdf.n
     if rows != BUCKETS + 1 or starts[0] != 0 or starts[-1] != n or (np.diff(starts) < 0).any():
         raise ValueError("bucket counts that do not add up to the reference")
     bucketing = Bucketing(float(entry["low"]), float(entry["scale"]))
     if not (math.isfinite(bucketing.low) and 0.0 < bucketing.scale < math.inf):
         raise ValueError(f"buckets placed at {bucketing}")
+    checked = np.r_[np.arange(0, BUCKETS, _BUCKETS_CHECKED_EVERY), NAN_BUCKET]
+    if not np.array_equal(starts[checked], ecdf.below(bucketing.starts_of(ecdf.values, checked))):
+        raise ValueError("bucket counts that do not match the reference's values")
     return ReferenceBuckets(bucketing, starts)
 
 
@@ -184,7 +192,7 @@ def profile_from_bytes(payload: bytes, *, source: str) -> ReferenceProfile:
             if entry["kind"] == "numeric":
                 start, stop = entry["offset"], entry["offset"] + entry["rows"]
                 ecdf = _ecdf(value[start : stop - 1], below[start:stop])
-                buckets = _buckets(entry["buckets"], below, ecdf.n) if "buckets" in entry else None
+                buckets = _buckets(entry["buckets"], below, ecdf) if "buckets" in entry else None
                 parsed[name] = NumericProfile(ecdf, n_missing, buckets)
             else:
                 counts = {str(k): int(v) for k, v in entry["counts"].items()}
