@@ -24,7 +24,7 @@ from tasks.edge.profile_file import (
     profile_to_bytes,
 )
 from tasks.stats.buckets import BUCKETS, NAN_BUCKET, ReferenceBuckets
-from tasks.stats.columns import category_counts, numeric_ecdf
+from tasks.stats.columns import as_float, category_counts, numeric_ecdf
 from tasks.stats.profile import NumericProfile, ReferenceProfile, build_profile
 from tests.builders import batch, card
 
@@ -157,6 +157,22 @@ def test_numeric_ecdf_reads_nulls_and_nan_as_missing():
     ecdf, missing = numeric_ecdf(pa.chunked_array([[3.0, None], [float("nan"), 1, 3]]))
     assert missing == 2
     assert ecdf.sorted_values().tolist() == [1.0, 3.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    ("column", "expected"),
+    [
+        (pa.chunked_array([[1.5, None], [None, 4.0]]), [1.5, None, None, 4.0]),
+        (pa.chunked_array([pa.array([1, None, 3], pa.int16())]), [1.0, None, 3.0]),
+        (pa.array([None, None], pa.float32()), [None, None]),
+        (pa.array([2.5, float("nan")]), [2.5, None]),
+        (pa.chunked_array([], pa.float64()), []),
+    ],
+)
+def test_a_numeric_column_reads_as_float64_with_nan_for_its_nulls(column, expected):
+    values = as_float(column)
+    assert values.dtype == np.float64
+    assert [None if np.isnan(v) else v for v in values.tolist()] == expected
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,12 @@ _CODES_MAX = 2**16
 
 
 def as_float(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A numeric column as float64; nulls become NaN (missing)."""
+    """A numeric column as float64; nulls become NaN (missing). Arrow fills them, so a column
+    of one chunk is read without a copy either way (`to_numpy` would convert one with nulls
+    through its pandas path)."""
     floats = pc.cast(column, pa.float64())
+    if floats.null_count:
+        floats = pc.fill_null(floats, np.nan)
     return np.asarray(floats.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
