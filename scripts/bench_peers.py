@@ -26,7 +26,9 @@ drift step is timed, wall (`time.perf_counter`) and CPU seconds of all the proce
   only; `fit(reference)` (registration's counterpart) is timed apart and reported as
   `nannyml_fit_*`. Note that with 10,000 reference rows or more NannyML's KS is an estimate
   (both samples binned on 10,000 equal-width bins between the reference's min and max) and
-  gives no p-value; its chi2 is scipy's `chi2_contingency`.
+  gives no p-value; its chi2 is scipy's `chi2_contingency`. Its usage logging (an upload to
+  segment.io queued by every call) is off (`NML_DISABLE_USAGE_LOGGING`), as every tool's
+  telemetry is: the benchmark makes no network calls.
 - Evidently 0.7.23 (var/evidently): `Report([DataDriftPreset(num_method="ks",
   cat_method="chisquare")]).run(current, reference)` on `Dataset.from_pandas` of both frames
   with a `DataDefinition` naming the 11 numeric and 3 categorical columns. Timed: `run` only
@@ -201,7 +203,14 @@ RUNS = {
 
 def child(directory: Path, kind: str) -> dict[str, Any]:
     """One measurement in a fresh interpreter (the tool's own venv)."""
-    env = {**os.environ, "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    # no tool phones home: NannyML's usage logging would otherwise queue an upload to segment.io
+    # on every call, whose thread (failing its DNS look-up offline) runs beside the timed call
+    env = {
+        **os.environ,
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "NML_DISABLE_USAGE_LOGGING": "1",
+    }
     done = subprocess.run(
         [str(INTERPRETERS[kind]), __file__, "--child", str(directory), "--kind", kind],
         check=True,
