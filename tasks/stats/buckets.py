@@ -246,8 +246,9 @@ class BucketedSample:
 
 
 def _tally(keys: np.ndarray) -> np.ndarray:
-    """How many keys fall in each bucket: `np.add.at` takes the 2-byte bucket numbers as
-    they are, where `np.bincount` would want them widened to 8 bytes first."""
+    """How many keys fall in each bucket, by one `np.add.at` of the 2-byte bucket numbers
+    (numpy widens them itself; `np.bincount` of them widened here a pass at a time took a
+    fifth more CPU). Like `np.bincount`, it holds the GIL while it counts."""
     counts = np.zeros(BUCKETS, dtype=np.int64)
     np.add.at(counts, keys, 1)
     return counts
