@@ -1,6 +1,6 @@
 """Programs started and stopped by pid, for the tests and the scripts: one launcher.
 
-- `free_port()`: a loopback port nobody listens on right now.
+- `free_port()`: a loopback port nobody listens on right now (`driftline.stack.ports`).
 - `wait_for(probe, ...)`: poll until the probe returns something truthy, fail naming what was
   awaited.
 - `Process` / `launched(...)`: start a program in a process group (session) of its own, its output
@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from driftline.stack.ports import free_port
+
 T = TypeVar("T")
 
 PUSHGATEWAY = "prometheus-pushgateway"
@@ -37,13 +39,6 @@ PROMETHEUS = "prometheus"
 ALERTMANAGER = "prometheus-alertmanager"
 # Debian's default: one file for every Pushgateway on the machine that is not told otherwise.
 SHARED_PUSHGATEWAY_FILE = "/var/lib/prometheus/pushgateway.data"
-
-
-def free_port() -> int:
-    """Return a loopback port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(
