@@ -122,8 +122,7 @@ def profile_to_bytes(profile: ReferenceProfile) -> bytes:
 def _bucket_edges(bucketing: Bucketing) -> np.ndarray:
     """Where each bucket starts, about (-inf for bucket 0, the last row the end): the `value`
     of a bucket's row, for a reader of the file; driftline reads only its `below`."""
-    with np.errstate(over="ignore"):
-        edges = bucketing.low + (np.arange(BUCKETS + 1) - 1) / bucketing.scale
+    edges = bucketing.edges(np.arange(BUCKETS + 1))
     edges[0] = -np.inf
     return edges
 

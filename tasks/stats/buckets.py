@@ -57,6 +57,12 @@ class Bucketing:
                 keys[start : start + _BLOCK] = position
         return keys
 
+    def edges(self, buckets: np.ndarray) -> np.ndarray:
+        """Where each bucket starts by the map's formula, a rounding either side of where
+        `keys` puts it (`starts_of` settles that)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self.low + (np.asarray(buckets) - 1) / self.scale
+
     def starts_of(self, ascending: np.ndarray, buckets: np.ndarray) -> np.ndarray:
         """Per bucket b of `buckets` (0 <= b <= BUCKETS), how many values of an ascending,
         NaN-free array lie in buckets before b, without keying the array: a search for b's
@@ -67,9 +73,7 @@ class Bucketing:
         n = ascending.size
         if n == 0:
             return np.zeros(buckets.size, dtype=np.int64)
-        with np.errstate(over="ignore", invalid="ignore"):
-            edges = self.low + (buckets - 1) / self.scale
-        found = np.searchsorted(ascending, edges, side="left")
+        found = np.searchsorted(ascending, self.edges(buckets), side="left")
         # no value is in NAN_BUCKET: all lie before it
         found[buckets <= 0], found[buckets >= NAN_BUCKET] = 0, n
         inside = (buckets > 0) & (buckets < NAN_BUCKET)
